@@ -1,0 +1,188 @@
+"""``audiosae``: the command line.  Every long command shows progress; ``--json`` prints a
+machine-readable summary on stdout; exit status 0 = ok, 1 = error (one-line message, no
+traceback unless ``--debug``), 2 = usage error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import AudioSAEError, JobCancelled
+from .jobs import CancelToken, Progress
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class TqdmProgress:
+    """Progress sink for a terminal: one tqdm bar per stage, on stderr, silent when asked."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self._bar = None
+        self._stage: str | None = None
+        self._last_line = 0.0
+
+    def __call__(self, event: Progress) -> None:
+        if self.quiet:
+            return
+        if not self.tty:
+            return self._plain(event)
+        from tqdm import tqdm
+
+        if event.stage != self._stage or self._bar is None:
+            self.close()
+            self._stage = event.stage
+            self._bar = tqdm(total=event.total, desc=event.stage, unit="", leave=False,
+                             dynamic_ncols=True, file=sys.stderr)
+        if event.total is not None and self._bar.total != event.total:
+            self._bar.total = event.total
+        self._bar.n = event.done
+        postfix = event.message[:60]
+        self._bar.set_postfix_str(postfix, refresh=False)
+        self._bar.refresh()
+
+    def _plain(self, event: Progress) -> None:
+        # Not a terminal (CI, a pipe): an occasional plain line so long work shows life.
+        now = time.monotonic()
+        if event.stage != self._stage or now - self._last_line > 10:
+            self._stage, self._last_line = event.stage, now
+            frac = event.fraction
+            pct = f" {100 * frac:5.1f}%" if frac is not None else ""
+            print(f"[{event.stage}]{pct} {event.message}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .devices import DEVICE_CHOICES
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default="auto", help=f"compute device: {', '.join(DEVICE_CHOICES)} (default auto: cuda, then mps, then cpu)")
+    common.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
+    common.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    common.add_argument("--quiet", action="store_true", help="no progress output")
+
+    p = argparse.ArgumentParser(prog="audiosae", description="Sparse autoencoders, probes and control vectors on audio latents.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    b = sub.add_parser("build", parents=[common], help="encode audio into a workspace corpus (resumable)",
+                       description="Encode audio with a latent backend, label every frame (pitch, loudness, timbre) "
+                                   "and store the corpus in WORKSPACE. Re-running resumes an interrupted build.")
+    b.add_argument("workspace", type=Path)
+    b.add_argument("--backend", default="mel", help="latent backend (see `audiosae backends`; default mel)")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", nargs="+", type=Path, metavar="PATH", help="audio files and/or folders")
+    src.add_argument("--builtin", choices=["tones", "midi"], help="a built-in offline corpus with ground truth")
+    b.add_argument("--minutes", type=float, default=None, help="limit the built-in corpus to about N minutes")
+    b.add_argument("--weights", type=Path, default=None, help="local checkpoint file for the backend (offline)")
+    b.add_argument("--crepe-model", choices=["tiny", "full"], default=None, help="CREPE size for pitch labels")
+    b.add_argument("--seed", type=int, default=0)
+
+    t = sub.add_parser("train", parents=[common], help="train the SAE grid, then the probes",
+                       description="Train one SAE per (expansion, L1) pair in one pass over the corpus, then "
+                                   "linear probes on each SAE's features and on the raw latent (baseline). "
+                                   "Re-running after an interruption resumes from the last checkpoint.")
+    t.add_argument("workspace", type=Path)
+    t.add_argument("--expansion", type=_ints, default=[4, 8, 16], help="widths as multiples of the latent dim (default 4,8,16)")
+    t.add_argument("--l1", type=_floats, default=[0.005, 0.02, 0.05], help="L1 coefficients (default 0.005,0.02,0.05)")
+    t.add_argument("--epochs", type=int, default=10, help="passes over the training frames (default 10)")
+    t.add_argument("--batch-size", type=int, default=4096)
+    t.add_argument("--seed", type=int, default=0)
+
+    r = sub.add_parser("report", parents=[common], help="the paper-style table: sparsity, L0, dead, FVU, probe accuracy")
+    r.add_argument("workspace", type=Path)
+
+    s = sub.add_parser("steer", parents=[common], help="apply a control vector to an audio file",
+                       description="f' = RMSNorm(f + alpha * w_k) on the SAE features of AUDIO, decoded back to audio; "
+                                   "reports the measured shift of the target attribute and of the others.")
+    s.add_argument("workspace", type=Path)
+    s.add_argument("audio", type=Path)
+    s.add_argument("--attribute", required=True, choices=["pitch", "loudness", "timbre"])
+    s.add_argument("--target", required=True, help="class: a note like A4 for pitch; a bin index, '-12 dB' or '1500 Hz'")
+    s.add_argument("--alpha", type=float, default=20.0, help="steering strength (paper: 1, 10, 20, 30)")
+    s.add_argument("--sae", default=None, help="SAE name (default: best pitch probe accuracy)")
+    s.add_argument("--start", type=float, default=None, help="steer from this time (s)")
+    s.add_argument("--end", type=float, default=None, help="steer until this time (s)")
+    s.add_argument("--keep-residual", action="store_true", help="add back x - SAE(x) so only the steered direction changes")
+    s.add_argument("--out", type=Path, required=True, help="output audio (.wav or .flac)")
+
+    d = sub.add_parser("demo", parents=[common], help="offline demo: build, train, report and steer on built-in audio",
+                       description="Builds a small workspace from the built-in tones with the mel backend, trains a "
+                                   "small SAE grid and probes, prints the report and writes a steered example.")
+    d.add_argument("--workspace", type=Path, default=Path("demo-workspace"), help="where to put it (default ./demo-workspace)")
+    d.add_argument("--minutes", type=float, default=4.0)
+    d.add_argument("--fresh", action="store_true", help="delete an existing demo workspace first")
+
+    sub.add_parser("backends", parents=[common], help="list the latent backends")
+    return p
+
+
+def _run(args: argparse.Namespace, cancel: CancelToken) -> dict[str, Any]:
+    from . import commands
+
+    progress = TqdmProgress(quiet=args.quiet)
+    try:
+        handler: Callable[..., dict[str, Any]] = getattr(commands, f"cmd_{args.command}")
+        return handler(args, progress=progress, cancel=cancel)
+    finally:
+        progress.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return int(exc.code or 0)
+    cancel = CancelToken()
+    try:
+        result = _run(args, cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("audiosae: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_ERROR
+    except JobCancelled as exc:
+        print(f"audiosae: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except AudioSAEError as exc:
+        if args.debug:
+            raise
+        print(f"audiosae: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # an unexpected bug: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"audiosae: internal error: {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    if args.json:
+        print(json.dumps(result.get("json", result), indent=2, default=str))
+    elif result.get("text"):
+        print(result["text"])
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,461 @@
+"""A workspace: one folder holding a corpus of latent frames and everything trained on it.
+
+Layout (every file written atomically, every JSON/safetensors header carries a schema
+version)::
+
+    WORKSPACE/
+      workspace.json              backend (name + options), attribute spec, corpus summary
+      corpus/manifest.json        sources (split, shard, frame range), committed shards, skipped files
+      corpus/shard-00000.safetensors
+                                  latents float16 [N, D], codes int32 [N, K] (discrete backends),
+                                  raw attributes (midi, periodicity, loudness_db, centroid_hz),
+                                  ground-truth midi (built-in corpora), index: source (row into the
+                                  shard's source list in its metadata), frame, time (s)
+      saes/<name>/                cfg.json + sae.safetensors + metrics.json (SAELens convention)
+      probes/<name>/              one ProbeSet per SAE, plus probes/raw-latent (baseline on x)
+      steer/                      steered audio and its JSON side-cars
+      checkpoints/                training state for resume
+
+Raw attribute values are stored, not classes: class labels come from the attribute spec at
+read time, so the timbre range (fit on the training split) or the bins can change without
+re-encoding, and probes trained on one corpus apply to another with the same spec.
+
+Crash safety of ``build``: a shard is written (temp file + rename) before the manifest that
+names it.  A run killed at any point restarts from the manifest: sources it lists are done,
+a shard file it does not list is an orphan and is overwritten.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .attributes import AttributeSpec, FrameAttributes, measure_attributes
+from .corpus import Source, ground_truth_midi, validation_split
+from .errors import AudioInputError, AudioSAEError, WorkspaceError
+from .frames import LABEL_COLUMNS, Split
+from .jobs import CancelToken, Progress, ProgressSink, null_progress
+from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors,
+                      load_tensors_metadata, read_json, save_tensors)
+
+WORKSPACE_FILE = "workspace.json"
+MANIFEST_FILE = "manifest.json"
+DEFAULT_SHARD_FRAMES = 16384
+RAW_COLUMNS = ("midi", "periodicity", "loudness_db", "centroid_hz")
+
+
+@dataclass
+class SourceRecord:
+    source_id: str
+    label: str
+    path: str | None
+    split: str
+    shard: int
+    n_frames: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Manifest:
+    shards: list[dict[str, Any]] = field(default_factory=list)   # {"file", "n_frames", "n_train", "n_val"}
+    sources: dict[str, SourceRecord] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)               # one-line problems
+    complete: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "complete": self.complete, "shards": self.shards,
+                "sources": {k: v.to_dict() for k, v in self.sources.items()}, "skipped": self.skipped}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> "Manifest":
+        check_schema(data, path, kind="corpus manifest")
+        try:
+            sources = {k: SourceRecord(**v) for k, v in data.get("sources", {}).items()}
+            shards = [dict(s) for s in data.get("shards", [])]
+            for s in shards:
+                int(s["n_frames"]), str(s["file"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise WorkspaceError(f"{path}: corpus manifest is malformed ({exc})") from None
+        return cls(shards=shards, sources=sources, skipped=list(data.get("skipped", [])),
+                   complete=bool(data.get("complete", False)))
+
+
+class Workspace:
+    """Open or create with ``Workspace.create`` / ``Workspace.open``."""
+
+    def __init__(self, root: Path, meta: dict[str, Any]):
+        self.root = Path(root)
+        self.meta = meta
+
+    # ---- creation / opening -------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, backend_name: str, backend_options: dict[str, Any] | None = None,
+               spec: AttributeSpec | None = None, *, exist_ok: bool = True) -> "Workspace":
+        root = Path(root)
+        if (root / WORKSPACE_FILE).exists():
+            ws = cls.open(root)
+            if not exist_ok:
+                raise WorkspaceError(f"{root}: a workspace already exists here")
+            if ws.backend_name != backend_name:
+                raise WorkspaceError(f"{root}: workspace uses backend {ws.backend_name!r}, not {backend_name!r}; "
+                                     f"choose another folder")
+            return ws
+        if root.exists() and any(root.iterdir()):
+            raise WorkspaceError(f"{root}: folder exists and is not empty (and is not a workspace)")
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "created_by": f"audiosae {__version__}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "backend": {"name": backend_name, "options": backend_options or {}},
+            "attribute_spec": (spec or AttributeSpec()).to_dict(),
+            "corpus": {},
+        }
+        for sub in ("corpus", "saes", "probes", "steer"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(root / WORKSPACE_FILE, meta)
+        return cls(root, meta)
+
+    @classmethod
+    def open(cls, root: str | Path) -> "Workspace":
+        root = Path(root)
+        path = root / WORKSPACE_FILE
+        if not path.is_file():
+            raise WorkspaceError(f"{root}: not an audiosae workspace (no {WORKSPACE_FILE})")
+        meta = read_json(path, kind="workspace file")
+        if not isinstance(meta, dict):
+            raise WorkspaceError(f"{path}: workspace file must hold a JSON object")
+        check_schema(meta, path, kind="workspace file")
+        backend = meta.get("backend")
+        if not isinstance(backend, dict) or not isinstance(backend.get("name"), str):
+            raise WorkspaceError(f"{path}: workspace file lacks 'backend.name'")
+        ws = cls(root, meta)
+        ws.attribute_spec  # validate now, not at first use
+        return ws
+
+    def save_meta(self) -> None:
+        atomic_write_json(self.root / WORKSPACE_FILE, self.meta)
+
+    # ---- properties ----------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return self.meta["backend"]["name"]
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        return dict(self.meta["backend"].get("options") or {})
+
+    @property
+    def attribute_spec(self) -> AttributeSpec:
+        try:
+            return AttributeSpec.from_dict(self.meta["attribute_spec"])
+        except KeyError:
+            raise WorkspaceError(f"{self.root / WORKSPACE_FILE}: lacks 'attribute_spec'") from None
+
+    def set_attribute_spec(self, spec: AttributeSpec) -> None:
+        self.meta["attribute_spec"] = spec.to_dict()
+        self.save_meta()
+
+    def backend(self, device: str | None = "auto"):
+        from .codecs import get_backend
+
+        return get_backend(self.backend_name, device=device, **self.backend_options)
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.root / "corpus"
+
+    def sae_dir(self, name: str) -> Path:
+        return self.root / "saes" / name
+
+    def probe_dir(self, name: str) -> Path:
+        return self.root / "probes" / name
+
+    def sae_names(self) -> list[str]:
+        base = self.root / "saes"
+        return sorted(p.name for p in base.iterdir() if (p / "cfg.json").is_file()) if base.is_dir() else []
+
+    # ---- corpus ----------------------------------------------------------------------
+    def manifest(self) -> Manifest:
+        path = self.corpus_dir / MANIFEST_FILE
+        if not path.exists():
+            return Manifest()
+        data = read_json(path, kind="corpus manifest")
+        if not isinstance(data, dict):
+            raise WorkspaceError(f"{path}: corpus manifest must hold a JSON object")
+        return Manifest.from_dict(data, path)
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        atomic_write_json(self.corpus_dir / MANIFEST_FILE, manifest.to_dict())
+
+    def frame_store(self, spec: AttributeSpec | None = None, buffer_shards: int = 2) -> "ShardStore":
+        manifest = self.manifest()
+        if not manifest.shards:
+            raise WorkspaceError(f"{self.root}: the corpus is empty; run `audiosae build` first")
+        return ShardStore(self.corpus_dir, manifest, spec or self.attribute_spec, buffer_shards=buffer_shards)
+
+
+# ---- reading shards -------------------------------------------------------------------
+def read_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    meta = load_tensors_metadata(path, kind="corpus shard")
+    check_schema(meta, path, kind="corpus shard")
+    tensors = load_tensors(path, kind="corpus shard")
+    n = tensors.get("latents", torch.empty(0, 0)).shape[0]
+    for name in ("latents", "source", "frame", "time", *RAW_COLUMNS):
+        if name not in tensors:
+            raise WorkspaceError(f"{path}: corpus shard lacks tensor {name!r}")
+        if tensors[name].shape[0] != n:
+            raise WorkspaceError(f"{path}: corpus shard tensor {name!r} has {tensors[name].shape[0]} rows, "
+                                 f"latents have {n}")
+    if not isinstance(meta.get("sources"), list):
+        raise WorkspaceError(f"{path}: corpus shard metadata lacks its source list")
+    return tensors, meta
+
+
+def shard_attributes(tensors: dict[str, torch.Tensor]) -> FrameAttributes:
+    return FrameAttributes(**{c: tensors[c].double().numpy() for c in RAW_COLUMNS})
+
+
+class ShardStore:
+    """``FrameStore`` over the shards of a workspace, streaming ``buffer_shards`` at a time.
+
+    Shuffling: the shard order is permuted by (seed), then the rows of each buffer of
+    shards are permuted, so memory holds at most ``buffer_shards`` shards while batches mix
+    sources.  The order is a pure function of the seed, which makes training resumable.
+    """
+
+    def __init__(self, corpus_dir: Path, manifest: Manifest, spec: AttributeSpec, buffer_shards: int = 2):
+        self.corpus_dir = corpus_dir
+        self.manifest = manifest
+        self.spec = spec
+        self.buffer_shards = max(1, buffer_shards)
+        first, _ = read_shard(corpus_dir / manifest.shards[0]["file"])
+        self.d_in = int(first["latents"].shape[1])
+        self._split_of = {sid: rec.split for sid, rec in manifest.sources.items()}
+
+    def n_frames(self, split: Split) -> int:
+        key = "n_train" if split == "train" else "n_val"
+        return int(sum(s.get(key, 0) for s in self.manifest.shards))
+
+    def load_shard(self, index: int, split: Split | None = None,
+                   columns: Sequence[str] = ("latents", *LABEL_COLUMNS)) -> dict[str, torch.Tensor]:
+        """Rows of one shard (optionally only one split) as tensors, labels classified."""
+        tensors, meta = read_shard(self.corpus_dir / self.manifest.shards[index]["file"])
+        out: dict[str, torch.Tensor] = {}
+        if split is not None:
+            splits = np.array([self._split_of.get(sid, "train") for sid in meta["sources"]])
+            keep = torch.from_numpy(splits[tensors["source"].numpy()] == split)
+        else:
+            keep = torch.ones(tensors["latents"].shape[0], dtype=torch.bool)
+        labels: dict[str, np.ndarray] = {}
+        if any(c in LABEL_COLUMNS for c in columns):
+            labels = self.spec.classify(shard_attributes(tensors))
+        for c in columns:
+            if c in LABEL_COLUMNS:
+                out[c] = torch.from_numpy(np.asarray(labels[c], dtype=np.int64))[keep]
+            elif c == "latents":
+                out[c] = tensors["latents"][keep].float()
+            elif c in tensors:
+                out[c] = tensors[c][keep]
+            else:
+                raise WorkspaceError(f"corpus shards have no column {c!r}")
+        return out
+
+    def iter_batches(self, split: Split, batch_size: int, *, shuffle: bool, seed: int = 0,
+                     columns: tuple[str, ...] = ("latents",)) -> Iterator[dict[str, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        n_shards = len(self.manifest.shards)
+        order = torch.randperm(n_shards, generator=gen).tolist() if shuffle else list(range(n_shards))
+        key = "n_train" if split == "train" else "n_val"
+        order = [i for i in order if self.manifest.shards[i].get(key, 0) > 0]
+        carry: dict[str, torch.Tensor] | None = None
+        for start in range(0, len(order), self.buffer_shards):
+            parts = [self.load_shard(i, split, columns) for i in order[start:start + self.buffer_shards]]
+            buf = {c: torch.cat([p[c] for p in parts]) for c in columns}
+            if shuffle:
+                perm = torch.randperm(buf[columns[0]].shape[0], generator=gen)
+                buf = {c: v[perm] for c, v in buf.items()}
+            if carry is not None:
+                buf = {c: torch.cat([carry[c], buf[c]]) for c in columns}
+            n = buf[columns[0]].shape[0]
+            full = (n // batch_size) * batch_size
+            for b in range(0, full, batch_size):
+                yield {c: v[b:b + batch_size] for c, v in buf.items()}
+            carry = {c: v[full:] for c, v in buf.items()} if full < n else None
+        if carry is not None and carry[columns[0]].shape[0] > 0:
+            yield carry
+
+
+# ---- building ----------------------------------------------------------------------------
+@dataclass
+class BuildSummary:
+    sources_done: int
+    sources_total: int
+    frames: int
+    train_frames: int
+    val_frames: int
+    seconds_of_audio: float
+    skipped: list[str]
+    resumed_sources: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _empty_pending() -> dict[str, list]:
+    return {k: [] for k in ("latents", "codes", "source", "frame", "time", "gt_midi", *RAW_COLUMNS)}
+
+
+def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None = "auto",
+                 problems: Sequence[AudioInputError] = (), shard_frames: int = DEFAULT_SHARD_FRAMES,
+                 val_fraction: float = 0.1, seed: int = 0, crepe_model: str | None = None,
+                 progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> BuildSummary:
+    """Encode ``sources`` with the workspace's backend, label every frame, write shards.
+
+    Resumable: sources already in the manifest are skipped.  Bad files become entries in
+    the manifest's ``skipped`` list; the build goes on with the rest.
+    """
+    cancel = cancel or CancelToken()
+    manifest = ws.manifest()
+    spec = ws.attribute_spec
+    if crepe_model:
+        spec.crepe_model = crepe_model
+        ws.set_attribute_spec(spec)
+    _remove_orphans(ws.corpus_dir, manifest)
+    splits = validation_split(list(sources), fraction=val_fraction, seed=seed)
+    for rec in manifest.sources.values():  # keep splits decided by earlier runs
+        splits[rec.source_id] = rec.split
+    for p in problems:
+        if str(p) not in manifest.skipped:
+            manifest.skipped.append(str(p))
+    todo = [s for s in sources if s.source_id not in manifest.sources]
+    resumed = len(sources) - len(todo)
+    backend = ws.backend(device)
+    total_s = sum(s.seconds for s in todo) or 1.0
+    done_s = 0.0
+    pending = _empty_pending()
+    pending_sources: list[Source] = []
+    pending_frames = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_sources, pending_frames
+        if not pending_sources:
+            return
+        index = len(manifest.shards)
+        name = f"shard-{index:05d}.safetensors"
+        tensors: dict[str, np.ndarray] = {
+            "latents": np.concatenate(pending["latents"]).astype(np.float16),
+            "source": np.concatenate(pending["source"]).astype(np.int32),
+            "frame": np.concatenate(pending["frame"]).astype(np.int32),
+            "time": np.concatenate(pending["time"]).astype(np.float32),
+            "gt_midi": np.concatenate(pending["gt_midi"]).astype(np.float32),
+        }
+        for c in RAW_COLUMNS:
+            tensors[c] = np.concatenate(pending[c]).astype(np.float32)
+        if pending["codes"] and all(c is not None for c in pending["codes"]):
+            tensors["codes"] = np.concatenate(pending["codes"]).astype(np.int32)
+        ids = [s.source_id for s in pending_sources]
+        save_tensors(ws.corpus_dir / name, tensors, {
+            "schema_version": SCHEMA_VERSION, "sources": ids, "backend": ws.backend_name,
+            "frame_rate": backend.frame_rate})
+        split_rows = np.array([splits[i] for i in ids])[tensors["source"]]
+        manifest.shards.append({"file": name, "n_frames": int(tensors["latents"].shape[0]),
+                                "n_train": int(np.count_nonzero(split_rows == "train")),
+                                "n_val": int(np.count_nonzero(split_rows == "val"))})
+        for local, src in enumerate(pending_sources):
+            manifest.sources[src.source_id] = SourceRecord(
+                source_id=src.source_id, label=src.label, path=src.path, split=splits[src.source_id],
+                shard=index, n_frames=int(np.count_nonzero(tensors["source"] == local)), seconds=src.seconds)
+        ws.write_manifest(manifest)  # after the shard: a crash in between leaves an orphan, not a hole
+        pending, pending_sources, pending_frames = _empty_pending(), [], 0
+
+    for src in todo:
+        cancel.raise_if_cancelled()
+        progress(Progress("build", done_s, total_s, f"encoding {src.label}"))
+        try:
+            wave = src.load(backend.sample_rate, backend.channels)
+        except AudioInputError as exc:
+            manifest.skipped.append(str(exc))
+            done_s += src.seconds
+            continue
+        encoded = backend.encode_long(wave)
+        n = encoded.latents.shape[0]
+        times = backend.frame_centers(n)
+        attrs = measure_attributes(wave, backend.sample_rate, times, hop_length=backend.hop_length,
+                                   crepe_model=spec.crepe_model, device=str(backend.device), cancel=cancel)
+        local = len(pending_sources)
+        pending["latents"].append(encoded.latents)
+        pending["codes"].append(encoded.codes)
+        pending["source"].append(np.full(n, local, dtype=np.int32))
+        pending["frame"].append(np.arange(n, dtype=np.int32))
+        pending["time"].append(times.astype(np.float32))
+        gt = ground_truth_midi(src.notes, times) if src.notes else np.full(n, np.nan, dtype=np.float32)
+        pending["gt_midi"].append(np.asarray(gt, dtype=np.float32))
+        for c in RAW_COLUMNS:
+            pending[c].append(np.asarray(getattr(attrs, c), dtype=np.float32))
+        pending_sources.append(src)
+        pending_frames += n
+        done_s += src.seconds
+        if pending_frames >= shard_frames:
+            flush()
+    flush()
+
+    manifest.complete = True
+    ws.write_manifest(manifest)
+    if manifest.shards:
+        fit_timbre_range(ws, manifest)
+    n_train = sum(s["n_train"] for s in manifest.shards)
+    n_val = sum(s["n_val"] for s in manifest.shards)
+    summary = BuildSummary(
+        sources_done=len(manifest.sources), sources_total=len(sources) + len(problems),
+        frames=n_train + n_val, train_frames=n_train, val_frames=n_val,
+        seconds_of_audio=float(sum(r.seconds for r in manifest.sources.values())),
+        skipped=list(manifest.skipped), resumed_sources=resumed)
+    ws.meta["corpus"] = summary.to_dict() | {"frame_rate": backend.frame_rate, "latent_dim": backend.latent_dim}
+    ws.save_meta()
+    progress(Progress("build", total_s, total_s, "corpus complete"))
+    return summary
+
+
+def fit_timbre_range(ws: Workspace, manifest: Manifest) -> AttributeSpec:
+    """Fit the timbre bins on the centroids of the training split's non-silent frames."""
+    spec = ws.attribute_spec
+    store = ShardStore(ws.corpus_dir, manifest, spec)
+    centroids = []
+    for i in range(len(manifest.shards)):
+        rows = store.load_shard(i, "train", columns=("centroid_hz", "loudness_db"))
+        voiced = rows["loudness_db"] > spec.silence_db
+        centroids.append(rows["centroid_hz"][voiced].numpy())
+    values = np.concatenate(centroids) if centroids else np.empty(0)
+    if values.size == 0:
+        raise AudioSAEError("the training split has no non-silent frames; cannot fit the timbre bins")
+    spec = spec.with_timbre_range_from(values)
+    ws.set_attribute_spec(spec)
+    return spec
+
+
+def _remove_orphans(corpus_dir: Path, manifest: Manifest) -> None:
+    """Delete shard files the manifest does not list and stale temp files (from a killed run)."""
+    listed = {s["file"] for s in manifest.shards}
+    if not corpus_dir.is_dir():
+        return
+    for p in corpus_dir.iterdir():
+        if (p.name.startswith("shard-") and p.name not in listed) or p.name.endswith(".tmp"):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+def remove_tree(path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)

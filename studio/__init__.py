@@ -1,0 +1,1 @@
+"""audiosae studio: the PySide6 desktop app (views, view-models, workers) over ``audiosae``."""
