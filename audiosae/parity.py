@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import AudioSAEError
+
 DEFAULT_RTOL = 1e-4
 
 # fixture kind -> (a key only that kind has, checker module with ``check(fixture) -> list[ParityRow]``)
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         kind, rows = run(args.fixture)
-    except (ValueError, KeyError, RuntimeError) as exc:
+    except (ValueError, KeyError, RuntimeError, AudioSAEError) as exc:
         print(f"error: {args.fixture}: {exc}", file=sys.stderr)
         return 1
     failed = [r for r in rows if not r.ok(args.rtol)]
