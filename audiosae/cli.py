@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--weights", type=Path, default=None, help="local checkpoint file for the backend (offline)")
     b.add_argument("--crepe-model", choices=["tiny", "full"], default=None, help="CREPE size for pitch labels")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--shard-frames", type=int, default=None, help=argparse.SUPPRESS)  # small shards for tests
 
     t = sub.add_parser("train", parents=[common], help="train the SAE grid, then the probes",
                        description="Train one SAE per (expansion, L1) pair in one pass over the corpus, then "

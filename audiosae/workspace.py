@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .attributes import AttributeSpec, FrameAttributes, measure_attributes
+from .attributes import AttributeSpec, FrameAttributes
 from .corpus import Source, ground_truth_midi, validation_split
 from .errors import AudioInputError, AudioSAEError, WorkspaceError
 from .frames import LABEL_COLUMNS, Split
@@ -390,8 +390,8 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         encoded = backend.encode_long(wave)
         n = encoded.latents.shape[0]
         times = backend.frame_centers(n)
-        attrs = measure_attributes(wave, backend.sample_rate, times, hop_length=backend.hop_length,
-                                   crepe_model=spec.crepe_model, device=str(backend.device), cancel=cancel)
+        attrs = spec.measure(wave, backend.sample_rate, times, hop_length=backend.hop_length,
+                             device=str(backend.device), cancel=cancel)
         local = len(pending_sources)
         pending["latents"].append(encoded.latents)
         pending["codes"].append(encoded.codes)

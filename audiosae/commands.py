@@ -1,0 +1,196 @@
+"""The work behind each CLI subcommand.  Each returns ``{"text": str, "json": dict}``."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import AudioSAEError, WorkspaceError
+from .jobs import CancelToken, ProgressSink
+from .storage import atomic_write_json
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if getattr(args, "weights", None):
+        weights = Path(args.weights).expanduser().resolve()
+        if not weights.is_file():
+            raise AudioSAEError(f"{weights}: weights file not found")
+        options["weights"] = str(weights)
+    return options
+
+
+def cmd_backends(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    from .codecs import available_backends
+
+    specs = available_backends()
+    lines = [f"{'name':<34} {'rate':>6} {'ch':>3} {'fps':>6} {'dim':>5} {'kind':<10} download"]
+    for s in specs:
+        size = "built in" if s.download_bytes is None else f"{s.download_bytes / 1e6:,.0f} MB"
+        lines.append(f"{s.name:<34} {s.sample_rate:>6} {s.channels:>3} {s.frame_rate:>6.2f} {s.latent_dim:>5} "
+                     f"{s.kind:<10} {size}")
+    data = [{"name": s.name, "sample_rate": s.sample_rate, "channels": s.channels, "frame_rate": s.frame_rate,
+             "latent_dim": s.latent_dim, "kind": s.kind, "download_bytes": s.download_bytes,
+             "description": s.description} for s in specs]
+    return {"text": "\n".join(lines), "json": {"backends": data}}
+
+
+def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    from .codecs import backend_spec
+    from .corpus import builtin_sources, user_sources
+    from .workspace import Workspace, build_corpus
+
+    backend_spec(args.backend)  # unknown name -> error listing the known ones, before any work
+    problems: list = []
+    if args.builtin:
+        sources = builtin_sources(args.builtin, minutes=args.minutes, seed=args.seed)
+    else:
+        sources, problems = user_sources(args.audio)
+        if not sources:
+            detail = "; ".join(str(p) for p in problems[:5])
+            raise AudioSAEError(f"no usable audio found in {', '.join(map(str, args.audio))}"
+                                + (f" ({detail})" if detail else ""))
+    ws = Workspace.create(args.workspace, args.backend, _backend_options(args))
+    t0 = time.monotonic()
+    extra = {"shard_frames": args.shard_frames} if args.shard_frames else {}
+    summary = build_corpus(ws, sources, device=args.device, problems=problems, seed=args.seed,
+                           crepe_model=args.crepe_model, progress=progress, cancel=cancel, **extra)
+    elapsed = time.monotonic() - t0
+    lines = [f"workspace {ws.root}: {summary.sources_done} source(s), {summary.frames} frames "
+             f"({summary.train_frames} train / {summary.val_frames} validation), "
+             f"{summary.seconds_of_audio / 60:.1f} min of audio, built in {elapsed:.0f} s"]
+    if summary.resumed_sources:
+        lines.append(f"resumed: {summary.resumed_sources} source(s) were already encoded")
+    if summary.skipped:
+        lines.append(f"skipped {len(summary.skipped)} file(s):")
+        lines += [f"  {s}" for s in summary.skipped]
+    return {"text": "\n".join(lines), "json": {"workspace": str(ws.root), **summary.to_dict(), "seconds": elapsed}}
+
+
+def cmd_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    from .devices import pick_device
+    from .report import format_report
+    from .training import TrainSettings, train_workspace
+    from .workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    settings = TrainSettings(expansions=args.expansion, l1s=args.l1, epochs=args.epochs,
+                             batch_size=args.batch_size, seed=args.seed)
+    report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel)
+    return {"text": format_report(report), "json": report}
+
+
+def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    from .report import format_report, workspace_report
+    from .workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    if not ws.sae_names():
+        raise WorkspaceError(f"{ws.root}: no trained SAE yet; run `audiosae train {ws.root}`")
+    report = workspace_report(ws)
+    return {"text": format_report(report), "json": report}
+
+
+def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha: float, sae: str | None,
+               start: float | None, end: float | None, keep_residual: bool, out: Path, device: str) -> dict[str, Any]:
+    """Steer ``audio`` with the workspace's SAE + probes; write ``out`` and its JSON side-car."""
+    from .audio import load_audio, save_audio
+    from .probes import ProbeSet
+    from .report import best_sae
+    from .sae import SparseAutoencoder
+    from .steering import steer_wave
+    from .workspace import Workspace
+
+    ws = Workspace.open(ws_path)
+    spec = ws.attribute_spec
+    name = sae or best_sae(ws, attribute)
+    if name not in ws.sae_names():
+        raise WorkspaceError(f"{ws.root}: no SAE named {name!r}; available: {', '.join(ws.sae_names()) or 'none'}")
+    target_class = spec.parse_target(attribute, target)
+    backend = ws.backend(device)
+    model = SparseAutoencoder.load(ws.sae_dir(name), device=str(backend.device))
+    probes = ProbeSet.load(ws.probe_dir(name))
+    wave = load_audio(audio, backend.sample_rate, backend.channels)
+    result = steer_wave(backend, model, probes, spec, wave, attribute, target_class, alpha,
+                        start=start, end=end, keep_residual=keep_residual)
+    out = Path(out)
+    if out.suffix.lower() not in {".wav", ".flac"}:
+        raise AudioSAEError(f"{out}: output must end in .wav or .flac")
+    save_audio(out, result.wave, backend.sample_rate)
+    report = {"schema_version": 1, "input": str(audio), "output": str(out), "workspace": str(ws.root),
+              "sae": name, "backend": ws.backend_name, **result.report}
+    atomic_write_json(out.with_suffix(out.suffix + ".json"), report)
+    return report
+
+
+def _describe_shift(report: dict[str, Any]) -> str:
+    shift = report.get("shift")
+    if not shift:
+        return ""
+    t = shift["target"]
+    lines = [f"target {t['attribute']} = {t['name']}: frames at target {100 * t['rate_before']:.0f}% -> "
+             f"{100 * t['rate_after']:.0f}%, mean distance {t['distance_before']:.2f} -> "
+             f"{t['distance_after']:.2f} {t['unit']}"]
+    for other, s in shift["non_target"].items():
+        lines.append(f"non-target {other}: {100 * s['changed_fraction']:.0f}% of frames changed class, "
+                     f"mean shift {s['mean_abs_shift']:.2f} {s['unit']}")
+    return "\n".join(lines)
+
+
+def cmd_steer(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    report = steer_file(args.workspace, args.audio, attribute=args.attribute, target=args.target, alpha=args.alpha,
+                        sae=args.sae, start=args.start, end=args.end, keep_residual=args.keep_residual,
+                        out=args.out, device=args.device)
+    text = f"wrote {report['output']} (steered {report['attribute']} toward {report['target']}, " \
+           f"alpha {report['alpha']:g}, SAE {report['sae']})\n" + _describe_shift(report)
+    return {"text": text, "json": report}
+
+
+DEMO_GRID = {"expansions": [4, 16], "l1s": [0.01, 0.05], "epochs": 20, "batch_size": 256}
+
+
+def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """Offline end to end: built-in tones -> mel -> SAE grid -> probes -> report -> steered example."""
+    from .audio import save_audio
+    from .corpus import builtin_sources
+    from .devices import pick_device
+    from .report import format_report
+    from .training import TrainSettings, train_workspace
+    from .workspace import Workspace, build_corpus
+
+    root = Path(args.workspace)
+    if args.fresh and root.exists():
+        if not (root / "workspace.json").exists():
+            raise WorkspaceError(f"{root}: refusing to delete a folder that is not a workspace")
+        shutil.rmtree(root)
+    t0 = time.monotonic()
+    ws = Workspace.create(root, "mel")
+    sources = builtin_sources("tones", minutes=args.minutes, seed=0)
+    build = build_corpus(ws, sources, device=args.device, progress=progress, cancel=cancel)
+    t_build = time.monotonic() - t0
+    settings = TrainSettings(**DEMO_GRID)
+    report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel)
+    t_train = time.monotonic() - t0 - t_build
+
+    # A steered example: a validation clip pushed toward A4.
+    val = [r for r in ws.manifest().sources.values() if r.split == "val"]
+    example = next(s for s in sources if s.source_id == val[0].source_id)
+    backend = ws.backend(args.device)
+    original = ws.root / "steer" / "demo-original.wav"
+    save_audio(original, example.load(backend.sample_rate, backend.channels), backend.sample_rate)
+    steered_path = ws.root / "steer" / "demo-steered-A4.wav"
+    steer = steer_file(ws.root, original, attribute="pitch", target="A4", alpha=20.0, sae=None, start=None,
+                       end=None, keep_residual=False, out=steered_path, device=args.device)
+    elapsed = time.monotonic() - t0
+    text = "\n".join([
+        format_report(report), "",
+        f"steered example: {original} -> {steered_path} (pitch toward A4, alpha 20, SAE {steer['sae']})",
+        _describe_shift(steer), "",
+        f"demo finished in {elapsed:.0f} s (build {t_build:.0f} s, train {t_train:.0f} s); "
+        f"workspace: {ws.root.resolve()}",
+    ])
+    return {"text": text, "json": {"report": report, "steer": steer, "build": build.to_dict(),
+                                   "seconds": {"total": elapsed, "build": t_build, "train": t_train}}}

@@ -1,0 +1,177 @@
+"""Control vectors: push SAE features toward a probe class and hear the result.
+
+Following the paper: with ``w_k`` the probe's weight row for class ``k`` of an attribute,
+
+    f' = RMSNorm(f + alpha * w_k)        (on the chosen frames; the others keep f)
+    x' = W_dec f' + b_dec                (SAE decoder)
+    audio' = backend.decode(x')
+
+"Keep residual" adds back what the SAE does not reconstruct, ``x - SAE(x)``, so that only
+the steered direction changes.  After steering the attributes of the result are measured
+again and compared with the unsteered path (same SAE and decoder, alpha = 0), which
+separates the effect of steering from the codec's and the SAE's own reconstruction loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .attributes import ATTRIBUTES, AttributeSpec, FrameAttributes
+from .codecs.base import LatentBackend
+from .errors import AudioSAEError
+from .probes import ProbeSet
+from .sae import SparseAutoencoder
+
+PAPER_ALPHAS = (1.0, 10.0, 20.0, 30.0)
+
+
+# The length of the control vector per unit of alpha, as a fraction of a typical ||f||.
+# f = RMSNorm(h) has RMS 1, so ||f|| = sqrt(F) for F features; alpha = 10 adds a vector as
+# long as f itself, alpha = 30 three times as long.  Raw probe rows have an arbitrary scale
+# (it depends on the probe's regularisation and on F), which would make the paper's alphas
+# 1..30 mean something different for every SAE; this unit makes them comparable.
+ALPHA_UNIT = 0.1
+
+
+def control_vector(probes: ProbeSet, attribute: str, target: int, *, normalize: bool = True) -> torch.Tensor:
+    """The probe row ``w_k`` (a direction in SAE feature space) for class ``target``.
+
+    With ``normalize`` (the default) it is rescaled to length ``ALPHA_UNIT * sqrt(F)``;
+    ``normalize=False`` gives the raw probe row, as in the paper's formula.
+    """
+    weights = probes.weights[attribute]
+    if not 0 <= target < weights.shape[0]:
+        raise AudioSAEError(f"class {target} is out of range for {attribute} (0..{weights.shape[0] - 1})")
+    w = weights[target].detach().float()
+    if normalize:
+        norm = float(w.norm())
+        if norm == 0.0:
+            raise AudioSAEError(f"the {attribute} probe's row for class {target} is zero (class absent in training?)")
+        w = w * (ALPHA_UNIT * w.numel() ** 0.5 / norm)
+    return w
+
+
+def frame_mask(n_frames: int, frame_times: np.ndarray, start: float | None, end: float | None) -> torch.Tensor:
+    """Boolean mask of the frames whose centre lies in [start, end) (None = open end)."""
+    times = np.asarray(frame_times)
+    keep = np.ones(n_frames, dtype=bool)
+    if start is not None:
+        keep &= times >= start
+    if end is not None:
+        keep &= times < end
+    if not keep.any():
+        raise AudioSAEError(f"the time range {start}..{end} s contains no latent frame")
+    return torch.from_numpy(keep)
+
+
+def steer_features(sae: SparseAutoencoder, f: torch.Tensor, direction: torch.Tensor, alpha: float,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``RMSNorm(f + alpha * direction)`` on the masked frames of ``f`` [T, F]."""
+    steered = sae.normalize(f + alpha * direction.to(f))
+    if mask is None:
+        return steered
+    return torch.where(mask.to(f.device)[:, None], steered, f)
+
+
+def steer_latents(sae: SparseAutoencoder, latents: torch.Tensor, direction: torch.Tensor, alpha: float, *,
+                  mask: torch.Tensor | None = None, keep_residual: bool = False) -> torch.Tensor:
+    """Latents [T, D] -> steered latents [T, D] through the SAE (decoder of the steered features)."""
+    with torch.no_grad():  # not inference_mode: callers may feed the result to the SAE again
+        x = latents.to(next(sae.parameters()).device, torch.float32)
+        _, f = sae.encode(x)
+        x_steered = sae.decode(steer_features(sae, f, direction, alpha, mask))
+        if keep_residual:
+            x_steered = x_steered + (x - sae.decode(f))
+        if mask is not None and keep_residual:
+            # Frames outside the range are exactly the input when the residual is kept.
+            x_steered = torch.where(mask.to(x.device)[:, None], x_steered, x)
+        return x_steered.cpu()
+
+
+@dataclass
+class SteerResult:
+    wave: np.ndarray                      # steered audio [C, N]
+    reconstruction: np.ndarray            # the same path with alpha = 0 [C, N]
+    latents: np.ndarray                   # steered latents [T, D]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def measure(spec: AttributeSpec, wave: np.ndarray, backend: LatentBackend, times: np.ndarray) -> FrameAttributes:
+    return spec.measure(wave, backend.sample_rate, times, hop_length=backend.hop_length, device=str(backend.device))
+
+
+def attribute_shift(spec: AttributeSpec, reference: FrameAttributes, steered: FrameAttributes,
+                    attribute: str, target: int, mask: np.ndarray) -> dict[str, Any]:
+    """How far the steered frames moved toward ``target`` and how much the other attributes changed."""
+    ref_cls = spec.classify(reference)
+    new_cls = spec.classify(steered)
+    m = np.asarray(mask, dtype=bool)
+    out: dict[str, Any] = {"frames": int(m.sum())}
+
+    def distance(classes: np.ndarray) -> float:
+        c = classes[m]
+        if attribute == "pitch":  # semitones among voiced frames; unvoiced frames reported apart
+            voiced = c > 0
+            return float(np.mean(np.abs(c[voiced] - target))) if voiced.any() else float("nan")
+        return float(np.mean(np.abs(c - target)))
+
+    out["target"] = {
+        "attribute": attribute, "class": int(target), "name": spec.class_names(attribute)[target],
+        "rate_before": float(np.mean(ref_cls[attribute][m] == target)),
+        "rate_after": float(np.mean(new_cls[attribute][m] == target)),
+        "distance_before": distance(ref_cls[attribute]), "distance_after": distance(new_cls[attribute]),
+        "unit": "semitones" if attribute == "pitch" else "bins",
+    }
+    if attribute == "pitch":
+        out["target"]["voiced_before"] = float(np.mean(ref_cls["pitch"][m] > 0))
+        out["target"]["voiced_after"] = float(np.mean(new_cls["pitch"][m] > 0))
+    others = {}
+    raw = {"pitch": ("midi", "semitones"), "loudness": ("loudness_db", "dB"), "timbre": ("centroid_hz", "Hz")}
+    for other in ATTRIBUTES:
+        if other == attribute:
+            continue
+        field_name, unit = raw[other]
+        a = np.asarray(getattr(reference, field_name))[m]
+        b = np.asarray(getattr(steered, field_name))[m]
+        both = np.isfinite(a) & np.isfinite(b)
+        others[other] = {
+            "changed_fraction": float(np.mean(ref_cls[other][m] != new_cls[other][m])),
+            "mean_abs_shift": float(np.mean(np.abs(a[both] - b[both]))) if both.any() else float("nan"),
+            "unit": unit,
+        }
+    out["non_target"] = others
+    return out
+
+
+def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec,
+               wave: np.ndarray, attribute: str, target: int, alpha: float, *, start: float | None = None,
+               end: float | None = None, keep_residual: bool = False, measure_shift: bool = True) -> SteerResult:
+    """Steer a whole clip (already at the backend's rate and channel count)."""
+    if attribute not in ATTRIBUTES:
+        raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
+    encoded = backend.encode_long(wave)
+    latents = torch.from_numpy(encoded.latents)
+    times = backend.frame_centers(latents.shape[0])
+    mask = frame_mask(latents.shape[0], times, start, end)
+    direction = control_vector(probes, attribute, target)
+    steered = steer_latents(sae, latents, direction, alpha, mask=mask, keep_residual=keep_residual)
+    plain = steer_latents(sae, latents, direction, 0.0, mask=mask, keep_residual=keep_residual)
+    n = wave.shape[1]
+    out_wave = backend.decode(steered, reference=wave)[:, :n]
+    recon = backend.decode(plain, reference=wave)[:, :n]
+    report: dict[str, Any] = {
+        "attribute": attribute, "target": spec.class_names(attribute)[target], "alpha": alpha,
+        "keep_residual": keep_residual, "start": start, "end": end,
+        "direction_norm": float(direction.norm()), "alpha_unit": "0.1 * sqrt(F) (alpha 10 = one feature-vector length)",
+    }
+    if measure_shift:
+        before = measure(spec, recon, backend, times)
+        after = measure(spec, out_wave, backend, times)
+        original = measure(spec, wave, backend, times)
+        report["shift"] = attribute_shift(spec, before, after, attribute, target, mask.numpy())
+        report["shift_vs_original"] = attribute_shift(spec, original, after, attribute, target, mask.numpy())
+    return SteerResult(wave=out_wave, reconstruction=recon, latents=steered.numpy(), report=report)
