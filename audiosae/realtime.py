@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 Mode = Literal["steered", "original"]
 DEFAULT_CONTEXT_FRAMES = 8   # the least context decoded on each side of a chunk by default
+FEATURE_CACHE_BYTES = 256 * 2 ** 20  # keep the clip's SAE features up to this size
+_ENCODE_BLOCK_FRAMES = 4096
 _HISTORY = 256               # parameter versions kept in the per-version counters
 _RENDER_TIME_SMOOTHING = 0.2  # weight of the newest render in the running mean
 
@@ -135,16 +137,24 @@ class SteeredRenderer:
                                 f"samples, fewer than the clip's {self.n_samples}")
         self._frame_times = backend.frame_centers(self.n_frames)
 
-        # Computed once per clip: the SAE features and what the SAE does not reconstruct.
+        # Computed once per clip: the SAE features and what the SAE does not reconstruct.  The
+        # features are T x d_sae floats (a minute at 75 frames/s and 32768 features is 590 MB),
+        # so above FEATURE_CACHE_BYTES they are recomputed per chunk instead of kept.
         self._sae_device = next(sae.parameters()).device
+        x = torch.from_numpy(latents).to(self._sae_device)
+        blocks, reconstruction = [], []
         with torch.inference_mode():
-            x = torch.from_numpy(latents).to(self._sae_device)
-            _, features = sae.encode(x)
-            reconstruction = sae.decode(features)
+            for first in range(0, self.n_frames, _ENCODE_BLOCK_FRAMES):
+                _, f = sae.encode(x[first:first + _ENCODE_BLOCK_FRAMES])
+                reconstruction.append(sae.decode(f))
+                blocks.append(f)
+                self.d_features = int(f.shape[1])
+                if self.n_frames * self.d_features * f.element_size() > FEATURE_CACHE_BYTES:
+                    blocks = []  # too big to keep: recompute per chunk
         self._latents = x
-        self._features = features
-        self._reconstruction = reconstruction
-        self._residual = x - reconstruction
+        self._features: torch.Tensor | None = torch.cat(blocks) if blocks else None
+        self._reconstruction = torch.cat(reconstruction)
+        self._residual = x - self._reconstruction
 
         # Geometry.  The fade is even so that half of it lies on each side of a boundary.
         half = int(round(fade_seconds * self.sample_rate / 2))
@@ -312,9 +322,9 @@ class SteeredRenderer:
         if not math.isfinite(params.alpha):
             raise AudioSAEError(f"realtime: alpha must be finite, got {params.alpha}")
         direction = control_vector(self.probes, params.attribute, int(params.target)).to(self._sae_device)
-        if direction.shape != self._features.shape[1:]:
+        if direction.shape != (self.d_features,):
             raise AudioSAEError(f"realtime: the {params.attribute} probe has {direction.numel()} inputs but the "
-                                f"SAE has {self._features.shape[1]} features (probes of another SAE?)")
+                                f"SAE has {self.d_features} features (probes of another SAE?)")
         if params.start is not None and params.end is not None and params.end <= params.start:
             raise AudioSAEError(f"realtime: the steered range must end after it starts "
                                 f"({params.start} .. {params.end} s)")
@@ -460,7 +470,8 @@ class SteeredRenderer:
             return x if params.keep_residual else self._reconstruction[lo:hi]
         mask_t = torch.from_numpy(mask).to(self._sae_device)
         with torch.inference_mode():
-            steered = self.sae.decode(steer_features(self.sae, self._features[lo:hi], state.direction,
+            features = self._features[lo:hi] if self._features is not None else self.sae.encode(x)[1]
+            steered = self.sae.decode(steer_features(self.sae, features, state.direction,
                                                      float(params.alpha), mask_t))
             if params.keep_residual:
                 steered = torch.where(mask_t[:, None], steered + self._residual[lo:hi], x)

@@ -29,6 +29,7 @@ DEBIAN_PACKAGES = {
     "libportaudio2": "audio playback (sounddevice)",
     "pulseaudio": "a null-sink audio device for playback tests",
     "pulseaudio-utils": "pactl/parec for playback tests",
+    "libasound2-plugins": "ALSA's 'pulse' device, through which PortAudio reaches PulseAudio",
     "xvfb": "real-window screenshots in tests",
     "fluidsynth": "rendering the built-in MIDI corpus",
     "fluid-soundfont-gm": "General MIDI instruments for FluidSynth",

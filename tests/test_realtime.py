@@ -14,6 +14,7 @@ from audiosae.codecs import get_backend
 from audiosae.codecs.base import Encoded, LatentBackend
 from audiosae.errors import AudioSAEError, BackendError
 from audiosae.probes import ProbeSet
+from audiosae import realtime
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.sae import SAEConfig, SparseAutoencoder
 from audiosae.steering import control_vector, frame_mask, steer_latents
@@ -186,6 +187,18 @@ def test_mel_chunks_match_whole_decode_away_from_joins_and_are_continuous_at_joi
     for j in joins:
         step = np.abs(np.diff(out[j - r.fade:j + r.fade])).max()
         assert step <= 1.05 * own_step, (j, step, own_step)
+
+
+def test_features_too_big_to_cache_are_recomputed_per_chunk(toy, monkeypatch):
+    backend, sae, probes = toy
+    params = SteeringParams("pitch", 20, alpha=3.0, start=0.8, end=2.1)
+    cached = SteeredRenderer(backend, sae, probes, toy_clip(3.0), params)
+    monkeypatch.setattr(realtime, "FEATURE_CACHE_BYTES", 1000)
+    uncached = SteeredRenderer(backend, sae, probes, toy_clip(3.0), params)
+    assert cached._features is not None and uncached._features is None
+    cached.render_all()
+    uncached.render_all()
+    np.testing.assert_allclose(uncached.mix(0, uncached.n_samples), cached.mix(0, cached.n_samples), atol=1e-6)
 
 
 def test_joins_between_versions_are_cross_faded(toy):

@@ -47,6 +47,9 @@ class LatentBackend(ABC):
     latent_dim: int
     kind: LatentKind = "continuous"
     description: str = ""
+    # Frames decoded and dropped on each side of a chunk (or (left, right) for causal
+    # decoders) so that chunk-wise decoding joins seamlessly (see audiosae.realtime).
+    context_frames: int | tuple[int, int] = 8
 
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
