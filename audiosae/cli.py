@@ -137,6 +137,47 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--fresh", action="store_true", help="delete an existing demo workspace first")
 
     sub.add_parser("backends", parents=[common], help="list the latent backends")
+
+    g = sub.add_parser("trace", parents=[common], help="trace DiffRhythm generation through the SAE and probes",
+                       description="Generate music with DiffRhythm and send every sampler state (X_t and the predicted "
+                                   "end point) through WORKSPACE's SAE and probes (a workspace built with the "
+                                   "diffrhythm-vae backend). Writes trace.json, trace.safetensors and final.wav to "
+                                   "--out; with --prompts, one trace per prompt plus summary.json (mean and 95%% CI).")
+    g.add_argument("workspace", type=Path)
+    what = g.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", help="style text (through MuQ-MuLan unless --style-audio/--style-embedding is "
+                                       "given, in which case it is only recorded)")
+    what.add_argument("--prompts", type=Path, metavar="FILE",
+                      help="one prompt per line ('#' comments); 'builtin' = the shipped list; seeds are --seed + i")
+    g.add_argument("--seconds", type=float, default=95.0, help="length (default 95; up to 285 with --model full)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--lyrics", type=Path, metavar="FILE.lrc", help="timed lyrics ([mm:ss.xx]text); default: instrumental")
+    g.add_argument("--g2p-vocab", type=Path, metavar="FILE",
+                   help="DiffRhythm's g2p/g2p/vocab.json (needed with --lyrics; not shipped)")
+    style = g.add_mutually_exclusive_group()
+    style.add_argument("--style-audio", type=Path, metavar="FILE", help="style from the middle 10 s of a recording (>= 10 s)")
+    style.add_argument("--style-embedding", type=Path, metavar="FILE",
+                       help="saved style vector(s): .npy/.safetensors/.pt, [512], [1,512] or [N,512] (row i for prompt i)")
+    g.add_argument("--negative-style", type=Path, metavar="FILE",
+                   help="negative style vector, e.g. DiffRhythm's infer/example/vocal.npy (default: zeros, with a warning)")
+    g.add_argument("--model", choices=["base", "full"], default=None, help="released checkpoint (default base)")
+    g.add_argument("--weights", type=Path, default=None, metavar="cfm_model.pt", help="local DiT checkpoint (offline)")
+    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default="auto",
+                   help="DiT precision (auto: float16 on CUDA, float32 elsewhere)")
+    g.add_argument("--steps", type=int, default=32, help="sampler states (default 32 = 31 Euler steps)")
+    g.add_argument("--cfg", type=float, default=4.0, help="classifier-free guidance strength (default 4)")
+    g.add_argument("--threshold", type=float, default=0.9, help="convergence threshold on s_t (default 0.9)")
+    g.add_argument("--sae", default=None, help="SAE name (default: best pitch probe accuracy)")
+    g.add_argument("--no-latents", action="store_true", help="do not store per-state latents (smaller traces)")
+    g.add_argument("--no-audio", action="store_true", help="do not decode the final latent to final.wav")
+    g.add_argument("--out", type=Path, required=True, metavar="TRACE_DIR")
+
+    gr = sub.add_parser("trace-report", parents=[common], help="plot and summarise a trace or a batch of traces",
+                        description="Writes report.png (s_t per attribute with convergence markers; mean and 95%% CI "
+                                    "bands for a batch) and report.json into TRACE_DIR.")
+    gr.add_argument("trace_dir", type=Path)
+    gr.add_argument("--threshold", type=float, default=None, help="convergence threshold (default: the trace's)")
+    gr.set_defaults(command="trace_report")  # dispatch looks up cmd_<command>; a hyphen cannot be in a name
     return p
 
 
@@ -178,10 +219,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiosae: internal error: {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_ERROR
-    if args.json:
-        print(json.dumps(result.get("json", result), indent=2, default=str))
-    elif result.get("text"):
-        print(result["text"])
+    try:
+        if args.json:
+            print(json.dumps(result.get("json", result), indent=2, default=str))
+        elif result.get("text"):
+            print(result["text"])
+        sys.stdout.flush()
+    except BrokenPipeError:  # `audiosae report WS | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 

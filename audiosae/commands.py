@@ -27,10 +27,11 @@ def cmd_backends(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
     from .codecs import available_backends
 
     specs = available_backends()
-    lines = [f"{'name':<34} {'rate':>6} {'ch':>3} {'fps':>6} {'dim':>5} {'kind':<10} download"]
+    width = max(len(s.name) for s in specs) + 1
+    lines = [f"{'name':<{width}} {'rate':>6} {'ch':>3} {'fps':>6} {'dim':>5} {'kind':<10} download"]
     for s in specs:
         size = "built in" if s.download_bytes is None else f"{s.download_bytes / 1e6:,.0f} MB"
-        lines.append(f"{s.name:<34} {s.sample_rate:>6} {s.channels:>3} {s.frame_rate:>6.2f} {s.latent_dim:>5} "
+        lines.append(f"{s.name:<{width}} {s.sample_rate:>6} {s.channels:>3} {s.frame_rate:>6.2f} {s.latent_dim:>5} "
                      f"{s.kind:<10} {size}")
     data = [{"name": s.name, "sample_rate": s.sample_rate, "channels": s.channels, "frame_rate": s.frame_rate,
              "latent_dim": s.latent_dim, "kind": s.kind, "download_bytes": s.download_bytes,
@@ -194,3 +195,106 @@ def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
     ])
     return {"text": text, "json": {"report": report, "steer": steer, "build": build.to_dict(),
                                    "seconds": {"total": elapsed, "build": t_build, "train": t_train}}}
+
+
+def cmd_trace(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """Trace DiffRhythm generation through a workspace's SAE and probes (one prompt or a batch)."""
+    import sys
+
+    import torch
+
+    from .analysis import LoadedModels
+    from .generation import conditioning as cond
+    from .generation.trace import (builtin_prompts_path, load_generator, read_prompts, save_trace, trace_batch,
+                                   trace_generation)
+
+    if args.prompts is not None:
+        path = builtin_prompts_path() if str(args.prompts) == "builtin" and not args.prompts.exists() else args.prompts
+        prompts = read_prompts(path)
+    else:
+        prompts = [args.prompt]
+    models = LoadedModels.load(args.workspace, args.sae, device=args.device)
+    device = models.backend.device
+    dtype = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+    cfm = load_generator(variant=args.model, weights=args.weights, device=device, dtype=dtype, progress=progress,
+                         cancel=cancel)
+    frames = cond.frames_for_seconds(args.seconds, cfm.config.max_frames)
+
+    negative = cond.load_negative_style(args.negative_style)
+    warnings_shown = []
+    if negative.note:
+        warnings_shown.append(negative.note)
+        print(f"audiosae: warning: {negative.note}", file=sys.stderr)
+    lyrics = None
+    if args.lyrics is not None:
+        lines = cond.read_lrc(args.lyrics)
+        tokenizer = cond.PhonemeTokenizer(args.g2p_vocab) if lines else None
+        lyrics = cond.lyrics_to_tokens(lines, frames, max_frames=cfm.config.max_frames, tokenizer=tokenizer)
+
+    if args.style_embedding is not None:
+        table = cond.load_style_embeddings(args.style_embedding)
+        if table.shape[0] not in (1, len(prompts)):
+            raise AudioSAEError(f"{args.style_embedding}: {table.shape[0]} style rows for {len(prompts)} prompt(s); "
+                                "give one row, or one per prompt")
+
+        def style_for(i: int, prompt: str) -> Any:
+            return cond.style_from_file(args.style_embedding, i)
+    elif args.style_audio is not None:
+        audio_style = cond.style_from_audio(args.style_audio, cond.load_mulan(device))
+
+        def style_for(i: int, prompt: str) -> Any:
+            return audio_style
+    else:
+        mulan = cond.load_mulan(device)
+
+        def style_for(i: int, prompt: str) -> Any:
+            return cond.style_from_text(prompt, mulan)
+
+    settings = dict(seconds=args.seconds, steps=args.steps, cfg_strength=args.cfg, keep_latents=not args.no_latents,
+                    decode_final=not args.no_audio,
+                    extra_meta={"lyrics_file": str(args.lyrics) if args.lyrics else None,
+                                "weights": str(args.weights) if args.weights else None,
+                                "variant": args.model})
+    if args.prompts is None:
+        trace = trace_generation(models, cfm, style=style_for(0, prompts[0]), negative_style=negative,
+                                 lyrics_tokens=lyrics, seed=args.seed, prompt=prompts[0], threshold=args.threshold,
+                                 progress=progress, cancel=cancel, **settings)
+        save_trace(trace, args.out)
+        attrs = trace.attributes
+        lines = [f"wrote {args.out} ({trace.frames} frames, {trace.steps} states, "
+                 f"{trace.meta['timings']['seconds_per_step']:.3f} s/step, SAE {trace.meta['sae']})"]
+        for attr in attrs:
+            step = trace.convergence["x_t"]["endpoint"][attr]
+            paper = trace.convergence["x_t"]["paper"][attr]
+            lines.append(f"{attr:<9} convergence step {step:>2} (paper form {paper:>2}) of {trace.steps - 1}"
+                         f"{'' if step < trace.steps - 1 else '  (not converged)'}")
+        data = {"out": str(args.out), "frames": trace.frames, "steps": trace.steps, "sae": trace.meta["sae"],
+                "threshold": args.threshold, "convergence": trace.convergence, "s_t": trace.progress,
+                "timings": trace.meta["timings"], "warnings": warnings_shown}
+        return {"text": "\n".join(lines), "json": data}
+
+    summary = trace_batch(models, cfm, prompts, args.out, style_for=style_for, negative_style=negative,
+                          lyrics_tokens=lyrics, seed=args.seed, threshold=args.threshold, progress=progress,
+                          cancel=cancel, **settings)
+    lines = [f"wrote {summary['n']} traces and summary.json to {args.out} ({summary['ci']})"]
+    for attr in summary["attributes"]:
+        row = summary["convergence"]["x_t"]["endpoint"][attr]
+        ci = "" if row["lo"] is None else f" [{row['lo']:.1f}, {row['hi']:.1f}]"
+        lines.append(f"{attr:<9} mean convergence step {row['mean_step']:.1f}{ci}, "
+                     f"{100 * row['fraction_converged']:.0f}% converged")
+    return {"text": "\n".join(lines), "json": {"out": str(args.out), **summary, "warnings": warnings_shown}}
+
+
+def cmd_trace_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """report.png + report.json for a trace folder or a batch folder."""
+    from .generation.trace import REPORT_PNG, write_report
+
+    report = write_report(args.trace_dir, threshold=args.threshold)
+    lines = [f"wrote {Path(args.trace_dir) / REPORT_PNG} and report.json ({report['n']} trace(s), "
+             f"threshold {report['threshold']:g})"]
+    for attr in report["attributes"]:
+        row = report["convergence"]["x_t"]["endpoint"][attr]
+        paper = report["convergence"]["x_t"]["paper"][attr]
+        lines.append(f"{attr:<9} convergence step {row['mean_step']:.1f} (paper form {paper['mean_step']:.1f}), "
+                     f"{100 * row['fraction_converged']:.0f}% converged")
+    return {"text": "\n".join(lines), "json": report}

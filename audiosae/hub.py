@@ -17,7 +17,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -236,3 +236,26 @@ def load_checkpoint(path: str | Path, *, key: str | None = None) -> Any:
         found = ", ".join(map(str, list(obj)[:8])) if isinstance(obj, dict) else type(obj).__name__
         raise BackendError(f"{path}: checkpoint has no {key!r} entry (found: {found})")
     return obj[key]
+
+
+def _name_some(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def check_state_dict(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], what: str) -> None:
+    """Strict key and shape matching, naming what is wrong (the official loaders' silent
+    ``strict=False`` is a known cause of garbage output).  Raises ``BackendError``."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s): {_name_some(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s): {_name_some(unexpected)}")
+        raise BackendError(f"checkpoint does not match {what}: " + "; ".join(parts))
+    wrong = [f"{k} {list(given[k].shape)} (expected {list(v.shape)})"
+             for k, v in expected.items() if tuple(given[k].shape) != tuple(v.shape)]
+    if wrong:
+        raise BackendError(f"checkpoint does not match {what}: wrong shapes: {_name_some(wrong, 3)}")

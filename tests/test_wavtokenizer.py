@@ -145,8 +145,8 @@ def test_strict_loading_names_missing_and_unexpected_keys(tmp_path, tiny_ckpt):
     with pytest.raises(BackendError) as err:
         get_backend("wavtokenizer-40", device="cpu", config=tiny_config(), weights=path)
     msg = str(err.value)
-    assert "missing keys: backbone.convnext.0.gamma" in msg
-    assert "unexpected keys: backbone.convnext.7.gamma" in msg
+    assert "missing key(s): backbone.convnext.0.gamma" in msg
+    assert "unexpected key(s): backbone.convnext.7.gamma" in msg
     assert str(path) in msg and "\n" not in msg
 
 

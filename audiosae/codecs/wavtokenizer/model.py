@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import BackendError
+from ...hub import check_state_dict
 from .configs import WavTokenizerConfig
 
 # Prefixes the official ``from_pretrained0802`` keeps from a Lightning checkpoint.
@@ -432,11 +433,6 @@ class LoadReport:
     dropped_other: list[str] = field(default_factory=list)  # e.g. discriminators, losses
 
 
-def _name_some(keys: list[str], limit: int = 4) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
 def extract_state_dict(checkpoint: Any) -> Mapping[str, torch.Tensor]:
     """The model state dict inside a Lightning checkpoint (``{'state_dict': ...}``) or a bare one."""
     if isinstance(checkpoint, Mapping):
@@ -466,21 +462,7 @@ def load_official_state_dict(model: WavTokenizerModel, state_dict: Mapping[str, 
             kept[key] = value
         else:
             dropped.append(key)
-    own = model.state_dict()
-    missing = [k for k in own if k not in kept]
-    unexpected = [k for k in kept if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_name_some(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_name_some(unexpected)}")
-        raise BackendError("checkpoint does not match this WavTokenizer config: " + "; ".join(parts))
-    mis_shaped = [f"{k} {list(kept[k].shape)} (expected {list(own[k].shape)})"
-                  for k in own if tuple(kept[k].shape) != tuple(own[k].shape)]
-    if mis_shaped:
-        raise BackendError("checkpoint does not match this WavTokenizer config: wrong shapes: "
-                           + _name_some(mis_shaped, 3))
+    check_state_dict(model.state_dict(), kept, "this WavTokenizer config")
     model.load_state_dict(kept, strict=True)
     if float(model.quantizer.vq.layers[0]._codebook.inited[0]) == 0.0:
         # The official code would run k-means on the first input it sees: not a trained model.

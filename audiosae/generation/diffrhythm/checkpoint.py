@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from ...errors import BackendError
+from ...hub import check_state_dict
 from .cfm import CFM
 from .dit import DiT, DiTConfig
 
@@ -119,19 +120,7 @@ def infer_config(state: Mapping[str, torch.Tensor], *, num_heads: int = 32) -> D
 def load_weights(model: CFM, state: Mapping[str, torch.Tensor]) -> CFM:
     """Copy ``state`` into ``model`` (strict), casting each tensor to the model's dtype."""
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_few(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
-        raise BackendError("checkpoint does not match the DiffRhythm model (wrong config or version?): "
-                           + "; ".join(parts))
-    wrong = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
-    if wrong:
-        raise BackendError(f"checkpoint shapes do not match the model: {_few(wrong)}")
+    check_state_dict(expected, state, "the DiffRhythm model (wrong config or version?)")
     converted = {k: state[k].to(dtype=v.dtype) for k, v in expected.items()}
     model.load_state_dict(converted, strict=True)
     return model
@@ -174,7 +163,3 @@ def download_checkpoint(variant: str = "base", *, revision: str | None = None, p
         extra["progress"] = progress
     return download_hub_file(repo_id, filename, revision=revision, cancel=cancel, expected_size=size, **extra)
 
-
-def _few(items: list[str], limit: int = 6) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
