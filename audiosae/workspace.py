@@ -390,8 +390,12 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         encoded = backend.encode_long(wave)
         n = encoded.latents.shape[0]
         times = backend.frame_centers(n)
+        def labelling(event: Progress, src: Source = src, base: float = done_s) -> None:
+            progress(Progress("build", base + (event.fraction or 0.0) * src.seconds, total_s,
+                              f"labelling {src.label}"))
+
         attrs = spec.measure(wave, backend.sample_rate, times, hop_length=backend.hop_length,
-                             device=str(backend.device), cancel=cancel)
+                             device=str(backend.device), progress=labelling, cancel=cancel)
         local = len(pending_sources)
         pending["latents"].append(encoded.latents)
         pending["codes"].append(encoded.codes)

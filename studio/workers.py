@@ -20,7 +20,7 @@ import logging
 import traceback
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
 from audiosae.errors import AudioSAEError, JobCancelled
 from audiosae.jobs import CancelToken, Progress, ThrottledProgress
@@ -102,9 +102,15 @@ class JobRunner(QObject):
         handle.thread = thread
         handle.done.connect(lambda h=handle: self._finish(h))
         self._jobs.append(handle)
-        thread.start()
-        self.job_started.emit(handle)
+        # Start on the next event-loop turn: the caller connects the handle's signals right
+        # after submit() returns, and a fast job must not finish before anyone listens.
+        QTimer.singleShot(0, lambda: self._start(handle))
         return handle
+
+    def _start(self, handle: JobHandle) -> None:
+        if handle in self._jobs and handle.thread is not None and not handle.thread.isRunning():
+            handle.thread.start()
+            self.job_started.emit(handle)
 
     def _finish(self, handle: JobHandle) -> None:
         if handle.thread is not None:
