@@ -424,7 +424,9 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         frames=n_train + n_val, train_frames=n_train, val_frames=n_val,
         seconds_of_audio=float(sum(r.seconds for r in manifest.sources.values())),
         skipped=list(manifest.skipped), resumed_sources=resumed)
-    ws.meta["corpus"] = summary.to_dict() | {"frame_rate": backend.frame_rate, "latent_dim": backend.latent_dim}
+    # The seed also chose the built-in corpora's notes: snippets re-render sources with it.
+    ws.meta["corpus"] = summary.to_dict() | {"frame_rate": backend.frame_rate, "latent_dim": backend.latent_dim,
+                                             "seed": seed}
     ws.save_meta()
     progress(Progress("build", total_s, total_s, "corpus complete"))
     return summary
