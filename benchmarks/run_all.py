@@ -30,6 +30,7 @@ BENCHMARKS = {
     "bench_codecs": ({}, {}),
     "bench_wavtokenizer": ({}, {}),
     "bench_realtime": ({}, {}),
+    "bench_timeline": ({}, {"minutes": 1.0}),
     "bench_build_memory": ({"minutes": 60.0}, {"minutes": 3.0}),
 }
 

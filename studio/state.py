@@ -36,6 +36,7 @@ class ExplorerState(QObject):
     view_range_changed = Signal(float, float)  # visible time span (s), shared by all panes
     feature_selected = Signal(int, int)     # feature id, frame index
     feature_order_changed = Signal(str)     # key of FEATURE_ORDERS
+    probe_target_changed = Signal(object)   # (attribute, class) or None, for the "probe" order
     status = Signal(str)                    # a one-line message for the status bar
 
     def __init__(self, parent: QObject | None = None):
@@ -114,6 +115,11 @@ class ExplorerState(QObject):
         if order != self.feature_order:
             self.feature_order = order
             self.feature_order_changed.emit(order)
+
+    def set_probe_target(self, target: tuple[str, int] | None) -> None:
+        if target != self.probe_target:
+            self.probe_target = target
+            self.probe_target_changed.emit(target)
 
     # ---- derived -------------------------------------------------------------------------
     def features_for_display(self) -> np.ndarray | None:
