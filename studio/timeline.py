@@ -189,6 +189,7 @@ class TimelineView(QWidget):
         state.selection_changed.connect(self.waveform.show_selection)
         state.view_range_changed.connect(self._on_state_range)
         state.feature_order_changed.connect(self._on_order_changed)
+        state.probe_target_changed.connect(lambda _t: self.refresh_rows() if state.feature_order == "probe" else None)
         master.sigXRangeChanged.connect(self._on_view_moved)
         self.header.order.currentIndexChanged.connect(
             lambda _i: state.set_feature_order(self.header.order.currentData()))
