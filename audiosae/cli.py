@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate music with DiffRhythm and send every sampler state (X_t and the predicted "
                                    "end point) through WORKSPACE's SAE and probes (a workspace built with the "
                                    "diffrhythm-vae backend). Writes trace.json, trace.safetensors and final.wav to "
-                                   "--out; with --prompts, one trace per prompt plus summary.json (mean and 95%% CI).")
+                                   "--out; with --prompts, one trace per prompt plus summary.json (mean and 95% CI).")
     g.add_argument("workspace", type=Path)
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="style text (through MuQ-MuLan unless --style-audio/--style-embedding is "
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True, metavar="TRACE_DIR")
 
     gr = sub.add_parser("trace-report", parents=[common], help="plot and summarise a trace or a batch of traces",
-                        description="Writes report.png (s_t per attribute with convergence markers; mean and 95%% CI "
+                        description="Writes report.png (s_t per attribute with convergence markers; mean and 95% CI "
                                     "bands for a batch) and report.json into TRACE_DIR.")
     gr.add_argument("trace_dir", type=Path)
     gr.add_argument("--threshold", type=float, default=None, help="convergence threshold (default: the trace's)")

@@ -39,6 +39,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _file_mode() -> int:
+    # mkstemp creates 0600 files; give them the mode a plain open() would (0666 & ~umask),
+    # so workspaces and traces stay shareable.  os.umask can only be read by setting it.
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +59,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if os.name != "nt":
+            os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +22,10 @@ def test_tensor_round_trip_with_metadata(tmp_path):
     meta = load_tensors_metadata(path)
     assert meta["name"] == "x" and meta["k"] == [1, 2] and meta["schema_version"] == SCHEMA_VERSION
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]  # no temp files left
+    if os.name != "nt":  # readable like any file the user writes, not 0600 like a temp file
+        mask = os.umask(0)
+        os.umask(mask)
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_truncated_and_wrong_shape(tmp_path):
