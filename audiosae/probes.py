@@ -74,6 +74,13 @@ class ProbeSet:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Softmax is unchanged when the same vector is added to every row of W (or the same
+        # number to every bias), so W_k alone is only defined up to that shift; Adam, unlike
+        # plain SGD, does not keep the rows' mean at zero.  Centre the rows: predictions stay
+        # identical, and W_k becomes a meaningful direction for steering and for the
+        # contributions c_{j->k} = W_kj f_j (which otherwise carry the arbitrary shift).
+        self.weights = {a: w - w.mean(dim=0, keepdim=True) for a, w in self.weights.items()}
+        self.bias = {a: b - b.mean() for a, b in self.bias.items()}
         if self.feature_kind not in ("sae", "latent"):
             raise AudioSAEError(f"feature_kind must be 'sae' or 'latent', got {self.feature_kind!r}")
         if set(self.weights) != set(self.bias):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One entry point that sets everything up, then runs the app or the tests.
 
-    python3 packaging/bootstrap.py run     # the main job (today: `audiosae demo`)
+    python3 packaging/bootstrap.py run     # the desktop app on the bundled demo workspace
     python3 packaging/bootstrap.py test    # the test suite (extra args go to pytest)
 
 On Debian/Ubuntu it installs the missing system packages (apt-get, via sudo when not
@@ -39,6 +39,14 @@ DEBIAN_PACKAGES = {
     "libxkbcommon0": "Qt",
     "libxkbcommon-x11-0": "Qt on X11",
     "libxcb-cursor0": "Qt on X11",
+    "libxcb-icccm4": "Qt on X11",
+    "libxcb-keysyms1": "Qt on X11",
+    "libxcb-image0": "Qt on X11",
+    "libxcb-render-util0": "Qt on X11",
+    "libxcb-randr0": "Qt on X11",
+    "libxcb-shape0": "Qt on X11",
+    "libxcb-xinerama0": "Qt on X11",
+    "libxcb-xkb1": "Qt on X11",
     "libfontconfig1": "Qt fonts",
     "libdbus-1-3": "Qt",
     "libglib2.0-0": "Qt",
@@ -131,8 +139,12 @@ def main(argv: list[str]) -> int:
     ensure_system_packages()
     py = ensure_venv()
     if what == "run":
-        cmd = [str(py), "-m", "audiosae.cli", "demo", *rest]
+        cmd = [str(py), "-m", "studio.app", *(rest or ["--demo"])]
         env = dict(os.environ)
+        if platform.system() == "Linux" and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+            say("no display found (DISPLAY/WAYLAND_DISPLAY unset); the app needs a desktop session. "
+                "Headless: `xvfb-run python3 packaging/bootstrap.py run`, or the offline CLI demo: "
+                ".venv/bin/audiosae demo")
     else:
         cmd = [str(py), "-m", "pytest", *rest]
         env = test_environment()

@@ -1,19 +1,120 @@
-"""Entry point of the desktop app (``audiosae-studio``).
+"""Entry point of the desktop app: ``audiosae-studio [WORKSPACE] [--demo] [--device D] [--clip AUDIO]``.
 
-The explorer, the control-vector audition and the training wizard are the subject of the
-studio issue and are not built yet; until then this entry point says so plainly instead of
-opening an empty window.
+With no workspace the window opens on the start page (open, new via the wizard, recent, demo).
+``--demo`` opens the bundled ``resources/demo`` workspace; ``--clip`` analyses that audio file
+instead of the workspace's default clip.  Logging goes to a rotating file in the app-data
+folder (``$AUDIOSAE_LOG_DIR`` overrides it); uncaught errors show a dialog that points to it.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import sys
+from pathlib import Path
+
+APP_DISPLAY_NAME = "audiosae studio"
+_IMMORTAL_BUMP = 1 << 40
+_guard_applied = False
+
+
+def guard_singleton_refcounts() -> bool:
+    """Work around PySide6 builds that drop references to None/True/False (True if applied).
+
+    PySide6-Essentials 6.12.0 (abi3 wheels) on Python < 3.12 returns ``None`` from every
+    void method and ``True`` from ``Signal.emit`` without a new reference, as if they were
+    immortal (they are from Python 3.12 on).  Each call then lowers their refcount by one and
+    the interpreter aborts ("deallocating None/True") after a few thousand calls.  Measured
+    here, not assumed from the version: when a probe shows the drop, the three singletons get
+    a refcount so large it cannot reach zero, which is what Python 3.12 does for them.
+    """
+    global _guard_applied
+    if _guard_applied or sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
+        return _guard_applied
+    import ctypes
+
+    from PySide6.QtCore import QObject, Signal
+
+    class _Probe(QObject):
+        ping = Signal()
+
+    probe = _Probe()
+    before = (sys.getrefcount(None), sys.getrefcount(True))
+    for _ in range(16):
+        probe.ping.emit()
+        probe.blockSignals(False)
+    after = (sys.getrefcount(None), sys.getrefcount(True))
+    if after[0] - before[0] > -8 and after[1] - before[1] > -8:
+        return False
+    for singleton in (None, True, False):
+        ctypes.c_ssize_t.from_address(id(singleton)).value += _IMMORTAL_BUMP
+    _guard_applied = True
+    logging.getLogger("studio.app").warning(
+        "this PySide6 build drops references to None/True/False on Python %d.%d; applied the workaround "
+        "(use PySide6 < 6.12 or Python >= 3.12 to avoid it)", *sys.version_info[:2])
+    return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from audiosae.devices import DEVICE_CHOICES  # imports torch: kept out of module import (tests import this module)
+
+    parser = argparse.ArgumentParser(
+        prog="audiosae-studio",
+        description="See and hear what audio latent spaces encode: SAE features, probes and control vectors.")
+    parser.add_argument("workspace", nargs="?", help="workspace folder to open (default: the start page)")
+    parser.add_argument("--demo", action="store_true", help="open the bundled demo workspace")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default=None,
+                        help="compute device for this session (default: the saved preference, else auto)")
+    parser.add_argument("--clip", metavar="AUDIO", help="audio file to analyse first")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("audiosae-studio: the desktop app is not built yet in this version; "
-          "use the command line meanwhile (`audiosae demo`, `audiosae --help`).", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.demo and args.workspace:
+        build_parser().error("give a WORKSPACE or --demo, not both")
+
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtGui import QGuiApplication, QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from .logging_setup import install_excepthook, setup_logging
+    from .main_window import ICON_PATH, MainWindow
+    from .settings import APPLICATION, ORGANIZATION, StudioSettings
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)   # before setup_logging: names the app-data folder
+    QCoreApplication.setApplicationName(APPLICATION)
+    QGuiApplication.setApplicationDisplayName(APP_DISPLAY_NAME)
+    log_path = setup_logging()
+    guard_singleton_refcounts()
+    # Qt 6 scales by the screen's device pixel ratio on its own; the layouts use font metrics.
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "audiosae-studio"])
+    if ICON_PATH.is_file():
+        app.setWindowIcon(QIcon(str(ICON_PATH)))
+    log = logging.getLogger("studio.app")
+    log.info("starting audiosae studio (log %s, args %s)", log_path, vars(args))
+
+    window: MainWindow | None = None
+    reporter = install_excepthook(lambda: window)
+    settings = StudioSettings()
+    window = MainWindow(settings, device=args.device)
+    window.show()
+
+    def first_open() -> None:  # once the event loop runs, so the window paints first
+        if args.demo:
+            window.open_demo(clip=args.clip)
+        elif args.workspace:
+            window.open_workspace(Path(args.workspace), clip=args.clip)
+        elif args.clip:
+            window.report_error(f"{args.clip}: open a workspace too (WORKSPACE or --demo); the clip is "
+                                f"analysed with its SAE", context="No workspace")
+
+    QTimer.singleShot(0, first_open)
+    try:
+        return app.exec()
+    finally:
+        reporter.uninstall()
+        log.info("audiosae studio exited")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ FIXTURES = SHARED / "fixtures"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Qt tests (those using qtbot/qapp) fail on leaked QThreads, timers, threads and windows;
+# settings and logs go to a temporary folder.  Non-Qt tests are untouched.
+from tests.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401
+
 
 def fixture_path(name: str) -> Path:
     """A parity fixture from ../shared/fixtures, or skip the test saying why."""
