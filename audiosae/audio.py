@@ -203,6 +203,20 @@ def rms_dbfs(wave: np.ndarray) -> float:
     return 10.0 * math.log10(ms) if ms > 0 else float("-inf")
 
 
+def soft_limit(wave: np.ndarray, threshold: float = 0.9) -> np.ndarray:
+    """Memoryless soft clipper: identity below ``threshold``, then a tanh knee that never
+    exceeds 1.  Steered latents can decode to peaks far above full scale; this protects
+    ears and speakers on playback (files keep the float values)."""
+    mag = np.abs(wave)
+    over = mag > threshold
+    if not over.any():
+        return wave
+    out = np.array(wave, dtype=np.float32, copy=True)
+    head = 1.0 - threshold
+    out[over] = np.sign(wave[over]) * (threshold + head * np.tanh((mag[over] - threshold) / head))
+    return out
+
+
 def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int) -> None:
     """Write ``[C, N]`` float audio (WAV/FLAC by extension) atomically."""
     import io

@@ -58,6 +58,15 @@ def _sae_info(sae: SparseAutoencoder) -> dict[str, Any]:
             "l1_coefficient": sae.cfg.l1_coefficient}
 
 
+def _centred(t: torch.Tensor) -> torch.Tensor:
+    """``t`` minus its mean over classes (dim 0); unchanged when already centred, so that
+    loading a saved probe set gives bit-identical weights."""
+    if t.numel() == 0:
+        return t
+    mean = t.mean(dim=0, keepdim=True)
+    return t if float(mean.abs().max()) <= 1e-6 * float(t.abs().max()) else t - mean
+
+
 @dataclass
 class ProbeSet:
     """Per-attribute softmax probes: ``weights[attr]`` ``[K, F]``, ``bias[attr]`` ``[K]``.
@@ -79,8 +88,8 @@ class ProbeSet:
         # plain SGD, does not keep the rows' mean at zero.  Centre the rows: predictions stay
         # identical, and W_k becomes a meaningful direction for steering and for the
         # contributions c_{j->k} = W_kj f_j (which otherwise carry the arbitrary shift).
-        self.weights = {a: w - w.mean(dim=0, keepdim=True) for a, w in self.weights.items()}
-        self.bias = {a: b - b.mean() for a, b in self.bias.items()}
+        self.weights = {a: _centred(w) for a, w in self.weights.items()}
+        self.bias = {a: _centred(b) for a, b in self.bias.items()}
         if self.feature_kind not in ("sae", "latent"):
             raise AudioSAEError(f"feature_kind must be 'sae' or 'latent', got {self.feature_kind!r}")
         if set(self.weights) != set(self.bias):
@@ -106,6 +115,13 @@ class ProbeSet:
 
     def n_classes(self, attr: str) -> int:
         return int(self._w(attr).shape[0])
+
+    def trained_classes(self, attr: str) -> list[int]:
+        """Classes that occurred in the training frames (all of them if unrecorded)."""
+        counts = (self.metrics.get("class_counts") or {}).get(attr)
+        if not counts or len(counts) != self.n_classes(attr):
+            return list(range(self.n_classes(attr)))
+        return [k for k, c in enumerate(counts) if c > 0]
 
     def _w(self, attr: str) -> torch.Tensor:
         try:
@@ -348,6 +364,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
     n_train = int(store.n_frames("train"))
     last_report = 0.0
 
+    # Training frames per class: a class that never occurs has no learned direction.
+    class_counts = {a: torch.zeros(int(n_classes[a]), dtype=torch.long) for a in attrs}
     for epoch in range(max_epochs):
         active = [a for a in attrs if a not in stopped]
         train_loss = {a: 0.0 for a in active}
@@ -384,6 +402,9 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
                     loss.backward()
             for a in active:
                 train_count[a] += valid[a]
+                if epoch == 0:
+                    ok = labels[a] >= 0
+                    class_counts[a] += torch.bincount(labels[a][ok].cpu(), minlength=int(n_classes[a]))
                 if valid[a]:
                     optims[a].step()
             done_frames += x.shape[0]
@@ -432,7 +453,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
                "best_val_loss": {a: best[a][0] for a in attrs},
                "early_stopping": "val_loss" if has_val else "train_loss",
                "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-               "weight_decay": WEIGHT_DECAY, "seed": seed, "history": history}
+               "weight_decay": WEIGHT_DECAY, "seed": seed, "history": history,
+               "class_counts": {a: class_counts[a].tolist() for a in attrs}}
     return ProbeSet(weights=out_w, bias=out_b, class_names=names, feature_kind="sae" if sae is not None else "latent",
                     sae=_sae_info(sae) if sae is not None else None, metrics=metrics)
 

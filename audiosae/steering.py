@@ -47,10 +47,15 @@ def control_vector(probes: ProbeSet, attribute: str, target: int, *, normalize: 
     if not 0 <= target < weights.shape[0]:
         raise AudioSAEError(f"class {target} is out of range for {attribute} (0..{weights.shape[0] - 1})")
     w = weights[target].detach().float()
+    # A class that never occurred in the probe's training frames has no learned direction
+    # (its row only says "not me"): steering toward it would push somewhere arbitrary.
+    if target not in probes.trained_classes(attribute):
+        name = probes.class_names.get(attribute, [])[target] if target < len(probes.class_names.get(attribute, [])) \
+            else str(target)
+        raise AudioSAEError(f"{attribute} class {name} did not occur in the probe's training data; "
+                            "there is no direction to steer toward")
     if normalize:
         norm = float(w.norm())
-        if norm == 0.0:
-            raise AudioSAEError(f"the {attribute} probe's row for class {target} is zero (class absent in training?)")
         w = w * (ALPHA_UNIT * w.numel() ** 0.5 / norm)
     return w
 

@@ -31,6 +31,7 @@ BENCHMARKS = {
     "bench_wavtokenizer": ({}, {}),
     "bench_realtime": ({}, {}),
     "bench_timeline": ({}, {"minutes": 1.0}),
+    "bench_studio": ({}, {"run_seconds": 5.0}),
     "bench_trace": ({}, {"seconds": 10.0, "repeats": 1, "small": False}),
     "bench_build_memory": ({"minutes": 60.0}, {"minutes": 3.0}),
 }

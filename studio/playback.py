@@ -31,6 +31,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
+from audiosae.audio import soft_limit
 from audiosae.errors import AudioSAEError
 
 SourceResult = Any  # np.ndarray [channels, n], or (that, an int tag or int64 tags [n])
@@ -705,7 +706,7 @@ class Player:
             if audio.shape != (self.channels, b - a):
                 raise AudioSAEError(f"player: the source returned {list(audio.shape)} for "
                                     f"[{self.channels}, {b - a}]")
-            out[a - start:b - start] = audio.T
+            out[a - start:b - start] = soft_limit(audio.T)  # feeder thread, not the callback
             tags[a - start:b - start] = tag  # an int, or one per sample
         return out, tags
 

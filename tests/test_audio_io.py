@@ -125,3 +125,13 @@ def test_save_audio_round_trip(tmp_path):
     np.testing.assert_allclose(back, wave, atol=1e-7)
     save_audio(tmp_path / "x.flac", wave, 22050)
     assert load_audio(tmp_path / "x.flac").shape == (2, 1000)
+
+
+def test_soft_limit_protects_without_touching_normal_levels():
+    from audiosae.audio import soft_limit
+
+    x = np.linspace(-30, 30, 10001).astype(np.float32)
+    y = soft_limit(x)
+    assert np.abs(y).max() <= 1.0 and np.all(np.diff(y) >= 0)  # bounded and monotonic
+    quiet = x[np.abs(x) <= 0.9]
+    np.testing.assert_array_equal(soft_limit(quiet), quiet)

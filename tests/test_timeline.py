@@ -308,14 +308,15 @@ def test_steering_updates_the_heatmap_and_the_lanes(env, qtbot):
     view, state, models, analysis, _ = env
     state.set_analysis(analysis, "tones/0")
     state.set_feature_order("probe")
-    state.set_steering(SteeringParams("pitch", 40, alpha=30.0))
+    target = max(models.probes.trained_classes("pitch"))  # a class the probe has a direction for
+    state.set_steering(SteeringParams("pitch", target, alpha=30.0))
     assert view.order_detail.startswith("toward pitch")
     rows_before = view.heatmap.row_features.copy()
     before = view.heatmap.image.image.copy()
     pitch = view.lanes.lanes["pitch"]
     classes_before = pitch.classes.copy()
 
-    steered = _steered(models, analysis.f, "pitch", 40, 30.0)
+    steered = _steered(models, analysis.f, "pitch", target, 30.0)
     state.set_steered_features(steered)
     assert view.ready
     after = view.heatmap.image.image
