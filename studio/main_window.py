@@ -68,6 +68,7 @@ PANES = {
     "timeline": ("studio.timeline", "TimelineView", "Timeline"),
     "inspector": ("studio.inspector", "FeatureInspector", "Feature inspector"),
     "audition": ("studio.audition", "AuditionPanel", "Audition"),
+    "generation": ("studio.generation", "GenerationView", "Generation"),
 }
 
 
@@ -309,6 +310,15 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.docks = [self.inspector_dock, self.audition_dock]
+        # The DiffRhythm generation view: a tab beside the audition, built when first shown.
+        self.generation: QWidget | None = None
+        self.generation_dock = QDockWidget(PANES["generation"][2], self)
+        self.generation_dock.setObjectName("generation_dock")
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.generation_dock)
+        self.tabifyDockWidget(self.audition_dock, self.generation_dock)
+        self.generation_dock.hide()
+        self.generation_dock.visibilityChanged.connect(
+            lambda visible: visible and not self._closed and self.generation_view())
         self._dock_visible = {d.objectName(): True for d in self.docks}
 
         self.start_page.open_requested.connect(self.choose_workspace)
@@ -400,6 +410,10 @@ class MainWindow(QMainWindow):
         a("shortcuts", "&Keyboard shortcuts", self.show_shortcuts, ("F1",))
         a("open_log_folder", "Open &log folder", open_log_folder, (), str(current_log_file().parent))
         about = a("about", "&About audiosae studio", self.show_about)
+        a("open_trace", "Open &trace…", lambda: self._generation_file("choose_and_open"), (),
+          "Open a DiffRhythm generation trace folder (made by the Generation view or `audiosae trace`)")
+        a("save_trace", "Sa&ve trace…", lambda: self._generation_file("choose_and_save"), (),
+          "Save the Generation view's trace to a folder")
         about.setMenuRole(QAction.MenuRole.AboutRole)
 
         self.feature_order_group = QActionGroup(self)
@@ -427,6 +441,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(acts["export_steered"])
         file_menu.addSeparator()
+        file_menu.addAction(acts["open_trace"])
+        file_menu.addAction(acts["save_trace"])
+        file_menu.addSeparator()
         file_menu.addAction(acts["quit"])
 
         view_menu = menus.addMenu("&View")
@@ -440,6 +457,9 @@ class MainWindow(QMainWindow):
             toggle = dock.toggleViewAction()
             toggle.setObjectName(f"action_show_{dock.objectName()}")
             view_menu.addAction(toggle)
+        generation_toggle = self.generation_dock.toggleViewAction()
+        generation_toggle.setObjectName("action_show_generation_dock")
+        view_menu.addAction(generation_toggle)
 
         playback_menu = menus.addMenu("&Playback")
         playback_menu.addAction(acts["play_pause"])
@@ -455,6 +475,20 @@ class MainWindow(QMainWindow):
         help_menu.addAction(acts["about"])
         self._explorer_actions = [acts[n] for n in ("open_audio", "export_steered", "zoom_in", "zoom_out", "fit",
                                                     "play_pause", "loop")]
+
+    def generation_view(self) -> QWidget:
+        """The Generation dock's ``GenerationView`` (or its placeholder), built on first use."""
+        if self.generation is None:
+            self.generation = build_pane("generation", self.state, self.runner, self.settings, self)
+            self.generation_dock.setWidget(self.generation)
+        return self.generation
+
+    def _generation_file(self, method: str) -> None:
+        view = self.generation_view()
+        self.generation_dock.show()
+        self.generation_dock.raise_()
+        if not is_placeholder(view):
+            getattr(view, method)()
 
     def _fill_recent_menu(self) -> None:
         menu = self.recent_menu
@@ -893,7 +927,7 @@ class MainWindow(QMainWindow):
         self._closed = True
         self._progress_timer.stop()
         self.runner.cancel_all()   # every job stops at its next safe point while the panes shut down
-        for name in ("audition", "inspector", "timeline"):
+        for name in ("audition", "inspector", "timeline", "generation"):
             stop = getattr(getattr(self, name), "shutdown", None)
             if stop is not None:
                 try:
