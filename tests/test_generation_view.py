@@ -8,7 +8,6 @@ saved as a ``cfm_model.pt``), once per module; each run generates 2 s (43 frames
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,7 +23,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from audiosae.analysis import LoadedModels  # noqa: E402
 from audiosae.generation import trace as tr  # noqa: E402
 from audiosae.generation.diffrhythm import build_cfm, tiny_config  # noqa: E402
-from tests.test_trace import TinyVAE  # noqa: E402
+from tests.test_trace import build_tiny_diffrhythm_workspace  # noqa: E402
 
 SECONDS = 2.0
 FRAMES = int(SECONDS * 44100 / 2048)  # 43
@@ -33,20 +32,7 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    from audiosae.corpus import builtin_sources
-    from audiosae.training import TrainSettings, train_workspace
-    from audiosae.workspace import Workspace, build_corpus
-
-    root = tmp_path_factory.mktemp("genview")
-    torch.manual_seed(0)
-    vae = root / "vae_model.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in torch >= 2.10
-        torch.jit.script(TinyVAE()).save(str(vae))
-    ws = Workspace.create(root / "ws", "diffrhythm-vae", {"weights": str(vae)})
-    build_corpus(ws, builtin_sources("tones", minutes=0.2), device="cpu")
-    train_workspace(ws, TrainSettings(expansions=[4], l1s=[0.02], epochs=1, batch_size=128), device="cpu")
-    return ws.root
+    return build_tiny_diffrhythm_workspace(tmp_path_factory.mktemp("genview"))
 
 
 @pytest.fixture(scope="module")

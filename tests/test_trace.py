@@ -65,13 +65,12 @@ class PassCounter:
         self.handle.remove()
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
+def build_tiny_diffrhythm_workspace(root: Path) -> Path:
+    """A workspace on the ``diffrhythm-vae`` backend (a tiny scripted VAE), tones corpus, one SAE."""
     from audiosae.corpus import builtin_sources
     from audiosae.training import TrainSettings, train_workspace
     from audiosae.workspace import Workspace, build_corpus
 
-    root = tmp_path_factory.mktemp("trace")
     torch.manual_seed(0)
     vae = root / "vae_model.pt"
     with warnings.catch_warnings():
@@ -81,6 +80,11 @@ def workspace(tmp_path_factory) -> Path:
     build_corpus(ws, builtin_sources("tones", minutes=0.2), device="cpu")
     train_workspace(ws, TrainSettings(expansions=[4], l1s=[0.02], epochs=1, batch_size=128), device="cpu")
     return ws.root
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    return build_tiny_diffrhythm_workspace(tmp_path_factory.mktemp("trace"))
 
 
 @pytest.fixture(scope="module")

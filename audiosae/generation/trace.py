@@ -66,8 +66,8 @@ from .. import __version__
 from ..analysis import LoadedModels
 from ..errors import AudioSAEError, BackendError, WorkspaceError
 from ..jobs import CancelToken, Progress, ProgressSink, null_progress
-from ..storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors, load_tensors_metadata,
-                       read_json, save_tensors)
+from ..storage import (SCHEMA_VERSION, atomic_write_json, check_schema, fsync_dir, load_tensors,
+                       load_tensors_metadata, read_json, save_tensors)
 from .conditioning import LATENT_HOP, LATENT_SAMPLE_RATE, StyleEmbedding, frames_for_seconds, instrumental_tokens
 from .diffrhythm import CFM, DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, download_checkpoint, load_cfm, released_config
 
@@ -547,19 +547,6 @@ def _tensors(trace: Trace) -> dict[str, np.ndarray]:
     return out
 
 
-def _fsync_tree(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_trace(trace: Trace, folder: str | Path) -> Path:
     """Write ``trace`` to ``folder`` (created or replaced as a whole; never half-written).
 
@@ -579,13 +566,13 @@ def save_trace(trace: Trace, folder: str | Path) -> Path:
         if trace.audio is not None:
             save_audio(tmp / AUDIO_FILE, trace.audio, trace.sample_rate)
         atomic_write_json(tmp / TRACE_FILE, _trace_json(trace))  # last: it names what the folder holds
-        _fsync_tree(tmp)
+        fsync_dir(tmp)
         old = None
         if folder.exists():
             old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(folder, old)
         os.replace(tmp, folder)
-        _fsync_tree(folder.parent)
+        fsync_dir(folder.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
