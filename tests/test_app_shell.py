@@ -533,3 +533,24 @@ def test_leak_fixture_catches_each_kind_of_leak(tmp_path):
                  "single-shot timers not fired: QTimer.singleShot(60000"):
         assert text in out, text
     assert "7 passed, 5 errors" in out
+
+
+def test_clicking_a_heatmap_cell_opens_the_inspector_on_that_feature_and_frame(qtbot, window):
+    """The whole path a user takes: demo -> real mouse click on a heatmap cell -> inspector."""
+    from PySide6.QtCore import QPointF
+
+    with qtbot.waitSignals([window.state.models_changed, window.state.clip_changed], timeout=LOAD_TIMEOUT_MS):
+        window.open_demo()
+    timeline, analysis = window.timeline, window.state.analysis
+    qtbot.waitUntil(lambda: timeline.ready and len(timeline.heatmap.row_features) > 0, timeout=LOAD_TIMEOUT_MS)
+    row, frame = 3, analysis.n_frames // 2
+    feature = int(timeline.heatmap.row_features[row])
+    vb = timeline.heatmap.view_box
+    point = timeline.graphics.mapFromScene(vb.mapViewToScene(QPointF(float(analysis.times[frame]), row + 0.5)))
+    with qtbot.waitSignal(window.state.feature_selected, timeout=5000) as blocker:
+        qtbot.mouseClick(timeline.graphics.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    assert blocker.args == [feature, frame]
+    assert window.inspector_dock.isVisible()
+    assert window.inspector.title_label.text() == f"feature {feature}"
+    assert f"{analysis.f[frame, feature]:.3f}" in window.inspector.value_label.text()
+    qtbot.waitUntil(lambda: not window.runner.active, timeout=LOAD_TIMEOUT_MS)
