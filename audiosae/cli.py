@@ -178,6 +178,32 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("trace_dir", type=Path)
     gr.add_argument("--threshold", type=float, default=None, help="convergence threshold (default: the trace's)")
     gr.set_defaults(command="trace_report")  # dispatch looks up cmd_<command>; a hyphen cannot be in a name
+
+    xs = sub.add_parser("export-sae", parents=[common], help="export an SAE in the SAELens layout",
+                        description="Writes cfg.json + sae_weights.safetensors (SAELens 'standard' layout; cfg.json "
+                                    "notes audiosae's RMSNorm on h, which SAELens' forward lacks) into FOLDER.")
+    xs.add_argument("workspace", type=Path)
+    xs.add_argument("--sae", required=True, help="SAE name in the workspace")
+    xs.add_argument("--out", type=Path, required=True, metavar="FOLDER")
+    xs.add_argument("--with-probes", action="store_true", help="also write the SAE's probes (probes.safetensors + .json)")
+    xs.set_defaults(command="export_sae")
+
+    im = sub.add_parser("import-sae", parents=[common], help="import a SAELens-layout SAE into a workspace",
+                        description="Reads FOLDER (cfg.json + sae_weights.safetensors), checks that d_in matches the "
+                                    "workspace's latent dim and saves it as saes/NAME (with its probes, if exported).")
+    im.add_argument("workspace", type=Path)
+    im.add_argument("folder", type=Path)
+    im.add_argument("--name", required=True, help="name for the SAE in the workspace")
+    im.set_defaults(command="import_sae")
+
+    xl = sub.add_parser("export-lanes", parents=[common], help="per-frame lanes of a clip as CSV and Sonic Visualiser layers",
+                        description="Analyses AUDIO with the workspace's SAE and probes and writes lanes.csv, "
+                                    "activations.csv and sonic-visualiser/*.csv (File > Import Annotation Layer).")
+    xl.add_argument("workspace", type=Path)
+    xl.add_argument("audio", type=Path)
+    xl.add_argument("--out", type=Path, required=True, metavar="FOLDER")
+    xl.add_argument("--sae", default=None, help="SAE name (default: best pitch probe accuracy)")
+    xl.set_defaults(command="export_lanes")
     return p
 
 

@@ -304,3 +304,89 @@ def cmd_trace_report(args: argparse.Namespace, *, progress: ProgressSink, cancel
         lines.append(f"{attr:<9} convergence step {row['mean_step']:.1f} (paper form {paper['mean_step']:.1f}), "
                      f"{100 * row['fraction_converged']:.0f}% converged")
     return {"text": "\n".join(lines), "json": report}
+
+
+def _workspace_latent_dim(ws: Any) -> int:
+    """The latent width of the workspace's corpus (or, before a build, of its backend)."""
+    from .codecs import backend_spec
+
+    dim = (ws.meta.get("corpus") or {}).get("latent_dim")
+    return int(dim) if dim else int(backend_spec(ws.backend_name).latent_dim)
+
+
+def cmd_export_sae(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """An SAE (and optionally its probes) in the SAELens layout."""
+    from .exports import SAELENS_CFG_FILE, SAELENS_WEIGHTS_FILE, export_saelens
+    from .probes import ProbeSet
+    from .sae import SparseAutoencoder
+    from .workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    if args.sae not in ws.sae_names():
+        raise WorkspaceError(f"{ws.root}: no SAE named {args.sae!r}; available: {', '.join(ws.sae_names()) or 'none'}")
+    sae = SparseAutoencoder.load(ws.sae_dir(args.sae))
+    probes = None
+    if args.with_probes:
+        if not ws.probe_dir(args.sae).is_dir():
+            raise WorkspaceError(f"{ws.root}: SAE {args.sae!r} has no probes yet; run `audiosae train` or drop --with-probes")
+        probes = ProbeSet.load(ws.probe_dir(args.sae))
+    export_saelens(sae, args.out, probes=probes,
+                   metadata={"model_name": ws.backend_name, "workspace": str(ws.root), "sae_name": args.sae})
+    files = [SAELENS_CFG_FILE, SAELENS_WEIGHTS_FILE] + (["probes.safetensors", "probes.json"] if probes else [])
+    return {"text": f"wrote SAE {args.sae!r} (d_in {sae.cfg.d_in}, d_sae {sae.cfg.d_sae}) to {args.out} in the "
+                    f"SAELens layout: {', '.join(files)}",
+            "json": {"sae": args.sae, "out": str(args.out), "files": files, "d_in": sae.cfg.d_in,
+                     "d_sae": sae.cfg.d_sae}}
+
+
+def cmd_import_sae(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """A SAELens-layout SAE copied into ``saes/NAME`` (and its exported probes into ``probes/NAME``)."""
+    import sys
+
+    from .exports import import_saelens, load_exported_probes, saelens_import_warning
+    from .workspace import Workspace
+
+    ws = Workspace.open(args.workspace)
+    name = str(args.name)
+    if not name or name in (".", "..") or any(c in name for c in "/\\:") or name.startswith("."):
+        raise AudioSAEError(f"invalid SAE name {name!r}: use letters, digits, '-', '_' or '.'")
+    if ws.sae_dir(name).exists() or ws.probe_dir(name).exists():
+        raise WorkspaceError(f"{ws.root}: an SAE named {name!r} already exists; choose another --name")
+    sae = import_saelens(args.folder)
+    d_in = _workspace_latent_dim(ws)
+    if sae.cfg.d_in != d_in:
+        raise WorkspaceError(f"{args.folder}: SAE d_in {sae.cfg.d_in} does not match the latent dim {d_in} of "
+                             f"workspace {ws.root} (backend {ws.backend_name})")
+    probes = load_exported_probes(args.folder, sae)
+    sae.cfg.name = name
+    sae.save(ws.sae_dir(name), metrics=sae.metrics, extra={"backend": ws.backend_name})
+    if probes is not None:
+        probes.save(ws.probe_dir(name))
+    warning = saelens_import_warning(sae)
+    if warning:
+        print(f"audiosae: warning: {warning}", file=sys.stderr)
+    text = (f"imported {args.folder} as SAE {name!r} (d_in {sae.cfg.d_in}, d_sae {sae.cfg.d_sae})"
+            + (" with its probes" if probes is not None else "; no probes (run `audiosae train` to fit them)"))
+    return {"text": text, "json": {"sae": name, "folder": str(args.folder), "d_in": sae.cfg.d_in,
+                                   "d_sae": sae.cfg.d_sae, "probes": probes is not None, "warning": warning}}
+
+
+def cmd_export_lanes(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """lanes.csv, activations.csv and Sonic Visualiser layers for one clip."""
+    from .analysis import LoadedModels
+    from .audio import load_audio
+    from .exports import export_activations_csv, export_lanes_csv, export_sonic_visualiser
+
+    models = LoadedModels.load(args.workspace, args.sae, device=args.device)
+    backend = models.backend
+    wave = load_audio(args.audio, backend.sample_rate, backend.channels)
+    analysis = models.analyze(wave, source=str(args.audio), progress=progress, cancel=cancel)
+    out = Path(args.out)
+    lanes = export_lanes_csv(analysis, models.spec, out / "lanes.csv")
+    features = export_activations_csv(analysis, out / "activations.csv")
+    sv = export_sonic_visualiser(analysis, models.spec, out / "sonic-visualiser")
+    text = (f"wrote {lanes} ({analysis.n_frames} frames), {out / 'activations.csv'} ({len(features)} active "
+            f"features) and {len(sv)} Sonic Visualiser layers in {out / 'sonic-visualiser'} "
+            f"(SAE {models.sae.cfg.name})")
+    return {"text": text, "json": {"out": str(out), "frames": analysis.n_frames, "sae": models.sae.cfg.name,
+                                   "active_features": len(features), "sonic_visualiser": {k: str(v) for k, v in sv.items()}}}

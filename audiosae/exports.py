@@ -1,0 +1,381 @@
+"""Exports for other tools: SAELens-layout SAEs, per-frame CSV lanes, Sonic Visualiser layers.
+
+SAELens layout (``cfg.json`` + ``sae_weights.safetensors`` with ``W_enc [d_in, d_sae]``,
+``b_enc [d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``) is the common exchange format
+for SAEs.  Our SAE is ReLU + a parameter-free RMSNorm on ``h``; SAELens has no such
+architecture, so the export says ``"architecture": "standard"`` (the weights mean exactly
+what SAELens' standard SAE means by them) and adds a ``hidden_norm`` block and a ``note``
+saying that the features are ``f = h / sqrt(mean(h^2) + eps)``, which SAELens' own forward
+does not compute.  ``import_saelens`` reads both our exports (exactly) and plain SAELens
+``standard`` SAEs (adding our RMSNorm, with a warning on the returned SAE).
+
+Sonic Visualiser: every lane is a headerless ``time,value[,label]`` CSV in seconds, which SV
+imports as a time-value layer: open the audio, then File > Import Annotation Layer, choose
+the CSV, and in the import dialog set column 1 to "Time", column 2 to "Value" (and column 3,
+where present, to "Label"), timing "Explicit, in seconds".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .analysis import ClipAnalysis
+from .attributes import ATTRIBUTES, AttributeSpec, midi_to_hz, midi_to_name
+from .errors import AudioSAEError, WorkspaceError
+from .probes import META_FILE as PROBES_META_FILE
+from .probes import WEIGHTS_FILE as PROBES_WEIGHTS_FILE
+from .probes import ProbeSet
+from .sae import DEFAULT_RMS_EPS, SAEConfig, SparseAutoencoder
+from .storage import SCHEMA_VERSION, atomic_write_bytes, atomic_write_json, load_tensors, read_json, save_tensors
+
+__all__ = [
+    "SAELENS_CFG_FILE", "SAELENS_WEIGHTS_FILE", "EXPORT_KIND", "RMSNORM_WARNING",
+    "export_saelens", "import_saelens", "saelens_import_warning", "load_exported_probes",
+    "export_lanes_csv", "export_activations_csv", "export_sonic_visualiser", "SV_LANES",
+]
+
+SAELENS_CFG_FILE = "cfg.json"
+SAELENS_WEIGHTS_FILE = "sae_weights.safetensors"
+EXPORT_KIND = "audiosae.saelens_export"
+_PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+FORWARD_NOTE = (
+    "audiosae SAE: h = relu(x @ W_enc + b_enc); f = h / sqrt(mean(h^2) + eps) (parameter-free RMSNorm over "
+    "the d_sae features of each frame, eps in hidden_norm.eps); x_hat = f @ W_dec + b_dec. SAELens' 'standard' "
+    "forward omits the RMSNorm and decodes h directly, so with SAELens' own forward the features and the "
+    "reconstruction differ from audiosae's; apply the RMSNorm to SAELens' feature activations yourself, or load "
+    "the folder with audiosae.exports.import_saelens.")
+RMSNORM_WARNING = (
+    "imported a plain SAELens 'standard' SAE: audiosae adds its parameter-free RMSNorm on h "
+    "(f = h / sqrt(mean(h^2) + eps)) before decoding, so features and reconstructions differ from SAELens' own "
+    "forward")
+
+
+# ---- SAELens layout ------------------------------------------------------------------------------
+def export_saelens(sae: SparseAutoencoder, folder: str | Path, *, probes: ProbeSet | None = None,
+                   metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``sae`` into ``folder`` as ``cfg.json`` + ``sae_weights.safetensors`` (SAELens layout).
+
+    ``probes`` (trained on this SAE) go beside them as ``probes.safetensors`` + ``probes.json``
+    in our ProbeSet format.  ``metadata`` is merged into cfg's SAELens ``metadata`` block.
+    Each file is written atomically; the weights go first, so a crash leaves no cfg for them.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if probes is not None:
+        try:
+            probes.check_sae(sae)
+        except AudioSAEError as exc:
+            raise AudioSAEError(f"cannot export these probes with SAE {sae.cfg.name!r}: {exc}") from None
+    cfg = sae.cfg
+    tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in _PARAMS}
+    fingerprint = sae.fingerprint()
+    save_tensors(folder / SAELENS_WEIGHTS_FILE, tensors,
+                 metadata={"kind": EXPORT_KIND, "d_in": cfg.d_in, "d_sae": cfg.d_sae, "rms_eps": cfg.rms_eps,
+                           "fingerprint": fingerprint})
+    if probes is not None:
+        probes.save(folder)
+    sae_meta = _json_safe(dict(sae.metadata))
+    saelens_meta: dict[str, Any] = {
+        "model_name": str(sae.metadata.get("backend", "")),
+        "hook_name": "codec_latent",          # the SAE reads the codec's latent frames, not a transformer hook
+        "hook_head_index": None,
+        "prepend_bos": False,
+        "context_size": None,
+        "dataset_path": None,
+        "exported_by": f"audiosae {__version__}",
+        **_json_safe(dict(metadata or {})),
+    }
+    out = {
+        "architecture": "standard",
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": False,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "l1_coefficient": cfg.l1_coefficient,
+        "metadata": saelens_meta,
+        # Ours: the forward pass has a parameter-free RMSNorm that SAELens' standard SAE lacks.
+        "hidden_norm": {"type": "rms", "eps": cfg.rms_eps, "parameters": 0,
+                        "applied_to": "h = relu(x @ W_enc + b_enc), over the d_sae axis, before decoding"},
+        "note": FORWARD_NOTE,
+        "audiosae": {
+            "schema_version": SCHEMA_VERSION, "kind": EXPORT_KIND, "name": cfg.name,
+            "l1_coefficient": cfg.l1_coefficient, "rms_eps": cfg.rms_eps, "fingerprint": fingerprint,
+            "sae_metadata": sae_meta, "metrics": _json_safe(dict(sae.metrics)),
+            "probes": ({"weights": PROBES_WEIGHTS_FILE, "meta": PROBES_META_FILE,
+                        "attributes": probes.attributes} if probes is not None else None),
+        },
+    }
+    atomic_write_json(folder / SAELENS_CFG_FILE, out)
+    return folder
+
+
+def import_saelens(folder: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """Read a SAELens-layout folder as our SAE.
+
+    Our own exports come back exactly (same weights, eps and fingerprint).  A plain SAELens
+    ``standard`` SAE is accepted too (``apply_b_dec_to_input`` is folded into ``b_enc``); the
+    result's ``metadata["import_warning"]`` then holds ``RMSNORM_WARNING`` (see
+    ``saelens_import_warning``).  Missing keys, wrong shapes, truncation or an unsupported
+    architecture raise ``WorkspaceError`` naming the file.
+    """
+    folder = Path(folder)
+    cfg_path, weights_path = folder / SAELENS_CFG_FILE, folder / SAELENS_WEIGHTS_FILE
+    raw = read_json(cfg_path, kind="SAELens config")
+    if not isinstance(raw, dict):
+        raise WorkspaceError(f"{cfg_path}: SAELens config is not a JSON object")
+    ours = raw.get("audiosae") if isinstance(raw.get("audiosae"), dict) else None
+    if ours is not None and ours.get("kind") != EXPORT_KIND:
+        ours = None
+    if ours is not None and isinstance(ours.get("schema_version"), int) and ours["schema_version"] > SCHEMA_VERSION:
+        raise WorkspaceError(f"{cfg_path}: written by a newer audiosae (schema {ours['schema_version']}); upgrade")
+    architecture = raw.get("architecture", "standard")
+    if architecture != "standard":
+        raise WorkspaceError(f"{cfg_path}: SAELens architecture {architecture!r} is not supported; "
+                             "audiosae reads 'standard' (ReLU) SAEs only")
+    norm = raw.get("normalize_activations", "none")
+    if norm not in (None, "none", "expected_average_only_in"):
+        # Input-dependent normalisations cannot be folded into the weights.
+        raise WorkspaceError(f"{cfg_path}: normalize_activations {norm!r} is not supported (use 'none')")
+    try:
+        d_in, d_sae = _positive_int(raw, "d_in"), _positive_int(raw, "d_sae")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkspaceError(f"{cfg_path}: SAELens config lacks a valid {exc.args[0] if exc.args else 'd_in/d_sae'}"
+                             " (positive integers 'd_in' and 'd_sae' are required)") from None
+    tensors = load_tensors(weights_path, kind="SAELens weights", expect={
+        "W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)})
+    weights = {}
+    for name in _PARAMS:
+        t = tensors[name].to(torch.float32)
+        if not torch.isfinite(t).all():
+            raise WorkspaceError(f"{weights_path}: tensor {name!r} contains NaN or inf")
+        weights[name] = t
+    if raw.get("apply_b_dec_to_input", False):
+        # SAELens computes relu((x - b_dec) @ W_enc + b_enc); fold the shift into b_enc.
+        weights["b_enc"] = (weights["b_enc"].double() - weights["b_dec"].double() @ weights["W_enc"].double()).float()
+
+    eps, l1, name = DEFAULT_RMS_EPS, 0.0, folder.name or "imported"
+    hidden = raw.get("hidden_norm") if isinstance(raw.get("hidden_norm"), dict) else {}
+    if ours is not None:
+        eps = _finite(hidden.get("eps", ours.get("rms_eps")), cfg_path, "hidden_norm.eps", positive=True)
+        l1 = _finite(ours.get("l1_coefficient", 0.0), cfg_path, "audiosae.l1_coefficient")
+        name = str(ours.get("name") or name)
+    elif isinstance(raw.get("l1_coefficient"), (int, float)) and math.isfinite(raw["l1_coefficient"]) \
+            and raw["l1_coefficient"] >= 0:
+        l1 = float(raw["l1_coefficient"])
+    try:
+        sae_cfg = SAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=l1, rms_eps=eps, name=name)
+    except AudioSAEError as exc:
+        raise WorkspaceError(f"{cfg_path}: {exc}") from None
+    meta = dict(ours.get("sae_metadata") or {}) if ours is not None else {}
+    meta["imported_from"] = str(folder)
+    if ours is None:
+        meta["import_warning"] = RMSNORM_WARNING
+        if norm == "expected_average_only_in":
+            meta["import_warning"] += ("; normalize_activations 'expected_average_only_in' is assumed to be "
+                                       "folded into the saved weights (SAELens does so at save)")
+        meta["saelens_metadata"] = _json_safe(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {})
+    sae = SparseAutoencoder(sae_cfg, metadata=meta)
+    with torch.no_grad():
+        for key, t in weights.items():
+            getattr(sae, key).copy_(t)
+    if ours is not None and ours.get("fingerprint") not in (None, sae.fingerprint()):
+        raise WorkspaceError(f"{weights_path}: weights do not match the fingerprint in {SAELENS_CFG_FILE}; "
+                             "one of the two files was replaced or edited")
+    if ours is not None and isinstance(ours.get("metrics"), dict):
+        sae.metrics = dict(ours["metrics"])
+    return sae.to(device)
+
+
+def saelens_import_warning(sae: SparseAutoencoder) -> str | None:
+    """The warning ``import_saelens`` attached (a plain SAELens SAE: features differ), else None."""
+    warning = sae.metadata.get("import_warning")
+    return str(warning) if warning else None
+
+
+def load_exported_probes(folder: str | Path, sae: SparseAutoencoder | None = None,
+                         device: str | torch.device = "cpu") -> ProbeSet | None:
+    """The probes exported beside an SAE (None if there are none); checked against ``sae`` when given."""
+    folder = Path(folder)
+    if not (folder / PROBES_META_FILE).is_file() and not (folder / PROBES_WEIGHTS_FILE).is_file():
+        return None
+    probes = ProbeSet.load(folder, device=device)
+    if sae is not None:
+        try:
+            probes.check_sae(sae)
+        except AudioSAEError as exc:
+            raise WorkspaceError(f"{folder / PROBES_META_FILE}: {exc}") from None
+    return probes
+
+
+def _positive_int(raw: Mapping[str, Any], key: str) -> int:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 1:
+        raise ValueError(key)
+    return int(value)
+
+
+def _finite(value: Any, path: Path, key: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value <= 0):
+        raise WorkspaceError(f"{path}: {key} must be a {'positive' if positive else 'non-negative'} number, "
+                             f"got {value!r}")
+    return float(value)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return _json_safe(value.item())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# ---- per-frame CSVs --------------------------------------------------------------------------------
+def _num(value: float) -> str:
+    """Shortest exact text for a float; empty for NaN/inf (a gap, not a number)."""
+    value = float(value)
+    return repr(value) if math.isfinite(value) else ""
+
+
+def _write_csv(path: str | Path, rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header is not None:
+        writer.writerow(header)
+    writer.writerows(rows)
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def _decoded(analysis: ClipAnalysis, spec: AttributeSpec, attr: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(predicted class [T], class names, class values [T]) of the probe for ``attr``."""
+    probs = analysis.probabilities[attr]
+    if probs.shape != (analysis.n_frames, spec.n_classes(attr)):
+        raise AudioSAEError(f"{attr} probabilities have shape {list(probs.shape)}, expected "
+                            f"[{analysis.n_frames}, {spec.n_classes(attr)}] (frames x classes of the spec)")
+    classes = analysis.predicted(attr)
+    values = np.array([spec.class_value(attr, int(k)) for k in classes], dtype=np.float64)
+    return classes, spec.class_names(attr), values
+
+
+def _lane_attributes(analysis: ClipAnalysis) -> list[str]:
+    return [a for a in ATTRIBUTES if a in analysis.probabilities]
+
+
+DECODED_UNITS = {"pitch": "midi", "loudness": "db", "timbre": "hz"}
+
+
+def export_lanes_csv(analysis: ClipAnalysis, spec: AttributeSpec, path: str | Path) -> Path:
+    """One row per frame: ``time_s``; per attribute the probe's class name, its value and probability;
+    then the measured ``midi`` (empty when unvoiced), ``loudness_db`` and ``centroid_hz``.
+
+    Decoded values: pitch as the class's MIDI number (empty for 'unvoiced'), loudness as the
+    dB bin centre, timbre as the centroid bin centre in Hz.
+    """
+    attrs = _lane_attributes(analysis)
+    n = analysis.n_frames
+    if len(analysis.times) != n or len(analysis.measured) != n:
+        raise AudioSAEError(f"analysis has {n} frames but {len(analysis.times)} times and "
+                            f"{len(analysis.measured)} measurements")
+    header = ["time_s"]
+    columns: list[list[str]] = [[_num(t) for t in analysis.times]]
+    for attr in attrs:
+        classes, names, values = _decoded(analysis, spec, attr)
+        confidence = analysis.probabilities[attr][np.arange(n), classes]
+        header += [f"{attr}_class", f"{attr}_value_{DECODED_UNITS[attr]}", f"{attr}_probability"]
+        columns += [[names[int(k)] for k in classes], [_num(v) for v in values], [_num(p) for p in confidence]]
+    m = analysis.measured
+    header += ["measured_midi", "measured_loudness_db", "measured_centroid_hz"]
+    columns += [[_num(v) for v in m.midi], [_num(v) for v in m.loudness_db], [_num(v) for v in m.centroid_hz]]
+    return _write_csv(path, zip(*columns), header)
+
+
+def export_activations_csv(analysis: ClipAnalysis, path: str | Path,
+                           features: Sequence[int] | None = None) -> list[int]:
+    """``time_s`` + one column ``f<j>`` (the SAE features f = RMSNorm(h)) per feature; returns the indices.
+
+    Default ``features``: every feature that is non-zero in at least one frame of the clip.
+    """
+    f = np.asarray(analysis.f)
+    if features is None:
+        chosen = np.flatnonzero((f > 0).any(axis=0)).tolist() if f.size else []
+    else:
+        chosen = [int(j) for j in features]
+        bad = [j for j in chosen if not 0 <= j < f.shape[1]]
+        if bad:
+            raise AudioSAEError(f"feature(s) {bad[:5]} out of range 0..{f.shape[1] - 1}")
+    header = ["time_s", *[f"f{j}" for j in chosen]]
+    rows = ([_num(t), *[_num(v) for v in f[i, chosen]]] for i, t in enumerate(analysis.times))
+    _write_csv(path, rows, header)
+    return chosen
+
+
+# Lane file names -> what they hold (unit).  Rows with no value (unvoiced pitch) are left out,
+# which SV draws as a gap.
+SV_LANES = {
+    "measured_pitch_hz": "measured pitch (CREPE), Hz, label = nearest note",
+    "measured_loudness_db": "measured loudness, dBFS",
+    "measured_centroid_hz": "measured spectral centroid, Hz",
+    "decoded_pitch_hz": "probe-decoded pitch class, Hz of the note, label = class name",
+    "decoded_loudness_db": "probe-decoded loudness bin centre, dB, label = bin",
+    "decoded_timbre_hz": "probe-decoded centroid bin centre, Hz, label = bin",
+}
+
+
+def export_sonic_visualiser(analysis: ClipAnalysis, spec: AttributeSpec, folder: str | Path) -> dict[str, Path]:
+    """Write one headerless ``time,value[,label]`` CSV per lane (names in ``SV_LANES``) into ``folder``.
+
+    Times are frame centres in seconds, increasing.  In Sonic Visualiser: open the clip, then
+    File > Import Annotation Layer, pick a CSV, and map the columns as Time / Value / Label
+    with timing "Explicit, in seconds"; each file becomes a time-value layer.
+    """
+    folder = Path(folder)
+    times = np.asarray(analysis.times, dtype=np.float64)
+    if np.any(np.diff(times) <= 0):
+        raise AudioSAEError("analysis frame times are not strictly increasing")
+    m = analysis.measured
+    lanes: dict[str, list[tuple[str, ...]]] = {}
+
+    def rows(values: np.ndarray, labels: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+        out = []
+        for i, v in enumerate(np.asarray(values, dtype=np.float64)):
+            if math.isfinite(v):
+                out.append((_num(times[i]), _num(v)) + ((labels[i],) if labels is not None else ()))
+        return out
+
+    midi = np.asarray(m.midi, dtype=np.float64)
+    voiced = np.isfinite(midi)
+    note_labels = [midi_to_name(int(round(v))) if ok else "" for v, ok in zip(midi, voiced)]
+    lanes["measured_pitch_hz"] = rows(np.where(voiced, midi_to_hz(np.where(voiced, midi, 69.0)), np.nan),
+                                      note_labels)
+    lanes["measured_loudness_db"] = rows(m.loudness_db)
+    lanes["measured_centroid_hz"] = rows(m.centroid_hz)
+    for attr, lane in (("pitch", "decoded_pitch_hz"), ("loudness", "decoded_loudness_db"),
+                       ("timbre", "decoded_timbre_hz")):
+        if attr not in analysis.probabilities:
+            continue
+        classes, names, values = _decoded(analysis, spec, attr)
+        if attr == "pitch":
+            values = np.where(np.isfinite(values), midi_to_hz(np.nan_to_num(values, nan=69.0)), np.nan)
+        lanes[lane] = rows(values, [names[int(k)] for k in classes])
+    folder.mkdir(parents=True, exist_ok=True)
+    return {lane: _write_csv(folder / f"{lane}.csv", body) for lane, body in lanes.items()}
