@@ -622,15 +622,19 @@ class AuditionPanel(QWidget):
         self._pending_change = None
         self._update_play_button(True)
 
-    def _on_models_changed(self) -> None:
-        if self._shut:
-            return
+    def _drop_session(self) -> None:
+        """Forget the current session (and any build in flight) after the clip or models changed."""
         self._generation += 1
         if self._build_job is not None:
             self._build_job.cancel()
         self._close_session()
         self._reset_heatmap(emit=False)
-        self._directions.clear()   # probe rows of the previous models
+        self._directions.clear()   # probe rows of the previous models / clip
+
+    def _on_models_changed(self) -> None:
+        if self._shut:
+            return
+        self._drop_session()
         self._populate_attributes()
         self._set_controls_enabled(False)
         self._show_status()
@@ -638,14 +642,9 @@ class AuditionPanel(QWidget):
     def _on_clip_changed(self) -> None:
         if self._shut:
             return
-        self._generation += 1
-        if self._build_job is not None:
-            self._build_job.cancel()
-        self._close_session()
-        self._reset_heatmap(emit=False)
+        self._drop_session()
         self._error = ""
         self._targets.clear()
-        self._directions.clear()
         self.last_latency_ms = None
         with QSignalBlocker(self.scope_whole), QSignalBlocker(self.scope_selection):
             self.scope_whole.setChecked(True)

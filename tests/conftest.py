@@ -38,3 +38,11 @@ def harmonic_tone(midi: float, seconds: float, sample_rate: int, *, level_db: fl
             wave += np.sin(2 * np.pi * k * f0 * t) / k ** tilt
     wave *= 10 ** (level_db / 20) / np.sqrt(np.mean(wave ** 2))
     return wave.astype(np.float32)
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    """A flat copy of ``src`` (a saved SAE / probe folder) to damage in a test."""
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from tests.conftest import copy_folder
 import torch
 
 from audiosae.errors import AudioSAEError, WorkspaceError
@@ -142,11 +144,7 @@ def test_probe_set_load_refuses_damaged_files(sae_probes, tmp_path):
     good = probes.save(tmp_path / "good")
 
     def copy(name):
-        dst = tmp_path / name
-        dst.mkdir()
-        for p in good.iterdir():
-            (dst / p.name).write_bytes(p.read_bytes())
-        return dst
+        return copy_folder(good, tmp_path / name)
 
     trunc = copy("trunc")
     data = (trunc / "probes.safetensors").read_bytes()

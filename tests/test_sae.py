@@ -6,6 +6,8 @@ import json
 import math
 
 import pytest
+
+from tests.conftest import copy_folder
 import torch
 
 import audiosae.sae as sae_mod
@@ -261,11 +263,7 @@ def test_load_refuses_truncated_edited_and_newer_files(trained, tmp_path):
     good = sae.save(tmp_path / "good")
 
     def copy(name):
-        dst = tmp_path / name
-        dst.mkdir()
-        for p in good.iterdir():
-            (dst / p.name).write_bytes(p.read_bytes())
-        return dst
+        return copy_folder(good, tmp_path / name)
 
     trunc = copy("truncated")
     data = (trunc / "sae.safetensors").read_bytes()

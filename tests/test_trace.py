@@ -27,6 +27,7 @@ from audiosae.generation import conditioning as cond
 from audiosae.generation import trace as tr
 from audiosae.generation.diffrhythm import CFM, build_cfm, tiny_config
 from audiosae.jobs import CancelToken
+from tests.test_diffrhythm import PassCounter
 
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = 2.0
@@ -51,18 +52,6 @@ class TinyVAE(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.decode_export(self.encode_export(audio)[:, :64])
-
-
-class PassCounter:
-    def __init__(self, module: nn.Module):
-        self.calls = 0
-        self.handle = module.register_forward_pre_hook(self._hook)
-
-    def _hook(self, module, args):
-        self.calls += 1
-
-    def close(self) -> None:
-        self.handle.remove()
 
 
 def build_tiny_diffrhythm_workspace(root: Path) -> Path:
