@@ -25,7 +25,7 @@ from .errors import BackendError, DependencyError, JobCancelled
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 
 __all__ = ["HubFileInfo", "hub_url", "hub_file_info", "hub_file_size", "download_hub_file",
-           "load_checkpoint", "sha256_file"]
+           "download_url_file", "load_checkpoint", "sha256_file"]
 
 _HASH_CHUNK = 8 * 1024 * 1024
 # (resolved path, size, mtime_ns) -> sha256 already verified in this process; hashing a
@@ -203,6 +203,87 @@ def download_hub_file(repo_id: str, filename: str, *, revision: str | None = Non
             f"delete it from the hub cache ({path.parent}) and retry, or {remedy}", progress, cancel)
     progress(Progress("download", path.stat().st_size, path.stat().st_size, f"{filename} ready"))
     return path
+
+
+def download_url_file(url: str, dest: str | Path, *, sha256_prefix: str | None = None,
+                      expected_size: int | None = None, progress: ProgressSink = null_progress,
+                      cancel: CancelToken | None = None, timeout: float = 30.0) -> Path:
+    """``dest``, downloaded from a plain HTTPS ``url`` if it is not there yet, verified.
+
+    For weights published outside the Hugging Face hub (EnCodec's ``.th`` on Meta's CDN).
+    The bytes stream into ``dest.partial`` (resumed with an HTTP range when a previous try
+    left one), are checked against the server's Content-Length, ``expected_size`` and the
+    sha256 prefix published in the file name (``encodec_24khz-d7cc33bc.th``), and only then
+    renamed to ``dest``: a half-downloaded or tampered file is never loaded.  A file already at
+    ``dest`` is checked the same way before it is used.
+    """
+    import urllib.error
+    import urllib.request
+
+    dest = Path(dest)
+    remedy = f"download {url} yourself and pass --weights PATH"
+
+    def check(path: Path, what: str) -> None:
+        if expected_size is not None and path.stat().st_size != expected_size:
+            raise BackendError(f"{path}: {what} is {path.stat().st_size} bytes, expected {expected_size}; "
+                               f"delete it and retry, or {remedy}")
+        if sha256_prefix:
+            digest = sha256_file(path, progress=progress, cancel=cancel)
+            if not digest.startswith(sha256_prefix.lower()):
+                raise BackendError(f"{path}: {what} has sha256 {digest[:12]}…, expected {sha256_prefix}…; "
+                                   f"delete it and retry, or {remedy}")
+
+    if dest.is_file():
+        check(dest, "the cached weights file")
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    have = partial.stat().st_size if partial.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "audiosae-studio"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (https URL constants)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the partial file is already complete (or longer): start over
+            partial.unlink(missing_ok=True)
+            return download_url_file(url, dest, sha256_prefix=sha256_prefix, expected_size=expected_size,
+                                     progress=progress, cancel=cancel, timeout=timeout)
+        raise BackendError(f"cannot download {url} (HTTP {exc.code}); {remedy}") from None
+    except (OSError, ValueError) as exc:  # offline, DNS, TLS, proxy
+        raise BackendError(f"cannot download {url} ({getattr(exc, 'reason', exc)}); {remedy}") from None
+    with response:
+        resumed = have and response.status == 206
+        if not resumed:
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length and length.isdigit() else expected_size
+        done = have
+        try:
+            with partial.open("ab" if resumed else "wb") as fh:
+                while True:
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    fh.write(chunk)
+                    done += len(chunk)
+                    progress(Progress("download", done, total, f"downloading {dest.name}"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # connection reset mid-transfer, disk full: the partial file resumes next time
+            raise BackendError(f"download of {url} stopped at {done} bytes ({exc}); run again to resume, "
+                               f"or {remedy}") from None
+    if total is not None and done != total:
+        raise BackendError(f"download of {url} ended at {done} of {total} bytes; run again to resume, or {remedy}")
+    try:
+        check(partial, "the downloaded file")
+    except BackendError:
+        partial.unlink(missing_ok=True)  # wrong bytes: never resume from them
+        raise
+    os.replace(partial, dest)
+    return dest
 
 
 def load_checkpoint(path: str | Path, *, key: str | None = None) -> Any:

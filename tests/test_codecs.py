@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import urllib.error
+import urllib.request
 import warnings
 
 import numpy as np
@@ -312,11 +313,12 @@ def test_encodec_reports_unusable_weights_and_options(tiny, tmp_path):
         get_backend("encodec-24k", device="cpu", arch={"n_filter": 4}, weights=path)
 
 
-def test_encodec_failed_download_says_how_to_load_offline(monkeypatch):
+def test_encodec_failed_download_says_how_to_load_offline(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("network is unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # nothing cached
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(BackendError) as info:
         get_backend("encodec-24k", device="cpu")
     message = str(info.value)

@@ -8,6 +8,7 @@ import any heavy model code.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -58,12 +59,21 @@ def backend_spec(name: str) -> BackendSpec:
         raise BackendError(f"unknown backend {name!r}; known backends: {known}") from None
 
 
-def get_backend(name: str, device: str | None = "auto", **options: Any) -> LatentBackend:
-    """Build backend ``name`` on ``device`` ("auto" = cuda -> mps -> cpu)."""
+def get_backend(name: str, device: str | None = "auto", *, progress: Any = None, cancel: Any = None,
+                **options: Any) -> LatentBackend:
+    """Build backend ``name`` on ``device`` ("auto" = cuda -> mps -> cpu).
+
+    ``progress``/``cancel`` reach backends that download weights (their factories take them);
+    backends without downloads never see them.
+    """
     spec = backend_spec(name)
     module_name, _, attr = spec.factory.partition(":")
     factory: Callable[..., LatentBackend] = getattr(importlib.import_module(module_name), attr)
     merged = {**spec.default_options, **options}
+    accepted = inspect.signature(factory).parameters
+    for key, value in (("progress", progress), ("cancel", cancel)):
+        if value is not None and key in accepted:
+            merged[key] = value
     return factory(device=pick_device(device), **merged)
 
 

@@ -15,8 +15,10 @@ Decoding always runs ``model.decoder`` on the latent vectors themselves (steered
 off the codebook grid; the decoder accepts any vectors) and trims to T*hop samples.
 
 Weights
-    * default: the package's own download (``EncodecModel.encodec_model_24khz(pretrained=True)``)
-      into the torch hub cache (``torch.hub.get_dir()/checkpoints``), hash-checked;
+    * default: the released ``.th`` from Meta's CDN into the torch hub cache
+      (``torch.hub.get_dir()/checkpoints``, where the package's own download puts it), checked
+      against the sha256 prefix in its name, with progress and cancel, then loaded as below
+      (the package's own loader would unpickle with ``weights_only=False``);
     * ``weights=PATH``: a local ``.th`` state dict (e.g. ``encodec_24khz-d7cc33bc.th``), loaded
       offline with ``torch.load(weights_only=True)`` and a strict ``load_state_dict``;
     * ``arch=dict(...)``: a non-default SEANet/RVQ architecture (keys in ``ARCH_KEYS``), which
@@ -45,6 +47,7 @@ from .base import Encoded, LatentBackend
 
 CHECKPOINT_NAME = "encodec_24khz-d7cc33bc.th"
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + CHECKPOINT_NAME
+CHECKPOINT_SHA256_PREFIX = CHECKPOINT_NAME.rsplit("-", 1)[1].split(".")[0]  # torch hub convention
 # Not published next to the file.  The .th holds the same float32 tensors as the 93.1 MB
 # facebook/encodec_24khz model.safetensors on the HF hub (shared/reference/codecs.md §A); the
 # state dict of this architecture has 93,092,872 bytes of tensors (measured with
@@ -165,18 +168,28 @@ def _name_list(names: list[str], limit: int = 8) -> str:
     return f"[{shown}{f', ... ({len(names) - limit} more)' if len(names) > limit else ''}]"
 
 
-def _download_pretrained() -> torch.nn.Module:
-    encodec = import_encodec()
+def _download_pretrained(progress: Any = None, cancel: Any = None) -> torch.nn.Module:
+    """The released 24 kHz model: our own verified download, then a ``weights_only`` load.
+
+    Not ``EncodecModel.encodec_model_24khz(pretrained=True)``: that goes through
+    ``torch.hub.load_state_dict_from_url``, which unpickles with ``weights_only=False``.
+    The file lands where the package's own download would put it, so either finds it.
+    """
+    from ..hub import download_url_file  # lazy: only a download needs it
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    extra = {} if progress is None else {"progress": progress}
     try:
-        with _quiet_weight_norm():
-            return encodec.EncodecModel.encodec_model_24khz(pretrained=True)
-    except (OSError, RuntimeError, ValueError) as exc:  # URLError/HTTPError/SSL are OSErrors; bad hash
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        path = download_url_file(CHECKPOINT_URL, cache / CHECKPOINT_NAME, sha256_prefix=CHECKPOINT_SHA256_PREFIX,
+                                 cancel=cancel, **extra)
+    except BackendError as exc:
         raise BackendError(
-            f"encodec: could not get the EnCodec 24 kHz weights ({type(exc).__name__}: {exc}). "
-            f"Download {CHECKPOINT_URL} (about 93 MB) on a machine with internet access, then "
-            f"either copy it into {cache} or build the backend with weights=PATH/TO/{CHECKPOINT_NAME}"
-        ) from None
+            f"encodec: could not get the EnCodec 24 kHz weights ({exc}). Download {CHECKPOINT_URL} "
+            f"(about 93 MB) on a machine with internet access, then either copy it into {cache} or "
+            f"build the backend with weights=PATH/TO/{CHECKPOINT_NAME}") from None
+    model = build_encodec_model(None)
+    _load_state_dict_file(model, path)
+    return model
 
 
 class _EncodecBase(LatentBackend):
@@ -188,7 +201,7 @@ class _EncodecBase(LatentBackend):
     context_frames = (8, 0)
 
     def __init__(self, device: torch.device | str = "cpu", weights: str | Path | None = None,
-                 arch: Mapping[str, Any] | None = None):
+                 arch: Mapping[str, Any] | None = None, progress: Any = None, cancel: Any = None):
         super().__init__(device)
         self._arch_option = None if arch is None else resolve_arch(arch)
         spec = resolve_arch(arch)
@@ -196,7 +209,7 @@ class _EncodecBase(LatentBackend):
         if weights is None:
             if spec != resolve_arch(None):
                 raise BackendError("encodec: a custom arch has no published weights; pass weights=PATH")
-            model = _download_pretrained()
+            model = _download_pretrained(progress, cancel)
         else:
             model = build_encodec_model(spec)
             _load_state_dict_file(model, Path(self._weights_option))
@@ -238,10 +251,11 @@ class EncodecBackend(_EncodecBase):
     description = _DESCRIPTION_Q
 
     def __init__(self, device: torch.device | str = "cpu", bandwidth: float | None = None,
-                 weights: str | Path | None = None, arch: Mapping[str, Any] | None = None):
+                 weights: str | Path | None = None, arch: Mapping[str, Any] | None = None,
+                 progress: Any = None, cancel: Any = None):
         """``bandwidth`` (kbps) must be one of the arch's target bandwidths; None picks 6.0
         when the arch offers it, else the largest one."""
-        super().__init__(device, weights=weights, arch=arch)
+        super().__init__(device, weights=weights, arch=arch, progress=progress, cancel=cancel)
         choices = self.arch["target_bandwidths"]
         if bandwidth is None:
             bandwidth = DEFAULT_BANDWIDTH if DEFAULT_BANDWIDTH in choices else max(choices)
