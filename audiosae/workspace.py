@@ -165,10 +165,12 @@ class Workspace:
         self.meta["attribute_spec"] = spec.to_dict()
         self.save_meta()
 
-    def backend(self, device: str | None = "auto"):
+    def backend(self, device: str | None = "auto", *, progress: Any = None, cancel: Any = None):
+        """The workspace's latent backend; ``progress``/``cancel`` cover a weights download."""
         from .codecs import get_backend
 
-        return get_backend(self.backend_name, device=device, **self.backend_options)
+        return get_backend(self.backend_name, device=device, progress=progress, cancel=cancel,
+                           **self.backend_options)
 
     @property
     def corpus_dir(self) -> Path:
@@ -339,7 +341,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
             manifest.skipped.append(str(p))
     todo = [s for s in sources if s.source_id not in manifest.sources]
     resumed = len(sources) - len(todo)
-    backend = ws.backend(device)
+    backend = ws.backend(device, progress=progress, cancel=cancel)
     total_s = sum(s.seconds for s in todo) or 1.0
     done_s = 0.0
     pending = _empty_pending()
