@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import memory
 from .errors import AudioSAEError, JobCancelled
 from .jobs import CancelToken, Progress
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=10, help="passes over the training frames (default 10)")
     t.add_argument("--batch-size", type=int, default=4096)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-seconds", type=float, default=None, help=argparse.SUPPRESS)  # crash tests
 
     r = sub.add_parser("report", parents=[common], help="the paper-style table: sparsity, L0, dead, FVU, probe accuracy")
     r.add_argument("workspace", type=Path)
@@ -218,7 +220,19 @@ def _run(args: argparse.Namespace, cancel: CancelToken) -> dict[str, Any]:
         progress.close()
 
 
+def _tolerant_output() -> None:
+    """Never die printing a name: a terminal that cannot show a character (an ASCII locale, a
+    file name that is not valid UTF-8) gets an escape like \\xff instead of UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # replaced by a plain object, or closed
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
+    memory.keep_large_allocations_off_the_heap()  # long builds/training: no heap creep
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
