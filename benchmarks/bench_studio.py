@@ -34,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -98,6 +99,18 @@ def _niced(fn: Any, nice: int) -> Any:
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+def _rss_mib() -> float:
+    """Resident memory of this process now (Linux /proc; peak RSS elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def _describe(stack: traceback.StackSummary) -> str:
@@ -195,8 +208,13 @@ class _Window:
 
 def measure(window_kind: str = "main", *, output: str = "virtual", device: str | None = None,
             run_seconds: float = 20.0, interval: float = 0.3, training: bool = True, training_nice: int = 0,
-            seed: int = 0) -> dict:
-    """One run: open, loop, move alpha, train alongside, probe; returns the figures."""
+            seed: int = 0, keep_training: bool = False, snapshot_seconds: float | None = None) -> dict:
+    """One run: open, loop, move alpha, train alongside, probe; returns the figures.
+
+    ``keep_training``: submit a fresh training job whenever one finishes, so training runs for
+    the whole run (a soak); ``snapshot_seconds``: also record, every so many seconds, the
+    underruns, GUI gaps, latencies and process memory of that interval (``"intervals"``).
+    """
     from studio.audition import AuditionPanel
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -206,6 +224,9 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
         guard_singleton_refcounts()
     except ImportError:
         pass
+    from audiosae.memory import keep_large_allocations_off_the_heap
+
+    keep_large_allocations_off_the_heap()  # as studio.app.main does
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="bench-studio-") as folder:
         folder_path = Path(folder)
@@ -215,6 +236,9 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
             train_workspace(ws, TrainSettings(expansions=[4], l1s=[0.02], epochs=5, batch_size=256))
             workspace = ws.root
         train_ws = _tiny_workspace(folder_path / "train") if training else None
+        train_template = folder_path / "train-template"
+        if train_ws is not None and keep_training:   # untrained copy for the next rounds
+            shutil.copytree(train_ws.root, train_template)
 
         AuditionPanel.player_output = output
         began = time.perf_counter()
@@ -291,22 +315,77 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
 
             job = None
             train_progress: list[Any] = []
+            trainings_finished = [0]
+
+            training_ended = [False]
+
+            def submit_training(workspace_to_train: Workspace) -> Any:
+                training_ended[0] = False
+                handle = win.runner.submit("bench: train SAE grid", _niced(train_workspace, training_nice),
+                                           workspace_to_train, TrainSettings(**TRAIN_GRID), device="cpu")
+                handle.progress.connect(train_progress.append)
+                handle.done.connect(lambda *_: training_ended.__setitem__(0, True))
+                return handle
+
+            def retrain() -> None:  # keep_training: the same grid on a fresh copy as soon as one ends
+                nonlocal job
+                if job is not None and training_ended[0] and not stop.is_set():
+                    trainings_finished[0] += 1
+                    copy = folder_path / f"train-{trainings_finished[0]}"
+                    shutil.copytree(train_template, copy)
+                    job = submit_training(Workspace.open(copy))
+
             if train_ws is not None:
-                job = win.runner.submit("bench: train SAE grid", _niced(train_workspace, training_nice), train_ws,
-                                        TrainSettings(**TRAIN_GRID), device="cpu")
-                job.progress.connect(train_progress.append)
+                job = submit_training(train_ws)
+            retrainer = QTimer()
+            retrainer.setInterval(500)
+            retrainer.timeout.connect(retrain)
+            if keep_training and job is not None:
+                retrainer.start()
+
+            intervals: list[dict[str, Any]] = []
+            mark = {"tick": 0, "latency": 0, "under": dict(player.underruns), "t": 0.0}
+
+            def snapshot() -> None:
+                now_ticks, now_lat = len(ticks), len(latencies)
+                span = np.diff(np.asarray(ticks[max(0, mark["tick"] - 1):now_ticks])) * 1000.0
+                under = player.underruns
+                with lock:
+                    lat = latencies[mark["latency"]:now_lat]
+                intervals.append({
+                    "until_s": round(time.perf_counter() - start, 1),
+                    "underruns": sum(under[k] - mark["under"][k] for k in under),
+                    "gui_gap_ms_max": round(float(span.max()), 1) if span.size else float("nan"),
+                    "gui_gaps_over_50ms": int((span > STALL_MS).sum()),
+                    "latency_ms_median": round(statistics.median(lat), 1) if lat else float("nan"),
+                    "latency_ms_max": round(max(lat), 1) if lat else float("nan"),
+                    "rss_mib": round(_rss_mib(), 1),
+                    "trainings_finished": trainings_finished[0],
+                })
+                mark.update(tick=now_ticks, latency=now_lat, under=dict(under))
+
+            snapper = QTimer()
+            snapper.setInterval(int(1000 * (snapshot_seconds or 60)))
+            snapper.timeout.connect(snapshot)
             watcher = threading.Thread(target=monitor, name="bench-listener", daemon=True)
             watcher.start()
             dog = threading.Thread(target=watchdog, name="bench-watchdog", daemon=True)
             dog.start()
             under_before = dict(player.underruns)
+            rss_start = _rss_mib()
             probe.start()
             mover.start(0)
             start = time.perf_counter()
+            if snapshot_seconds:
+                snapper.start()
             _spin(app, run_seconds)
             mover.stop()
             _spin(app, 0.6)   # let the last change be heard
             probe.stop()
+            snapper.stop()
+            retrainer.stop()
+            if snapshot_seconds and (not intervals or intervals[-1]["until_s"] < run_seconds):
+                snapshot()
             training_running = job is not None and job.running
             underruns = {k: v - under_before[k] for k, v in player.underruns.items()}
             stop.set()
@@ -348,8 +427,12 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
                 "gui_gap_ms_p99": round(_percentile(list(gaps), 99), 1),
                 "gui_gaps_over_50ms": int((gaps > STALL_MS).sum()),
                 "gui_stall_sites": dict(stall_sites.most_common(8)),
+                "rss_mib_start": round(rss_start, 1),
+                "rss_mib_end": round(_rss_mib(), 1),
+                "intervals": intervals,
                 "training": None if job is None else {
                     "grid": TRAIN_GRID, "still_running_at_end": training_running, "nice": training_nice,
+                    "jobs_finished": trainings_finished[0],
                     "last_progress": None if last is None else f"{last.stage} {last.done}/{last.total} {last.message}"},
                 "elapsed_seconds": round(time.perf_counter() - start, 1),
             }
@@ -361,7 +444,8 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
 
 def run(window: str | None = None, output: str = "virtual", device: str | None = None, run_seconds: float = 20.0,
         interval: float = 0.3, training: bool = True, threads: int | None = None, null_sink_output: bool = False,
-        training_nice: int = 0, switch_interval: float | None = None) -> dict:
+        training_nice: int = 0, switch_interval: float | None = None, keep_training: bool = False,
+        snapshot_seconds: float | None = None) -> dict:
     """Figures as a JSON-ready dict.  ``window``: "main" (default when ``studio.main_window``
     imports) or "panel"; ``threads``: torch intra-op threads (None: leave torch's default);
     ``training_nice``: OS niceness of the training job's thread (Linux; 0 = unchanged);
@@ -381,7 +465,8 @@ def run(window: str | None = None, output: str = "virtual", device: str | None =
         if null_sink_output:
             output, device = "device", device or "pulse"
         figures = measure(window, output=output, device=device, run_seconds=run_seconds, interval=interval,
-                          training=training, training_nice=training_nice)
+                          training=training, training_nice=training_nice, keep_training=keep_training,
+                          snapshot_seconds=snapshot_seconds)
     return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "switch_interval_ms": 1000 * sys.getswitchinterval(), "load_average": os.getloadavg()[0],
             "interval_seconds": interval, "run_seconds": run_seconds, **figures}
