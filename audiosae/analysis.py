@@ -8,7 +8,7 @@ tracer reuses ``probe_distributions`` on every sampling step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class ClipAnalysis:
     measured_classes: dict[str, np.ndarray]   # attr -> [T] classes of the measured values
     probabilities: dict[str, np.ndarray]      # attr -> [T, K] probe class distributions
     source: str = ""
+    warnings: list[str] = field(default_factory=list)   # about the input (clipped, truncated), one line each
 
     @property
     def n_frames(self) -> int:

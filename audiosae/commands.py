@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,9 @@ def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
     if summary.skipped:
         lines.append(f"skipped {len(summary.skipped)} file(s):")
         lines += [f"  {s}" for s in summary.skipped]
+    if summary.warnings:
+        lines.append(f"used {len(summary.warnings)} file(s) with a warning:")
+        lines += [f"  {s}" for s in summary.warnings]
     return {"text": "\n".join(lines), "json": {"workspace": str(ws.root), **summary.to_dict(), "seconds": elapsed}}
 
 
@@ -91,20 +95,21 @@ def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: Canc
     ws = Workspace.open(args.workspace)
     if not ws.sae_names():
         raise WorkspaceError(f"{ws.root}: no trained SAE yet; run `audiosae train {ws.root}`")
-    report = workspace_report(ws)
+    report = workspace_report(ws, verify=True)  # a damaged file fails here, not as garbage in the table
     return {"text": format_report(report), "json": report}
 
 
 def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha: float, sae: str | None,
                start: float | None, end: float | None, keep_residual: bool, out: Path, device: str) -> dict[str, Any]:
     """Steer ``audio`` with the workspace's SAE + probes; write ``out`` and its JSON side-car."""
-    from .audio import load_audio, save_audio
+    from .audio import load_audio, probe_audio, save_audio
     from .probes import ProbeSet
     from .report import best_sae
-    from .sae import SparseAutoencoder
+    from .sae import SparseAutoencoder, _json_safe
     from .steering import steer_wave
     from .workspace import Workspace
 
+    probe_audio(audio)  # a bad input file fails before any model loads
     ws = Workspace.open(ws_path)
     spec = ws.attribute_spec
     name = sae or best_sae(ws, attribute)
@@ -114,7 +119,8 @@ def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha
     backend = ws.backend(device)
     model = SparseAutoencoder.load(ws.sae_dir(name), device=str(backend.device))
     probes = ProbeSet.load(ws.probe_dir(name))
-    wave = load_audio(audio, backend.sample_rate, backend.channels)
+    warnings: list[str] = []
+    wave = load_audio(audio, backend.sample_rate, backend.channels, on_warning=warnings.append)
     result = steer_wave(backend, model, probes, spec, wave, attribute, target_class, alpha,
                         start=start, end=end, keep_residual=keep_residual)
     out = Path(out)
@@ -122,8 +128,9 @@ def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha
         raise AudioSAEError(f"{out}: output must end in .wav or .flac")
     save_audio(out, result.wave, backend.sample_rate)
     report = {"schema_version": 1, "input": str(audio), "output": str(out), "workspace": str(ws.root),
-              "sae": name, "backend": ws.backend_name, **result.report}
-    atomic_write_json(out.with_suffix(out.suffix + ".json"), report)
+              "sae": name, "backend": ws.backend_name, **result.report, "input_warnings": warnings}
+    # A clip with no voiced frames has undefined (NaN) shifts: JSON has no NaN, the side-car says null.
+    atomic_write_json(out.with_suffix(out.suffix + ".json"), _json_safe(report))
     return report
 
 
@@ -145,6 +152,8 @@ def cmd_steer(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
     report = steer_file(args.workspace, args.audio, attribute=args.attribute, target=args.target, alpha=args.alpha,
                         sae=args.sae, start=args.start, end=args.end, keep_residual=args.keep_residual,
                         out=args.out, device=args.device)
+    for warning in report["input_warnings"]:
+        print(f"audiosae: warning: {warning}", file=sys.stderr)
     text = f"wrote {report['output']} (steered {report['attribute']} toward {report['target']}, " \
            f"alpha {report['alpha']:g}, SAE {report['sae']})\n" + _describe_shift(report)
     return {"text": text, "json": report}
@@ -374,12 +383,14 @@ def cmd_import_sae(args: argparse.Namespace, *, progress: ProgressSink, cancel: 
 def cmd_export_lanes(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     """lanes.csv, activations.csv and Sonic Visualiser layers for one clip."""
     from .analysis import LoadedModels
-    from .audio import load_audio
+    from .audio import load_audio, probe_audio
     from .exports import export_activations_csv, export_lanes_csv, export_sonic_visualiser
 
+    probe_audio(args.audio)  # a bad input file fails before any model loads
     models = LoadedModels.load(args.workspace, args.sae, device=args.device)
     backend = models.backend
-    wave = load_audio(args.audio, backend.sample_rate, backend.channels)
+    wave = load_audio(args.audio, backend.sample_rate, backend.channels,
+                      on_warning=lambda line: print(f"audiosae: warning: {line}", file=sys.stderr))
     analysis = models.analyze(wave, source=str(args.audio), progress=progress, cancel=cancel)
     out = Path(args.out)
     lanes = export_lanes_csv(analysis, models.spec, out / "lanes.csv")

@@ -125,17 +125,19 @@ class Source:
     corpus: str = "user"
     renderer: Renderer | None = field(default=None, repr=False, compare=False)
 
-    def load(self, sample_rate: int, channels: int = 1) -> np.ndarray:
+    def load(self, sample_rate: int, channels: int = 1, *,
+             on_warning: Callable[[str], None] | None = None) -> np.ndarray:
         """The audio as float32 ``[channels, N]`` at ``sample_rate``.
 
         Built-ins are synthesised or rendered now (deterministically); user files are decoded
-        with ``audiosae.audio.load_audio`` and raise ``AudioInputError`` when unusable.
+        with ``audiosae.audio.load_audio`` and raise ``AudioInputError`` when unusable; its
+        warnings (clipping, a truncated WAV) go to ``on_warning``.
         """
         _check_format(sample_rate, channels)
         if self.renderer is not None:
             wave = self.renderer(int(sample_rate), int(channels))
         elif self.path is not None:
-            wave = load_audio(self.path, int(sample_rate), int(channels))
+            wave = load_audio(self.path, int(sample_rate), int(channels), on_warning=on_warning)
         else:
             raise AudioInputError(self.source_id, "source has neither a file nor a renderer")
         return np.ascontiguousarray(wave, dtype=np.float32)
@@ -150,9 +152,15 @@ class Source:
         """A short filesystem-safe name, unique per ``source_id``."""
         if self.corpus in BUILTIN_CORPORA:
             return _safe_name(self.source_id)
-        digest = hashlib.sha1(self.source_id.encode("utf-8")).hexdigest()[:10]
+        digest = hashlib.sha1(_utf8(self.source_id)).hexdigest()[:10]
         stem = _safe_name(Path(self.source_id).stem)[:40] or "audio"
         return f"{stem}_{digest}"
+
+
+def _utf8(text: str) -> bytes:
+    # surrogateescape: a file name that is not valid UTF-8 hashes to its own bytes (and valid
+    # names to exactly what a strict encode gives, so splits and slugs do not move).
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _safe_name(text: str) -> str:
@@ -241,7 +249,7 @@ def validation_split(sources: Sequence[Source], fraction: float = 0.1, seed: int
 
 
 def _unit_hash(text: str) -> float:
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    digest = hashlib.sha256(_utf8(text)).digest()
     return int.from_bytes(digest[:8], "big") / 2.0 ** 64
 
 

@@ -42,7 +42,7 @@ from .frames import FrameStore
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .sae import MAX_CHUNK_ELEMENTS, NORM_SAMPLE_FRAMES, SparseAutoencoder, _json_safe, _MomentAccumulator
 from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors, load_tensors_metadata,
-                      read_json, save_tensors)
+                      read_json, require_int, save_tensors)
 
 __all__ = ["ProbeSet", "train_probes", "WEIGHT_DECAY"]
 
@@ -206,13 +206,26 @@ class ProbeSet:
         check_schema(meta, meta_path, kind="probe set")
         if meta.get("kind") != PROBE_KIND:
             raise WorkspaceError(f"{meta_path}: not an audiosae probe set (kind {meta.get('kind')!r})")
+        kind = "probe set"
         try:
-            d_features = int(meta["d_features"])
-            attrs = [(str(e["name"]), int(e["n_classes"]), [str(n) for n in e["class_names"]])
-                     for e in meta["attributes"]]
+            d_features = require_int(meta["d_features"], "d_features", meta_path, kind, minimum=1)
+            if not isinstance(meta["attributes"], list) or not meta["attributes"]:
+                raise WorkspaceError(f"{meta_path}: probe set field 'attributes' must be a non-empty list")
+            attrs = []
+            for e in meta["attributes"]:
+                name = str(e["name"])
+                k = require_int(e["n_classes"], f"attributes.{name}.n_classes", meta_path, kind, minimum=1)
+                names = e["class_names"]
+                if not isinstance(names, list) or len(names) != k:
+                    raise WorkspaceError(f"{meta_path}: probe set {name} has {k} classes but "
+                                         f"{len(names) if isinstance(names, list) else 'no list of'} class names; "
+                                         f"was it edited?")
+                attrs.append((name, k, [str(n) for n in names]))
             feature_kind = str(meta["feature_kind"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WorkspaceError(f"{meta_path}: probe set is incomplete or edited ({exc!r})") from None
+        except KeyError as exc:
+            raise WorkspaceError(f"{meta_path}: probe set lacks {exc}; was it edited by hand?") from None
+        except (TypeError, ValueError) as exc:
+            raise WorkspaceError(f"{meta_path}: probe set is incomplete or edited ({exc})") from None
         header = load_tensors_metadata(weights_path, kind="probe weights")
         check_schema(header, weights_path, kind="probe weights")
         expect = {}
@@ -226,6 +239,8 @@ class ProbeSet:
                 or header.get("sae_fingerprint") != (sae or {}).get("fingerprint")):
             raise WorkspaceError(f"{meta_path}: does not match {weights_path.name}; was it edited?")
         for name, t in tensors.items():
+            if t.dtype != torch.float32:
+                raise WorkspaceError(f"{weights_path}: tensor {name!r} is {t.dtype}, expected float32")
             if not torch.isfinite(t).all():
                 raise WorkspaceError(f"{weights_path}: tensor {name!r} contains NaN or inf")
         try:

@@ -3,33 +3,81 @@ probe accuracies per attribute, with the raw-latent probes as the baseline row."
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 from .attributes import ATTRIBUTES
 from .errors import AudioSAEError, WorkspaceError
-from .storage import read_json
-from .workspace import Workspace
+from .storage import check_schema, read_json
+from .workspace import Workspace, check_shard_file
 
 RAW_BASELINE = "raw-latent"
 
 
-def _probe_eval(ws: Workspace, name: str) -> dict[str, Any] | None:
+def _json_object(path: Path, kind: str) -> dict[str, Any]:
+    data = read_json(path, kind=kind)
+    if not isinstance(data, dict):
+        raise WorkspaceError(f"{path}: {kind} must hold a JSON object; was it edited?")
+    check_schema(data, path, kind=kind)
+    return data
+
+
+def _number(value: Any, key: str, path: Path) -> float | int | None:
+    """A metric for the table: a finite number or null; text or NaN means a hand edit."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise WorkspaceError(f"{path}: {key} = {value!r:.40} is not a number; was the file edited?")
+    return value
+
+
+def _probe_eval(ws: Workspace, name: str) -> dict[str, dict[str, Any]] | None:
     path = ws.probe_dir(name) / "metrics.json"
     if not path.is_file():
         return None
-    return read_json(path, kind="probe metrics").get("evaluation")
+    evaluation = _json_object(path, "probe metrics").get("evaluation")
+    if evaluation is None:
+        return None
+    if not isinstance(evaluation, dict) or not all(isinstance(v, dict) for v in evaluation.values()):
+        raise WorkspaceError(f"{path}: probe metrics 'evaluation' must map attributes to results; was it edited?")
+    return {a: {k: _number(r.get(k), f"evaluation.{a}.{k}", path)
+                for k in ("accuracy", "balanced_accuracy", "chance")} for a, r in evaluation.items()}
 
 
-def workspace_report(ws: Workspace) -> dict[str, Any]:
+def verify_workspace(ws: Workspace) -> None:
+    """Check every file a report stands on: the corpus manifest and each shard's header (no
+    shard data is read: corpora can be gigabytes), and each SAE and probe set in full (small).
+    Any damage raises ``WorkspaceError`` naming the file."""
+    from .probes import ProbeSet
+    from .sae import SparseAutoencoder
+
+    manifest = ws.manifest()
+    for shard in manifest.shards:
+        check_shard_file(ws.corpus_dir / shard["file"], ws.latent_dim)
+    for name in ws.sae_names():
+        SparseAutoencoder.load(ws.sae_dir(name), device="cpu")
+    for name in [*ws.sae_names(), RAW_BASELINE]:
+        if (ws.probe_dir(name) / "probes.json").is_file():
+            ProbeSet.load(ws.probe_dir(name))
+
+
+def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
+    """The table's rows from the metrics files; ``verify`` first checks the files behind them
+    (``verify_workspace``), so a damaged workspace fails here instead of reporting garbage."""
+    if verify:
+        verify_workspace(ws)
     rows = []
     for name in ws.sae_names():
-        cfg = read_json(ws.sae_dir(name) / "cfg.json", kind="SAE config")
-        metrics = read_json(ws.sae_dir(name) / "metrics.json", kind="SAE metrics")
+        cfg_path, metrics_path = ws.sae_dir(name) / "cfg.json", ws.sae_dir(name) / "metrics.json"
+        cfg = _json_object(cfg_path, "SAE config")
+        metrics = _json_object(metrics_path, "SAE metrics") if metrics_path.is_file() else {}
+        d_sae, d_in = _number(cfg.get("d_sae"), "d_sae", cfg_path), _number(cfg.get("d_in"), "d_in", cfg_path)
         row: dict[str, Any] = {
-            "sae": name, "d_sae": cfg.get("d_sae"), "expansion": (cfg.get("d_sae") or 0) // max(1, cfg.get("d_in") or 1),
-            "l1": cfg.get("l1_coefficient"),
-            **{k: metrics.get(k) for k in ("sparsity", "l0", "dead_features", "dead_fraction", "fvu",
-                                           "explained_variance", "mse")},
+            "sae": name, "d_sae": d_sae, "expansion": int(d_sae or 0) // max(1, int(d_in or 1)),
+            "l1": _number(cfg.get("l1_coefficient"), "l1_coefficient", cfg_path),
+            **{k: _number(metrics.get(k), k, metrics_path)
+               for k in ("sparsity", "l0", "dead_features", "dead_fraction", "fvu", "explained_variance", "mse")},
         }
         ev = _probe_eval(ws, name) or {}
         for a in ATTRIBUTES:
@@ -40,7 +88,7 @@ def workspace_report(ws: Workspace) -> dict[str, Any]:
     base_row = {"sae": RAW_BASELINE, **{f"{a}_accuracy": baseline.get(a, {}).get("accuracy") for a in ATTRIBUTES},
                 **{f"{a}_balanced_accuracy": baseline.get(a, {}).get("balanced_accuracy") for a in ATTRIBUTES},
                 **{f"{a}_chance": baseline.get(a, {}).get("chance") for a in ATTRIBUTES}}
-    corpus = ws.meta.get("corpus", {})
+    corpus = ws.meta.get("corpus") or {}
     return {"workspace": str(ws.root), "backend": ws.backend_name, "corpus": corpus, "saes": rows,
             "baseline": base_row}
 
@@ -56,7 +104,9 @@ def best_sae(ws: Workspace, attribute: str = "pitch") -> str:
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    if value is None:
+        return "-"
+    return format(int(value) if spec == "d" else value, spec)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -85,4 +135,4 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["workspace_report", "format_report", "best_sae", "RAW_BASELINE", "AudioSAEError"]
+__all__ = ["workspace_report", "verify_workspace", "format_report", "best_sae", "RAW_BASELINE", "AudioSAEError"]

@@ -90,7 +90,7 @@ from .errors import AudioSAEError, JobCancelled, WorkspaceError
 from .frames import FrameStore
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors, load_tensors_metadata,
-                      read_json, save_tensors)
+                      read_json, require_int, require_number, save_tensors)
 
 __all__ = [
     "DEFAULT_RMS_EPS", "SAEConfig", "SparseAutoencoder", "rms_norm", "grid_configs", "train_sae_grid",
@@ -271,21 +271,28 @@ class SparseAutoencoder(nn.Module):
         if raw.get("kind") != SAE_KIND:
             raise WorkspaceError(f"{cfg_path}: not an audiosae SAE config (kind {raw.get('kind')!r})")
         try:
-            cfg = SAEConfig(d_in=raw["d_in"], d_sae=raw["d_sae"], l1_coefficient=raw["l1_coefficient"],
-                            rms_eps=raw["rms_eps"], name=str(raw["name"]))
+            kind = "SAE config"
+            cfg = SAEConfig(d_in=require_int(raw["d_in"], "d_in", cfg_path, kind, minimum=1),
+                            d_sae=require_int(raw["d_sae"], "d_sae", cfg_path, kind, minimum=1),
+                            l1_coefficient=require_number(raw["l1_coefficient"], "l1_coefficient", cfg_path, kind),
+                            rms_eps=require_number(raw["rms_eps"], "rms_eps", cfg_path, kind), name=str(raw["name"]))
         except KeyError as exc:
             raise WorkspaceError(f"{cfg_path}: SAE config lacks {exc.args[0]!r}; was it edited by hand?") from None
+        except WorkspaceError:
+            raise
         except (TypeError, ValueError, AudioSAEError) as exc:
             raise WorkspaceError(f"{cfg_path}: SAE config has an invalid value ({exc})") from None
         header = load_tensors_metadata(weights_path, kind="SAE weights")
         check_schema(header, weights_path, kind="SAE weights")
+        # Before the tensors: an edited cfg.json is named as such, not as a weights-shape problem.
+        for key in ("d_in", "d_sae", "rms_eps"):
+            if header.get(key) != getattr(cfg, key):
+                where = "the weights' shape in " if key != "rms_eps" else ""
+                raise WorkspaceError(f"{cfg_path}: {key} = {getattr(cfg, key)!r} does not match {where}"
+                                     f"{weights_path.name} ({header.get(key)!r}); was cfg.json edited?")
         tensors = load_tensors(weights_path, kind="SAE weights", expect={
             "W_enc": (cfg.d_in, cfg.d_sae), "b_enc": (cfg.d_sae,), "W_dec": (cfg.d_sae, cfg.d_in),
             "b_dec": (cfg.d_in,)})
-        for key in ("d_in", "d_sae", "rms_eps"):
-            if header.get(key) != getattr(cfg, key):
-                raise WorkspaceError(f"{cfg_path}: {key} = {getattr(cfg, key)!r} does not match "
-                                     f"{weights_path.name} ({header.get(key)!r}); was cfg.json edited?")
         for name, t in tensors.items():
             if t.dtype != torch.float32:
                 raise WorkspaceError(f"{weights_path}: tensor {name!r} is {t.dtype}, expected float32")
@@ -302,14 +309,22 @@ class SparseAutoencoder(nn.Module):
         metrics_path = folder / METRICS_FILE
         if metrics_path.is_file():
             metrics = read_json(metrics_path, kind="SAE metrics")
-            if isinstance(metrics, dict):
-                check_schema(metrics, metrics_path, kind="SAE metrics")
-                sae.metrics = {k: v for k, v in metrics.items() if k != "schema_version"}
+            if not isinstance(metrics, dict):
+                raise WorkspaceError(f"{metrics_path}: SAE metrics must hold a JSON object; was it edited?")
+            check_schema(metrics, metrics_path, kind="SAE metrics")
+            for key in NUMERIC_METRICS:  # shown in reports and the studio: numbers (or null), never text
+                if metrics.get(key) is not None:
+                    require_number(metrics[key], key, metrics_path, "SAE metrics")
+            sae.metrics = {k: v for k, v in metrics.items() if k != "schema_version"}
         return sae.to(pick_device(str(device)) if not isinstance(device, torch.device) else device)
 
     def extra_repr(self) -> str:
         return (f"name={self.cfg.name!r}, d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}, "
                 f"l1={self.cfg.l1_coefficient:g}, eps={self.cfg.rms_eps:g}")
+
+
+NUMERIC_METRICS = ("n_frames", "sparsity", "l0", "l1", "dead_features", "dead_fraction", "mse", "fvu",
+                   "explained_variance")
 
 
 def _json_safe(value: Any) -> Any:

@@ -9,8 +9,10 @@ truncated file or an edited JSON as a ``WorkspaceError`` naming the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -134,6 +136,7 @@ def load_tensors(path: str | Path, *, kind: str = "tensor file",
     path = Path(path)
     if not path.is_file():
         raise WorkspaceError(f"{path}: {kind} not found")
+    _read_header(path, kind)  # empty, a pickle or zip in disguise: say so before safetensors does
     try:
         tensors = st_load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -148,32 +151,140 @@ def load_tensors(path: str | Path, *, kind: str = "tensor file",
     return tensors
 
 
-def load_tensors_metadata(path: str | Path, *, kind: str = "tensor file") -> dict[str, Any]:
-    """The JSON metadata stored by ``save_tensors`` (reads only the header)."""
-    path = Path(path)
+# safetensors dtype names -> (family, bytes per element)
+_ST_DTYPES = {"BOOL": ("bool", 1), "U8": ("int", 1), "I8": ("int", 1), "U16": ("int", 2), "I16": ("int", 2),
+              "U32": ("int", 4), "I32": ("int", 4), "U64": ("int", 8), "I64": ("int", 8), "F16": ("float", 2),
+              "BF16": ("float", 2), "F32": ("float", 4), "F64": ("float", 8), "F8_E4M3": ("float", 1),
+              "F8_E5M2": ("float", 1)}
+
+
+@dataclass(frozen=True)
+class TensorLayout:
+    """One tensor as a safetensors header describes it: ``family`` is "float", "int" or "bool"."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def family(self) -> str:
+        return _ST_DTYPES.get(self.dtype, ("unknown", 0))[0]
+
+
+def _read_header(path: Path, kind: str) -> tuple[dict[str, Any], int]:
+    """The raw JSON header of a safetensors file and its length; every way it can be wrong
+    (missing, empty, a pickle or zip in disguise, cut short) -> a WorkspaceError naming ``path``."""
     try:
         with open(path, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            if n <= 0 or n > 100_000_000:
-                raise ValueError("bad header length")
-            header = json.loads(fh.read(n))
-    except (OSError, ValueError) as exc:
-        raise WorkspaceError(f"{path}: {kind} header unreadable ({exc})") from None
+            head = fh.read(9)
+            n = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+            if not 0 < n <= 100_000_000 or head[8:9] != b"{":
+                raise WorkspaceError(f"{path}: {kind} {_not_safetensors(head)}")
+            raw = head[8:] + fh.read(n - 1)
+    except FileNotFoundError:
+        raise WorkspaceError(f"{path}: {kind} not found") from None
+    except IsADirectoryError:
+        raise WorkspaceError(f"{path}: {kind} is a folder, not a file") from None
+    except OSError as exc:
+        raise WorkspaceError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
+    if len(raw) < n:
+        raise WorkspaceError(f"{path}: {kind} is corrupt or truncated (the file ends inside its header)")
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise WorkspaceError(f"{path}: {kind} is corrupt (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise WorkspaceError(f"{path}: {kind} is corrupt (its header is not a JSON object)")
+    return header, n
+
+
+def _not_safetensors(head: bytes) -> str:
+    """What a file that is not safetensors looks like, from its first bytes."""
+    if not head:
+        return "is empty (0 bytes)"
+    if head[:2] == b"PK":
+        return "is a zip archive (a torch.save file?), not safetensors"
+    if head[:1] == b"\x80":
+        return "is a Python pickle, not safetensors (pickles are never loaded: they can run code)"
+    return "is not a safetensors file (bad header length), or is cut short"
+
+
+def _header_metadata(header: Mapping[str, Any], path: Path, kind: str) -> dict[str, Any]:
     meta = header.get("__metadata__", {}) or {}
+    if not isinstance(meta, dict):
+        raise WorkspaceError(f"{path}: {kind} header metadata is not a JSON object")
     out: dict[str, Any] = {}
     if "json" in meta:
         try:
             out = json.loads(meta["json"])
-        except json.JSONDecodeError:
+        except (TypeError, ValueError):
             raise WorkspaceError(f"{path}: {kind} metadata is not valid JSON") from None
+        if not isinstance(out, dict):
+            raise WorkspaceError(f"{path}: {kind} metadata is not a JSON object")
     try:
         out.setdefault("schema_version", int(meta.get("schema_version", "0")))
-    except ValueError:
+    except (TypeError, ValueError):
         raise WorkspaceError(f"{path}: {kind} schema_version is not an integer") from None
     return out
 
 
+def load_tensors_metadata(path: str | Path, *, kind: str = "tensor file") -> dict[str, Any]:
+    """The JSON metadata stored by ``save_tensors`` (reads only the header)."""
+    path = Path(path)
+    header, _ = _read_header(path, kind)
+    return _header_metadata(header, path, kind)
+
+
+def tensor_file_layout(path: str | Path, *, kind: str = "tensor file"
+                       ) -> tuple[dict[str, TensorLayout], dict[str, Any]]:
+    """Name -> dtype and shape of every tensor, and the metadata, from the header alone; also
+    checks that the data the header promises is all in the file (a cheap truncation check that
+    reads no tensor data: for reports over corpora of gigabytes)."""
+    path = Path(path)
+    header, n = _read_header(path, kind)
+    meta = _header_metadata(header, path, kind)
+    layout: dict[str, TensorLayout] = {}
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (lo, hi) = str(entry["dtype"]), tuple(int(d) for d in entry["shape"]), entry["data_offsets"]
+            size = _ST_DTYPES[dtype][1] * int(np.prod(shape, dtype=np.int64))
+            if int(hi) - int(lo) != size or int(lo) < 0:
+                raise ValueError("offsets do not match the shape")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorkspaceError(f"{path}: {kind} is corrupt (tensor {name!r}: {exc})") from None
+        layout[name] = TensorLayout(dtype, shape)
+        end = max(end, int(hi))
+    actual = path.stat().st_size
+    if actual < 8 + n + end:
+        raise WorkspaceError(f"{path}: {kind} is corrupt or truncated ({actual} bytes, its header "
+                             f"describes {8 + n + end})")
+    return layout, meta
+
+
+def require_int(value: Any, name: str, path: str | Path, kind: str, *, minimum: int | None = None) -> int:
+    """``value`` as an int, or a WorkspaceError naming the file and the field (hand edits)."""
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        need = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise WorkspaceError(f"{path}: {kind} field {name!r} must be {need}, got {_short(value)}")
+    return value
+
+
+def require_number(value: Any, name: str, path: str | Path, kind: str) -> float:
+    """``value`` as a finite float, or a WorkspaceError naming the file and the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise WorkspaceError(f"{path}: {kind} field {name!r} must be a finite number, got {_short(value)}")
+    return float(value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 __all__ = [
     "SCHEMA_VERSION", "atomic_write_bytes", "atomic_write_json", "read_json", "check_schema",
-    "save_tensors", "load_tensors", "load_tensors_metadata", "st_load_numpy_bytes",
+    "save_tensors", "load_tensors", "load_tensors_metadata", "tensor_file_layout", "TensorLayout",
+    "require_int", "require_number", "st_load_numpy_bytes",
 ]

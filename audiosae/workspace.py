@@ -42,8 +42,8 @@ from .corpus import Source, ground_truth_midi, validation_split
 from .errors import AudioInputError, AudioSAEError, WorkspaceError
 from .frames import LABEL_COLUMNS, Split
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
-from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors,
-                      load_tensors_metadata, read_json, save_tensors)
+from .storage import (SCHEMA_VERSION, TensorLayout, atomic_write_json, check_schema, load_tensors,
+                      load_tensors_metadata, read_json, require_int, save_tensors, tensor_file_layout)
 
 WORKSPACE_FILE = "workspace.json"
 MANIFEST_FILE = "manifest.json"
@@ -71,23 +71,40 @@ class Manifest:
     sources: dict[str, SourceRecord] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)               # one-line problems
     complete: bool = False
+    warnings: list[str] = field(default_factory=list)              # used, but clipped / truncated
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "complete": self.complete, "shards": self.shards,
-                "sources": {k: v.to_dict() for k, v in self.sources.items()}, "skipped": self.skipped}
+                "sources": {k: v.to_dict() for k, v in self.sources.items()}, "skipped": self.skipped,
+                "warnings": self.warnings}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], path: Path) -> "Manifest":
         check_schema(data, path, kind="corpus manifest")
         try:
-            sources = {k: SourceRecord(**v) for k, v in data.get("sources", {}).items()}
+            sources = {str(k): SourceRecord(**v) for k, v in data.get("sources", {}).items()}
+            for record in sources.values():
+                if record.split not in ("train", "val") or not isinstance(record.shard, int):
+                    raise ValueError(f"source {record.source_id!r} has split {record.split!r}, "
+                                     f"shard {record.shard!r}")
             shards = [dict(s) for s in data.get("shards", [])]
             for s in shards:
-                int(s["n_frames"]), str(s["file"])
-        except (TypeError, KeyError, ValueError) as exc:
-            raise WorkspaceError(f"{path}: corpus manifest is malformed ({exc})") from None
-        return cls(shards=shards, sources=sources, skipped=list(data.get("skipped", [])),
-                   complete=bool(data.get("complete", False)))
+                name = s["file"]
+                # Shards live in the corpus folder: a path elsewhere is an edit, never ours.
+                if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                    raise ValueError(f"shard file {name!r} is not a file name in the corpus folder")
+                for key in ("n_frames", "n_train", "n_val"):
+                    if not isinstance(s.get(key, 0), int) or s.get(key, 0) < 0:
+                        raise ValueError(f"shard {name} has {key} = {s.get(key)!r}")
+            skipped = [str(line) for line in data.get("skipped", [])]
+            warnings = [str(line) for line in data.get("warnings", [])]
+        except KeyError as exc:
+            raise WorkspaceError(f"{path}: corpus manifest is malformed (an entry lacks {exc}); "
+                                 f"was it edited by hand?") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise WorkspaceError(f"{path}: corpus manifest is malformed ({exc}); was it edited by hand?") from None
+        return cls(shards=shards, sources=sources, skipped=skipped, complete=bool(data.get("complete", False)),
+                   warnings=warnings)
 
 
 class Workspace:
@@ -138,6 +155,13 @@ class Workspace:
         backend = meta.get("backend")
         if not isinstance(backend, dict) or not isinstance(backend.get("name"), str):
             raise WorkspaceError(f"{path}: workspace file lacks 'backend.name'")
+        if not isinstance(backend.get("options") or {}, dict):
+            raise WorkspaceError(f"{path}: workspace file 'backend.options' must be a JSON object; was it edited?")
+        corpus = meta.get("corpus") or {}
+        if not isinstance(corpus, dict):
+            raise WorkspaceError(f"{path}: workspace file 'corpus' must be a JSON object; was it edited?")
+        if corpus.get("latent_dim") is not None:
+            require_int(corpus["latent_dim"], "corpus.latent_dim", path, "workspace file", minimum=1)
         ws = cls(root, meta)
         ws.attribute_spec  # validate now, not at first use
         return ws
@@ -157,7 +181,7 @@ class Workspace:
     @property
     def attribute_spec(self) -> AttributeSpec:
         try:
-            return AttributeSpec.from_dict(self.meta["attribute_spec"])
+            return AttributeSpec.from_dict(self.meta["attribute_spec"], source=str(self.root / WORKSPACE_FILE))
         except KeyError:
             raise WorkspaceError(f"{self.root / WORKSPACE_FILE}: lacks 'attribute_spec'") from None
 
@@ -199,27 +223,90 @@ class Workspace:
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write_json(self.corpus_dir / MANIFEST_FILE, manifest.to_dict())
 
+    @property
+    def latent_dim(self) -> int | None:
+        """The corpus' latent width as the build recorded it (None before a build)."""
+        dim = (self.meta.get("corpus") or {}).get("latent_dim")
+        return int(dim) if isinstance(dim, int) else None
+
     def frame_store(self, spec: AttributeSpec | None = None, buffer_shards: int = 2) -> "ShardStore":
         manifest = self.manifest()
         if not manifest.shards:
             raise WorkspaceError(f"{self.root}: the corpus is empty; run `audiosae build` first")
-        return ShardStore(self.corpus_dir, manifest, spec or self.attribute_spec, buffer_shards=buffer_shards)
+        return ShardStore(self.corpus_dir, manifest, spec or self.attribute_spec, buffer_shards=buffer_shards,
+                          latent_dim=self.latent_dim)
 
 
-# ---- reading shards -------------------------------------------------------------------
-def read_shard(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+# ---- reading shards -------------------------------------------------------------------------
+SHARD_COLUMNS = ("latents", "source", "frame", "time", *RAW_COLUMNS)
+_SHARD_INTEGER_COLUMNS = ("source", "frame", "codes")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """``TensorLayout`` for a loaded tensor (its family from torch, not a safetensors name)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    family: str
+
+
+def _check_shard_layout(path: Path, layout: dict[str, TensorLayout] | dict[str, _Layout], meta: dict[str, Any],
+                        latent_dim: int | None) -> int:
+    """Columns, dtypes and shapes of a shard (from its header or its tensors); returns its rows."""
+    if not isinstance(meta.get("sources"), list):
+        raise WorkspaceError(f"{path}: corpus shard metadata lacks its source list")
+    for name in SHARD_COLUMNS:
+        if name not in layout:
+            raise WorkspaceError(f"{path}: corpus shard lacks tensor {name!r}")
+    latents = layout["latents"]
+    if len(latents.shape) != 2 or latents.family != "float":
+        raise WorkspaceError(f"{path}: corpus shard tensor 'latents' is {latents.dtype} {list(latents.shape)}, "
+                             f"expected floats [frames, latent dim]")
+    n, width = latents.shape
+    if latent_dim is not None and width != latent_dim:
+        raise WorkspaceError(f"{path}: corpus shard latents are {width} wide, the corpus' latent dim is "
+                             f"{latent_dim} (a shard from another backend?)")
+    for name, column in layout.items():
+        if name == "latents":
+            continue
+        if not column.shape or column.shape[0] != n:
+            raise WorkspaceError(f"{path}: corpus shard tensor {name!r} has {column.shape[0] if column.shape else 0} "
+                                 f"rows, latents have {n}")
+        wanted = "int" if name in _SHARD_INTEGER_COLUMNS else "float"
+        if name in (*SHARD_COLUMNS, "gt_midi", "codes") and column.family != wanted:
+            raise WorkspaceError(f"{path}: corpus shard tensor {name!r} is {column.dtype}, expected "
+                                 f"{'integers' if wanted == 'int' else 'floats'}")
+    return n
+
+
+def check_shard_file(path: Path, latent_dim: int | None = None) -> dict[str, Any]:
+    """A shard's header checks (schema, columns, dtypes, shapes, complete data) without reading
+    its data: cheap enough to run over every shard of a large corpus."""
+    layout, meta = tensor_file_layout(path, kind="corpus shard")
+    check_schema(meta, path, kind="corpus shard")
+    _check_shard_layout(path, layout, meta, latent_dim)
+    return meta
+
+
+def _family(t: torch.Tensor) -> str:
+    return "float" if t.dtype.is_floating_point else "bool" if t.dtype == torch.bool else "int"
+
+
+def read_shard(path: Path, latent_dim: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A shard's tensors and metadata, checked: a shard that is cut, edited, from another build or
+    holds NaN latents raises ``WorkspaceError`` naming it, never reaches training as garbage."""
     meta = load_tensors_metadata(path, kind="corpus shard")
     check_schema(meta, path, kind="corpus shard")
     tensors = load_tensors(path, kind="corpus shard")
-    n = tensors.get("latents", torch.empty(0, 0)).shape[0]
-    for name in ("latents", "source", "frame", "time", *RAW_COLUMNS):
-        if name not in tensors:
-            raise WorkspaceError(f"{path}: corpus shard lacks tensor {name!r}")
-        if tensors[name].shape[0] != n:
-            raise WorkspaceError(f"{path}: corpus shard tensor {name!r} has {tensors[name].shape[0]} rows, "
-                                 f"latents have {n}")
-    if not isinstance(meta.get("sources"), list):
-        raise WorkspaceError(f"{path}: corpus shard metadata lacks its source list")
+    layout = {k: _Layout(str(t.dtype).removeprefix("torch."), tuple(t.shape), _family(t)) for k, t in tensors.items()}
+    n = _check_shard_layout(path, layout, meta, latent_dim)
+    source = tensors["source"]
+    if n and (int(source.min()) < 0 or int(source.max()) >= len(meta["sources"])):
+        raise WorkspaceError(f"{path}: corpus shard rows point outside its source list "
+                             f"({len(meta['sources'])} sources); was it edited?")
+    if not bool(torch.isfinite(tensors["latents"]).all()):
+        raise WorkspaceError(f"{path}: corpus shard latents contain NaN or inf")
     return tensors, meta
 
 
@@ -235,12 +322,13 @@ class ShardStore:
     sources.  The order is a pure function of the seed, which makes training resumable.
     """
 
-    def __init__(self, corpus_dir: Path, manifest: Manifest, spec: AttributeSpec, buffer_shards: int = 2):
+    def __init__(self, corpus_dir: Path, manifest: Manifest, spec: AttributeSpec, buffer_shards: int = 2,
+                 latent_dim: int | None = None):
         self.corpus_dir = corpus_dir
         self.manifest = manifest
         self.spec = spec
         self.buffer_shards = max(1, buffer_shards)
-        first, _ = read_shard(corpus_dir / manifest.shards[0]["file"])
+        first, _ = read_shard(corpus_dir / manifest.shards[0]["file"], latent_dim)
         self.d_in = int(first["latents"].shape[1])
         self._split_of = {sid: rec.split for sid, rec in manifest.sources.items()}
 
@@ -251,7 +339,12 @@ class ShardStore:
     def load_shard(self, index: int, split: Split | None = None,
                    columns: Sequence[str] = ("latents", *LABEL_COLUMNS)) -> dict[str, torch.Tensor]:
         """Rows of one shard (optionally only one split) as tensors, labels classified."""
-        tensors, meta = read_shard(self.corpus_dir / self.manifest.shards[index]["file"])
+        path = self.corpus_dir / self.manifest.shards[index]["file"]
+        tensors, meta = read_shard(path, self.d_in)
+        listed = self.manifest.shards[index].get("n_frames")
+        if listed is not None and int(tensors["latents"].shape[0]) != listed:
+            raise WorkspaceError(f"{path}: corpus shard holds {tensors['latents'].shape[0]} frames, the corpus "
+                                 f"manifest says {listed} (a shard from another build?)")
         out: dict[str, torch.Tensor] = {}
         if split is not None:
             splits = np.array([self._split_of.get(sid, "train") for sid in meta["sources"]])
@@ -308,6 +401,7 @@ class BuildSummary:
     seconds_of_audio: float
     skipped: list[str]
     resumed_sources: int
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -383,8 +477,9 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
     for src in todo:
         cancel.raise_if_cancelled()
         progress(Progress("build", done_s, total_s, f"encoding {src.label}"))
+        source_warnings: list[str] = []
         try:
-            wave = src.load(backend.sample_rate, backend.channels)
+            wave = src.load(backend.sample_rate, backend.channels, on_warning=source_warnings.append)
         except AudioInputError as exc:
             manifest.skipped.append(str(exc))
             done_s += src.seconds
@@ -410,6 +505,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
             pending[c].append(np.asarray(getattr(attrs, c), dtype=np.float32))
         pending_sources.append(src)
         pending_frames += n
+        manifest.warnings.extend(w for w in source_warnings if w not in manifest.warnings)
         done_s += src.seconds
         if pending_frames >= shard_frames:
             flush()
@@ -425,7 +521,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         sources_done=len(manifest.sources), sources_total=len(sources) + len(problems),
         frames=n_train + n_val, train_frames=n_train, val_frames=n_val,
         seconds_of_audio=float(sum(r.seconds for r in manifest.sources.values())),
-        skipped=list(manifest.skipped), resumed_sources=resumed)
+        skipped=list(manifest.skipped), resumed_sources=resumed, warnings=list(manifest.warnings))
     # The seed also chose the built-in corpora's notes: snippets re-render sources with it.
     ws.meta["corpus"] = summary.to_dict() | {"frame_rate": backend.frame_rate, "latent_dim": backend.latent_dim,
                                              "seed": seed}

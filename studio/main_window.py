@@ -42,7 +42,7 @@ from audiosae import __version__
 from audiosae.analysis import ClipAnalysis, LoadedModels
 from audiosae.audio import AUDIO_EXTENSIONS, load_audio
 from audiosae.corpus import BUILTIN_CORPORA, Source, builtin_sources
-from audiosae.errors import AudioSAEError, WorkspaceError
+from audiosae.errors import AudioSAEError, WorkspaceError, printable
 from audiosae.jobs import CancelToken, Progress, ProgressSink
 from audiosae.workspace import WORKSPACE_FILE, Workspace
 
@@ -137,14 +137,16 @@ def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progres
             return None
     backend = models.backend
     progress(Progress("analyse", 0, 3, "loading audio"))
+    warnings: list[str] = []
     if isinstance(clip, Source):
-        wave = clip.load(backend.sample_rate, backend.channels)
+        wave = clip.load(backend.sample_rate, backend.channels, on_warning=warnings.append)
         name = clip.source_id
     else:
-        wave = load_audio(clip, backend.sample_rate, backend.channels)
+        wave = load_audio(clip, backend.sample_rate, backend.channels, on_warning=warnings.append)
         name = str(clip)
     cancel.raise_if_cancelled()
     analysis = models.analyze(wave, source=name, progress=progress, cancel=cancel)
+    analysis.warnings = warnings
     return analysis, name, clip
 
 
@@ -264,6 +266,7 @@ class MainWindow(QMainWindow):
     """The explorer window.  ``device`` (the ``--device`` option) overrides the saved setting."""
 
     clip_failed = Signal(str)          # one-line message of a failed clip analysis
+    clip_warning = Signal(str)         # first warning about a clip that was analysed (clipped, truncated)
     models_failed = Signal(str)        # one-line message of a failed model load
 
     def __init__(self, settings: StudioSettings | None = None, *, device: str | None = None,
@@ -652,7 +655,7 @@ class MainWindow(QMainWindow):
         if self.state.models is None:
             if self._load_job is not None:
                 self._pending_clip = path
-                self.show_status(f"{Path(path).name} opens once the workspace has loaded")
+                self.show_status(f"{printable(Path(path).name)} opens once the workspace has loaded")
                 return True
             self.report_error("the workspace's models failed to load; cannot analyse audio",
                               context="No models")
@@ -667,7 +670,8 @@ class MainWindow(QMainWindow):
             return None
         if self._clip_job is not None:
             self._clip_job.cancel()
-        label = Path(clip).name if isinstance(clip, str) else (clip.source_id if clip is not None else "the first clip")
+        label = printable(Path(clip).name) if isinstance(clip, str) else (clip.source_id if clip is not None
+                                                                           else "the first clip")
 
         def connect(job: JobHandle) -> None:
             self._clip_job = job
@@ -688,8 +692,15 @@ class MainWindow(QMainWindow):
         self._current_clip = clip
         self.state.set_analysis(analysis, name)
         log.info("analysed %s: %.1f s, %d frames", name, analysis.seconds, analysis.n_frames)
-        self.show_status(f"{Path(name).name if Path(name).is_file() else name}: {analysis.seconds:.1f} s, "
-                         f"{analysis.n_frames} frames")
+        shown = printable(Path(name).name if Path(name).is_file() else name)
+        if analysis.warnings:  # the clip is shown, but the user must know it is clipped / truncated
+            for line in analysis.warnings:
+                log.warning("%s", line)
+            more = f" (+{len(analysis.warnings) - 1} more in the log)" if len(analysis.warnings) > 1 else ""
+            self.show_status(f"warning: {analysis.warnings[0]}{more}", 0)
+            self.clip_warning.emit(analysis.warnings[0])
+            return
+        self.show_status(f"{shown}: {analysis.seconds:.1f} s, {analysis.n_frames} frames")
 
     def _clip_failed(self, job: JobHandle, message: str, tb: str) -> None:
         if job is self._clip_job:

@@ -12,6 +12,7 @@ results page with an SAE selected.
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import threading
@@ -36,7 +37,7 @@ from audiosae.audio import AudioInfo, load_audio, probe_audio, scan_audio
 from audiosae.codecs import BackendSpec, available_backends, backend_spec
 from audiosae.corpus import BUILTIN_CORPORA, Source, builtin_sources, midi_unavailable_reason, user_sources
 from audiosae.devices import available_devices, pick_device
-from audiosae.errors import AudioInputError, AudioSAEError, JobCancelled, WorkspaceError
+from audiosae.errors import AudioInputError, AudioSAEError, JobCancelled, WorkspaceError, printable
 from audiosae.frames import ArrayFrames
 from audiosae.jobs import CancelToken, Progress, ProgressSink, null_progress
 from audiosae.training import TrainSettings, sae_name, train_workspace
@@ -972,10 +973,11 @@ class AudioPage(QWizardPage):
         items = []
         for key, info in self._files.items():
             path = Path(info.path)
-            item = QTreeWidgetItem([path.name, format_duration(info.seconds), format_audio_format(info),
-                                    str(path.parent)])
+            # printable: Qt silently drops the bytes of a name that is not valid UTF-8
+            item = QTreeWidgetItem([printable(path.name), format_duration(info.seconds), format_audio_format(info),
+                                    printable(str(path.parent))])
             item.setData(0, Qt.ItemDataRole.UserRole, key)
-            item.setToolTip(0, str(path))
+            item.setToolTip(0, printable(str(path)))
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             items.append(item)
         self.file_tree.addTopLevelItems(items)
@@ -2024,12 +2026,16 @@ class ResultsPage(QWizardPage):
         self.report = report
         corpus = report.get("corpus", {})
         skipped = corpus.get("skipped") or []
+        warned = corpus.get("warnings") or []
+        self.corpus_label.setToolTip(html.escape("\n".join([*(f"skipped {s}" for s in skipped),
+                                                             *(f"warning: {w}" for w in warned)])))
         self.corpus_label.setText(
             f"Workspace <b>{report.get('workspace')}</b> \u00b7 backend <b>{report.get('backend')}</b> \u00b7 "
             f"{corpus.get('frames', '?'):,} frames ({corpus.get('train_frames', '?'):,} train / "
             f"{corpus.get('val_frames', '?'):,} validation) \u00b7 "
             f"{format_duration(float(corpus.get('seconds_of_audio') or 0))} of audio"
             + (f" \u00b7 {len(skipped)} file(s) skipped" if skipped else "")
+            + (f" \u00b7 {len(warned)} file(s) with warnings" if warned else "")
             if isinstance(corpus.get("frames"), int) else
             f"Workspace <b>{report.get('workspace')}</b> \u00b7 backend <b>{report.get('backend')}</b>")
         rows = self.sae_rows()

@@ -64,7 +64,8 @@ def _bad_inputs(tmp):
     sf.write(str(good), np.zeros(4800), 48000)
     (tmp / "truncated.wav").write_bytes(good.read_bytes()[:30])
     cases["truncated.wav"] = "not a readable audio file"
-    sf.write(str(tmp / "nan.wav"), np.array([0.0, np.nan, 0.1, np.inf], dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(str(tmp / "nan.wav"), np.array([0.0, np.nan, 0.1, np.inf] * 250, dtype=np.float32), 16000,
+             subtype="FLOAT")  # 62 ms: long enough to be audio, so the NaNs are what is wrong
     cases["nan.wav"] = "NaN/inf"
     sf.write(str(tmp / "slow.wav"), np.zeros(10), 1, subtype="PCM_16")
     cases["slow.wav"] = "absurd sample rate"

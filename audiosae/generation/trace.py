@@ -67,7 +67,7 @@ from ..analysis import LoadedModels
 from ..errors import AudioSAEError, BackendError, WorkspaceError
 from ..jobs import CancelToken, Progress, ProgressSink, null_progress
 from ..storage import (SCHEMA_VERSION, atomic_write_json, check_schema, fsync_dir, load_tensors,
-                       load_tensors_metadata, read_json, save_tensors)
+                       load_tensors_metadata, read_json, require_int, save_tensors)
 from .conditioning import LATENT_HOP, LATENT_SAMPLE_RATE, StyleEmbedding, frames_for_seconds, instrumental_tokens
 from .diffrhythm import CFM, DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, download_checkpoint, load_cfm, released_config
 
@@ -600,15 +600,18 @@ def load_trace(folder: str | Path, *, load_audio: bool = True) -> Trace:
     check_schema(data, path, kind="trace file")
     if data.get("kind") != TRACE_KIND:
         raise WorkspaceError(f"{path}: not an audiosae trace (kind {data.get('kind')!r})")
-    steps, frames = int(_need(data, "steps", path)), int(_need(data, "frames", path))
-    attributes = list(_need(data, "attributes", path))
+    steps = require_int(_need(data, "steps", path), "steps", path, "trace file", minimum=1)
+    frames = require_int(_need(data, "frames", path), "frames", path, "trace file", minimum=1)
+    attributes = _need(data, "attributes", path)
+    if not isinstance(attributes, list) or not all(isinstance(a, str) and a for a in attributes):
+        raise WorkspaceError(f"{path}: trace file 'attributes' must be a list of names, got {attributes!r:.60}")
     tensor_path = folder / TENSORS_FILE
     header = load_tensors_metadata(tensor_path, kind="trace tensors")
     check_schema(header, tensor_path, kind="trace tensors")
     if header.get("trace_id") != data.get("trace_id"):
         raise WorkspaceError(f"{folder}: {TENSORS_FILE} belongs to another trace than {TRACE_FILE} "
                              "(a file was replaced); re-run the trace")
-    d_sae = int(_need(data, "d_sae", path))
+    d_sae = require_int(_need(data, "d_sae", path), "d_sae", path, "trace file", minimum=1)
     expect: dict[str, tuple[int | None, ...]] = {
         "t_grid": (steps,), "final_latent": (frames, 64), "lyrics_tokens": (frames,), "style": (1, 512),
         "negative_style": (1, 512)}
