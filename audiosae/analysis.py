@@ -22,6 +22,9 @@ from .probes import ProbeSet
 from .sae import SparseAutoencoder
 from .workspace import Workspace
 
+ANALYSIS_CHUNK_FRAMES = 4096     # frames per SAE + probe pass (a cancel is checked between passes)
+ANALYSIS_CHUNK_ELEMENTS = 1 << 23  # ...and at most this many features in one (~0.1 s on a CPU core)
+
 
 @dataclass
 class ClipAnalysis:
@@ -67,21 +70,34 @@ def analyze_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSe
     """Encode ``wave`` (at the backend's rate/channels), run SAE + probes, measure attributes."""
     cancel = cancel or CancelToken()
     progress(Progress("analyse", 0, 3, "encoding"))
-    encoded = backend.encode_long(wave)
+    encoded = backend.encode_long(wave, cancel=cancel)
     cancel.raise_if_cancelled()
     latents = torch.from_numpy(encoded.latents)
     times = backend.frame_centers(latents.shape[0])
     progress(Progress("analyse", 1, 3, "SAE features and probes"))
+    # In chunks of frames, so a long clip (45k frames x 2048 features: 370 MB per array) can
+    # be cancelled between them, written into arrays allocated once (no concatenation pass);
+    # rows are independent, so the result is that of one pass.
+    n, width = latents.shape[0], sae.cfg.d_sae
+    rows = max(1, min(ANALYSIS_CHUNK_FRAMES, ANALYSIS_CHUNK_ELEMENTS // max(1, width)))
+    h = np.empty((n, width), np.float32)
+    f = np.empty((n, width), np.float32)
+    probs = {a: np.empty((n, probes.n_classes(a)), np.float32) for a in probes.attributes}
     with torch.no_grad():
-        h, f = sae.encode(latents.to(sae.device))
-    probs = probe_distributions(probes, f)
+        for a in range(0, n, rows):
+            cancel.raise_if_cancelled()
+            h_c, f_c = sae.encode(latents[a:a + rows].to(sae.device))
+            h[a:a + rows] = h_c.cpu().numpy()
+            f[a:a + rows] = f_c.cpu().numpy()
+            for attr, p in probe_distributions(probes, f_c).items():
+                probs[attr][a:a + rows] = p
     cancel.raise_if_cancelled()
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured = spec.measure(wave, backend.sample_rate, times, hop_length=backend.hop_length,
                             device=str(backend.device), cancel=cancel)
     progress(Progress("analyse", 3, 3, "done"))
     return ClipAnalysis(wave=wave, sample_rate=backend.sample_rate, times=times, latents=encoded.latents,
-                        h=h.cpu().numpy(), f=f.cpu().numpy(), measured=measured,
+                        h=h, f=f, measured=measured,
                         measured_classes=spec.classify(measured), probabilities=probs, source=source)
 
 

@@ -84,7 +84,9 @@ def cmd_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
     ws = Workspace.open(args.workspace)
     settings = TrainSettings(expansions=args.expansion, l1s=args.l1, epochs=args.epochs,
                              batch_size=args.batch_size, seed=args.seed)
-    report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel)
+    extra = {"checkpoint_every_s": args.checkpoint_seconds} if args.checkpoint_seconds is not None else {}
+    report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel,
+                             **extra)
     return {"text": format_report(report), "json": report}
 
 
@@ -184,6 +186,7 @@ def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
     settings = TrainSettings(**DEMO_GRID)
     report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel)
     t_train = time.monotonic() - t0 - t_build
+    cancel.raise_if_cancelled()
 
     # A steered example: a validation clip pushed toward A4.
     val = [r for r in ws.manifest().sources.values() if r.split == "val"]
@@ -191,6 +194,7 @@ def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
     backend = ws.backend(args.device)
     original = ws.root / "steer" / "demo-original.wav"
     save_audio(original, example.load(backend.sample_rate, backend.channels), backend.sample_rate)
+    cancel.raise_if_cancelled()
     steered_path = ws.root / "steer" / "demo-steered-A4.wav"
     steer = steer_file(ws.root, original, attribute="pitch", target="A4", alpha=20.0, sae=None, start=None,
                        end=None, keep_residual=False, out=steered_path, device=args.device)

@@ -253,7 +253,7 @@ class ProbeSet:
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, store: FrameStore, split: str = "val", sae: SparseAutoencoder | None = None,
-                 batch_size: int = 4096) -> dict[str, dict[str, Any]]:
+                 batch_size: int = 4096, cancel: CancelToken | None = None) -> dict[str, dict[str, Any]]:
         """Per attribute: ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present),
         ``confusion`` (``K x K`` list, rows = true class, columns = predicted), ``n_frames``
         (labelled frames) and ``chance`` (the majority class's rate)."""
@@ -268,7 +268,7 @@ class ProbeSet:
             for batch in store.iter_batches(split, batch_size, shuffle=False,  # type: ignore[arg-type]
                                             columns=("latents", *attrs)):
                 feats_fn = _feature_fn(sae, None)
-                logits = _chunked_logits(batch["latents"].to(device, torch.float32), feats_fn, w_all, b_all)
+                logits = _chunked_logits(batch["latents"].to(device, torch.float32), feats_fn, w_all, b_all, cancel)
                 for a, (lo, hi) in zip(attrs, offsets):
                     y = batch[a].to(device)
                     _check_labels(y, self.n_classes(a), a)
@@ -318,10 +318,15 @@ def _feature_fn(sae: SparseAutoencoder | None, standardise: tuple[torch.Tensor, 
     return lambda x: x
 
 
-def _chunked_logits(x: torch.Tensor, feats_fn, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _chunked_logits(x: torch.Tensor, feats_fn, w: torch.Tensor, b: torch.Tensor,
+                    cancel: CancelToken | None = None) -> torch.Tensor:
     rows = max(1, MAX_CHUNK_ELEMENTS // max(1, w.shape[1]))
-    return torch.cat([feats_fn(x[s:s + rows]) @ w.T + b for s in range(0, x.shape[0], rows)]) \
-        if x.shape[0] else torch.zeros(0, w.shape[0], device=x.device)
+    parts = []
+    for s in range(0, x.shape[0], rows):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        parts.append(feats_fn(x[s:s + rows]) @ w.T + b)
+    return torch.cat(parts) if parts else torch.zeros(0, w.shape[0], device=x.device)
 
 
 def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes: Mapping[str, int],
@@ -357,6 +362,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
         d_features = int(store.d_in)
         acc = _MomentAccumulator(d_features)
         for batch in store.iter_batches("train", batch_size, shuffle=True, seed=seed):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
             acc.add(batch["latents"][: NORM_SAMPLE_FRAMES - acc.n])
             if acc.n >= NORM_SAMPLE_FRAMES:
                 break
@@ -398,6 +405,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
             for opt in (optims[a] for a in active):
                 opt.zero_grad(set_to_none=False)
             for s in range(0, x.shape[0], rows_per_chunk):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
                 with torch.no_grad():
                     f = feats_fn(x[s:s + rows_per_chunk])
                 w_cat = torch.cat([weights[a] for a in active])
@@ -430,7 +439,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
                                   f"epoch {epoch + 1}/{max_epochs}"))
         # validation (or training loss when there is no validation split)
         if has_val:
-            val_loss, val_acc = _validation(store, feats_fn, weights, biases, active, n_classes, batch_size, dev)
+            val_loss, val_acc = _validation(store, feats_fn, weights, biases, active, n_classes, batch_size, dev,
+                                            cancel)
         else:
             val_loss = {a: train_loss[a] / max(1, train_count[a]) for a in active}
             val_acc = {a: float("nan") for a in active}
@@ -475,8 +485,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
 
 
 def _validation(store: FrameStore, feats_fn, weights: dict[str, torch.Tensor], biases: dict[str, torch.Tensor],
-                attrs: list[str], n_classes: Mapping[str, int], batch_size: int, dev: torch.device
-                ) -> tuple[dict[str, float], dict[str, float]]:
+                attrs: list[str], n_classes: Mapping[str, int], batch_size: int, dev: torch.device,
+                cancel: CancelToken | None = None) -> tuple[dict[str, float], dict[str, float]]:
     loss = {a: 0.0 for a in attrs}
     correct = {a: 0 for a in attrs}
     count = {a: 0 for a in attrs}
@@ -484,7 +494,7 @@ def _validation(store: FrameStore, feats_fn, weights: dict[str, torch.Tensor], b
         w_cat = torch.cat([weights[a] for a in attrs])
         b_cat = torch.cat([biases[a] for a in attrs])
         for batch in store.iter_batches("val", batch_size, shuffle=False, columns=("latents", *attrs)):
-            logits = _chunked_logits(batch["latents"].to(dev, torch.float32), feats_fn, w_cat, b_cat)
+            logits = _chunked_logits(batch["latents"].to(dev, torch.float32), feats_fn, w_cat, b_cat, cancel)
             lo = 0
             for a in attrs:
                 k = int(n_classes[a])

@@ -50,6 +50,7 @@ Mode = Literal["steered", "original"]
 DEFAULT_CONTEXT_FRAMES = 8   # the least context decoded on each side of a chunk by default
 FEATURE_CACHE_BYTES = 256 * 2 ** 20  # keep the clip's SAE features up to this size
 _ENCODE_BLOCK_FRAMES = 4096
+_ENCODE_BLOCK_ELEMENTS = 1 << 23  # frames x features per block: ~0.1 s, so a cancel is seen soon
 _HISTORY = 256               # parameter versions kept in the per-version counters
 _RENDER_TIME_SMOOTHING = 0.2  # weight of the newest render in the running mean
 
@@ -100,14 +101,16 @@ class SteeredRenderer:
 
     def __init__(self, backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, wave: np.ndarray,
                  params: SteeringParams, *, latents: np.ndarray | None = None, chunk_seconds: float = 0.25,
-                 context_frames: int | tuple[int, int] | None = None, fade_seconds: float = 0.01):
+                 context_frames: int | tuple[int, int] | None = None, fade_seconds: float = 0.01,
+                 cancel: Any = None):
         """``wave``: the clip, float32 ``[channels, N]`` at the backend's rate (the reference that
         seeds decoding and the A/B "original").  ``latents``: the clip's ``[T, D]`` latents if
         already known (else encoded here).  ``chunk_seconds``: render granularity.
         ``context_frames``: frames decoded and dropped on each side of a chunk, or a
         ``(left, right)`` pair (a causal decoder such as EnCodec's needs no right context);
         default: the backend's ``context_frames`` if it has one, else 8 on each side, and
-        never less than 8 on the left.  ``fade_seconds``: join cross-fade.
+        never less than 8 on the left.  ``fade_seconds``: join cross-fade.  ``cancel``: an
+        optional ``CancelToken``, checked between encoding segments and feature blocks.
         """
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim == 1:
@@ -127,7 +130,7 @@ class SteeredRenderer:
         self.n_samples = int(wave.shape[1])
 
         if latents is None:
-            latents = backend.encode_long(self.wave).latents
+            latents = backend.encode_long(self.wave, cancel=cancel).latents
         latents = np.asarray(latents, dtype=np.float32)
         if latents.ndim != 2 or latents.shape[1] != backend.latent_dim:
             raise AudioSAEError(f"realtime: latents must be [T, {backend.latent_dim}], got {list(latents.shape)}")
@@ -144,8 +147,13 @@ class SteeredRenderer:
         x = torch.from_numpy(latents).to(self._sae_device)
         blocks, reconstruction = [], []
         with torch.inference_mode():
-            for first in range(0, self.n_frames, _ENCODE_BLOCK_FRAMES):
-                _, f = sae.encode(x[first:first + _ENCODE_BLOCK_FRAMES])
+            # Blocks of at most _ENCODE_BLOCK_ELEMENTS features (~0.1 s on a CPU core), so a
+            # cancel is seen quickly even for a 16384-wide SAE on a long clip.
+            block = max(1, min(_ENCODE_BLOCK_FRAMES, _ENCODE_BLOCK_ELEMENTS // max(1, int(sae.cfg.d_sae))))
+            for first in range(0, self.n_frames, block):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                _, f = sae.encode(x[first:first + block])
                 reconstruction.append(sae.decode(f))
                 blocks.append(f)
                 self.d_features = int(f.shape[1])

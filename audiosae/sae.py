@@ -107,6 +107,9 @@ PROGRESS_INTERVAL_S = 0.5
 MAX_CHUNK_ELEMENTS = 1 << 25      # memory bound: elements of one [G, rows, d_sae] buffer (128 MiB float32)
 CPU_CHUNK_ELEMENTS = 1 << 20      # on CPU, cache-sized chunks make the element-wise passes ~10 % faster
 MIN_CHUNK_ROWS = 256              # ...but never so few rows that the matmuls lose efficiency
+# Evaluation: frames x features per pass, ~0.1 s on a CPU core so a cancel is seen soon
+# (MAX_CHUNK_ELEMENTS took ~0.45 s at 8192 features); unchanged chunks up to 2048 features.
+EVAL_CHUNK_ELEMENTS = 1 << 23
 
 SAE_KIND = "audiosae.sae"
 CHECKPOINT_KIND = "audiosae.sae_grid_checkpoint"
@@ -449,10 +452,14 @@ class _WidthGroup:
             rows = min(rows, max(MIN_CHUNK_ROWS, CPU_CHUNK_ELEMENTS // per_row))
         return max(1, min(batch, rows))
 
-    def compute_gradients(self, x: torch.Tensor, lam_scale: float, measure: bool) -> dict[str, torch.Tensor] | None:
+    def compute_gradients(self, x: torch.Tensor, lam_scale: float, measure: bool,
+                          cancel: CancelToken | None = None) -> dict[str, torch.Tensor] | None:
         """Gradients of ``mse + lam * l1 / sqrt(d_in)`` (module docstring) into ``self.grads``.
 
         ``x``: normalised batch ``[B, d_in]``.  Returns per-config sums (loss parts) when ``measure``.
+        ``cancel`` is checked between row chunks: a wide grid's step takes ~1 s on a CPU core,
+        too long to wait for a cancel; only ``self.grads`` is touched before ``adam_step``, so
+        stopping here leaves the parameters at the last completed step.
         """
         p, gr = self.params, self.grads
         G, N, d = self.G, self.d_sae, self.d_in
@@ -467,6 +474,8 @@ class _WidthGroup:
             sums["active"] = torch.zeros_like(sums["sq_err"])
         rows_per_chunk = self.chunk_rows(batch)
         for start in range(0, batch, rows_per_chunk):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
             xc = x[start:start + rows_per_chunk]
             rows = xc.shape[0]
             H, F, GF = self._workspace(rows)
@@ -704,8 +713,14 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int, 
             lam_scale = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
             lr_now = lr * max(0.0, min(1.0, (total_steps - state.step) / decay_steps))
             measure = step % METRICS_EVERY == 1 or METRICS_EVERY == 1
-            for grp in groups:
-                sums = grp.compute_gradients(x, lam_scale, measure)
+            # Every group's gradients first (cancellable), then every update (not): a cancel
+            # mid-step must not leave some groups one step ahead of the checkpointed state.
+            try:
+                group_sums = [grp.compute_gradients(x, lam_scale, measure, cancel) for grp in groups]
+            except JobCancelled:
+                checkpoint()
+                raise
+            for grp, sums in zip(groups, group_sums):
                 grp.adam_step(step, lr_now)
                 if measure:
                     rows = x.shape[0]
@@ -751,8 +766,8 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int, 
 
 # ---- evaluation -----------------------------------------------------------------------------
 def evaluate_saes(saes: Sequence[SparseAutoencoder], store: FrameStore, split: str = "val",
-                  batch_size: int = 4096) -> list[dict[str, Any]]:
-    """``evaluate_sae`` for several SAEs in one pass over ``split``."""
+                  batch_size: int = 4096, cancel: CancelToken | None = None) -> list[dict[str, Any]]:
+    """``evaluate_sae`` for several SAEs in one pass over ``split`` (``cancel`` checked per chunk)."""
     if not saes:
         return []
     n_total = int(store.n_frames(split))  # type: ignore[arg-type]
@@ -769,8 +784,10 @@ def evaluate_saes(saes: Sequence[SparseAutoencoder], store: FrameStore, split: s
             n += x_cpu.shape[0]
             for sae, a in zip(saes, acc):
                 x = x_cpu.to(sae.device)
-                rows = max(1, MAX_CHUNK_ELEMENTS // sae.cfg.d_sae)
+                rows = max(1, EVAL_CHUNK_ELEMENTS // sae.cfg.d_sae)
                 for s in range(0, x.shape[0], rows):
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
                     xc = x[s:s + rows]
                     x_hat, h, _ = sae(xc)
                     a["sq_err"] += float((x_hat - xc).double().pow(2).sum())
@@ -797,8 +814,8 @@ def evaluate_saes(saes: Sequence[SparseAutoencoder], store: FrameStore, split: s
     return out
 
 
-def evaluate_sae(sae: SparseAutoencoder, store: FrameStore, split: str = "val", batch_size: int = 4096
-                 ) -> dict[str, Any]:
+def evaluate_sae(sae: SparseAutoencoder, store: FrameStore, split: str = "val", batch_size: int = 4096,
+                 cancel: CancelToken | None = None) -> dict[str, Any]:
     """Streaming metrics of ``sae`` on ``split`` (raw latent units).
 
     ``sparsity``: fraction of zero entries of h; ``l0``: mean active features per frame;
@@ -806,4 +823,4 @@ def evaluate_sae(sae: SparseAutoencoder, store: FrameStore, split: str = "val", 
     on these frames; ``mse``: mean squared error per element; ``fvu``: sum of squared errors /
     sum of squared deviations from the split's mean; ``explained_variance = 1 - fvu``.
     """
-    return evaluate_saes([sae], store, split, batch_size)[0]
+    return evaluate_saes([sae], store, split, batch_size, cancel)[0]

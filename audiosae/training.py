@@ -18,9 +18,10 @@ from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .probes import ProbeSet, train_probes
 from .sae import SAEConfig, SparseAutoencoder, evaluate_sae, train_sae_grid
 from .storage import atomic_write_json, read_json
-from .workspace import Workspace
+from .workspace import Workspace, remove_stale_temp_files
 
 RAW_BASELINE = "raw-latent"
+DEFAULT_CHECKPOINT_EVERY_S = 30.0
 
 
 def sae_name(expansion: int, l1: float) -> str:
@@ -52,7 +53,13 @@ def _probe_done(ws: Workspace, name: str, fingerprint: str) -> bool:
 
 
 def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cpu",
-                    progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> dict[str, Any]:
+                    progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
+                    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S) -> dict[str, Any]:
+    """Train the SAE grid of ``settings``, then the probes; returns the workspace report.
+
+    ``checkpoint_every_s``: how often the grid's state is saved (a ``kill -9`` loses at most
+    this much training; a cancel always saves first).
+    """
     cancel = cancel or CancelToken()
     for e in settings.expansions:
         if e < 1:
@@ -62,6 +69,7 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
             raise AudioSAEError(f"L1 coefficient must be >= 0, got {lam}")
     if settings.epochs < 1:
         raise AudioSAEError("epochs must be >= 1")
+    remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
     store = ws.frame_store()
     if store.n_frames("val") == 0:
         raise AudioSAEError("the corpus has no validation frames (it needs at least two sources)")
@@ -79,15 +87,20 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         except AudioSAEError:
             return False
 
-    todo = [c for c in configs if not saved(c)]
+    todo = {c.name for c in configs if not saved(c)}
     if todo:
-        results = train_sae_grid(store, todo, epochs=settings.epochs, batch_size=settings.batch_size,
+        # Always the whole grid: its checkpoint is keyed by the full config list, so a run killed
+        # while saving the SAEs resumes from the finished checkpoint (no training pass) instead
+        # of refusing it as "other settings"; only the unsaved SAEs are written.
+        results = train_sae_grid(store, configs, epochs=settings.epochs, batch_size=settings.batch_size,
                                  seed=settings.seed, device=device, progress=progress, cancel=cancel,
-                                 checkpoint_dir=ws.root / "checkpoints" / f"grid-{fingerprint}")
+                                 checkpoint_dir=ws.root / "checkpoints" / f"grid-{fingerprint}",
+                                 checkpoint_every_s=checkpoint_every_s)
+        results = [(sae, m) for sae, m in results if sae.cfg.name in todo]
         for i, (sae, train_metrics) in enumerate(results):
             cancel.raise_if_cancelled()
             progress(Progress("evaluate SAEs", i, len(results), sae.cfg.name))
-            metrics = evaluate_sae(sae, store, "val")
+            metrics = evaluate_sae(sae, store, "val", cancel=cancel)
             metrics.update(fingerprint=fingerprint, train=train_metrics, epochs=settings.epochs,
                            backend=ws.backend_name)
             sae.save(ws.sae_dir(sae.cfg.name), metrics=metrics,
@@ -103,7 +116,7 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         sae = None if name == RAW_BASELINE else SparseAutoencoder.load(ws.sae_dir(name), device=device)
         probes = train_probes(store, sae=sae, n_classes=n_classes, class_names=class_names, seed=settings.seed,
                               batch_size=settings.batch_size, device=device, progress=progress, cancel=cancel)
-        evaluation = probes.evaluate(store, split="val", sae=sae)
+        evaluation = probes.evaluate(store, split="val", sae=sae, cancel=cancel)
         probes.save(ws.probe_dir(name))
         atomic_write_json(ws.probe_dir(name) / "metrics.json",
                           {"schema_version": 1, "fingerprint": fingerprint, "sae": name, "evaluation": evaluation})

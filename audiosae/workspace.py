@@ -427,6 +427,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         spec.crepe_model = crepe_model
         ws.set_attribute_spec(spec)
     _remove_orphans(ws.corpus_dir, manifest)
+    remove_stale_temp_files(ws.root)
     splits = validation_split(list(sources), fraction=val_fraction, seed=seed)
     for rec in manifest.sources.values():  # keep splits decided by earlier runs
         splits[rec.source_id] = rec.split
@@ -484,7 +485,9 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
             manifest.skipped.append(str(exc))
             done_s += src.seconds
             continue
-        encoded = backend.encode_long(wave)
+        cancel.raise_if_cancelled()
+        encoded = backend.encode_long(wave, cancel=cancel)
+        cancel.raise_if_cancelled()
         n = encoded.latents.shape[0]
         times = backend.frame_centers(n)
         def labelling(event: Progress, src: Source = src, base: float = done_s) -> None:
@@ -558,6 +561,27 @@ def _remove_orphans(corpus_dir: Path, manifest: Manifest) -> None:
                 p.unlink()
             except OSError:
                 pass
+
+
+def remove_stale_temp_files(root: Path) -> list[Path]:
+    """Delete the temporary files ``storage.atomic_write_bytes`` leaves when a process is killed
+    between creating and renaming one (``.NAME.XXXX.tmp``), anywhere under ``root``.
+
+    Called when a writing job (build, train) starts on a workspace; a second job writing to
+    the same workspace at the same time is not supported anyway.  Returns what was deleted.
+    """
+    removed = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    for p in root.rglob(".*.tmp"):
+        if p.is_file():
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def remove_tree(path: Path) -> None:

@@ -101,7 +101,7 @@ def build_session(models: LoadedModels, analysis: ClipAnalysis, params: Steering
     began = time.perf_counter()
     progress(Progress("audition", 0, 2, "computing the clip's SAE features"))
     renderer = SteeredRenderer(models.backend, models.sae, models.probes, analysis.wave, params,
-                               latents=analysis.latents, chunk_seconds=chunk_seconds)
+                               latents=analysis.latents, chunk_seconds=chunk_seconds, cancel=cancel)
     cancel.raise_if_cancelled()
     progress(Progress("audition", 1, 2, "opening the audio output"))
     player = Player(lambda start, n: renderer.mix_tagged(start, n, per_sample=True), renderer.sample_rate,
@@ -132,7 +132,8 @@ def render_export(live: SteeredRenderer, latents: np.ndarray, params: SteeringPa
     renderer = SteeredRenderer(live.backend, live.sae, live.probes, live.wave, params,
                                latents=latents,
                                chunk_seconds=live.chunk_frames * live.hop / live.sample_rate,
-                               context_frames=live.context_frames, fade_seconds=live.fade / live.sample_rate)
+                               context_frames=live.context_frames, fade_seconds=live.fade / live.sample_rate,
+                               cancel=cancel)
     total = renderer.n_chunks
     for index in range(total):
         cancel.raise_if_cancelled()

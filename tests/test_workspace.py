@@ -1,13 +1,8 @@
-"""Workspaces: building a corpus (with bad files), streaming it, resuming after kill -9."""
+"""Workspaces: building a corpus (with bad files), streaming it; kill -9 and resume: test_crash_resume."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -105,45 +100,4 @@ def test_workspace_errors(tmp_path):
         Workspace.open(ws.root)
 
 
-def _build_cmd(root, *extra):
-    return [sys.executable, "-m", "audiosae.cli", "build", str(root), "--backend", "mel", "--builtin", "tones",
-            "--minutes", "0.5", "--device", "cpu", "--quiet", "--shard-frames", "300", *extra]
-
-
-def _shard_contents(root):
-    ws = Workspace.open(root)
-    out = {}
-    for s in ws.manifest().shards:
-        tensors, meta = read_shard(ws.corpus_dir / s["file"])
-        for i, sid in enumerate(meta["sources"]):
-            rows = tensors["source"] == i
-            out[sid] = {k: v[rows] for k, v in tensors.items() if k != "source"}
-    return out
-
-
-@pytest.mark.slow
-def test_build_killed_with_sigkill_resumes_to_the_same_corpus(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = tmp_path / "reference"
-    subprocess.run(_build_cmd(reference), check=True, env=env, timeout=600)
-    victim = tmp_path / "victim"
-    proc = subprocess.Popen(_build_cmd(victim), env=env)
-    manifest = victim / "corpus" / "manifest.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill once at least one shard is committed, mid-build
-        if manifest.exists() and json.loads(manifest.read_text()).get("shards"):
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not json.loads(manifest.read_text()).get("complete")
-    res = subprocess.run(_build_cmd(victim, "--json"), env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["resumed_sources"] > 0
-    assert not list((victim / "corpus").glob("*.tmp")) and not list((victim / "corpus").glob(".*"))
-    ref, got = _shard_contents(reference), _shard_contents(victim)
-    assert ref.keys() == got.keys()
-    for sid in ref:
-        for k in ref[sid]:
-            assert torch.equal(ref[sid][k], got[sid][k]) or torch.allclose(
-                ref[sid][k].float(), got[sid][k].float(), equal_nan=True), (sid, k)
+# kill -9 during a build and its resume: tests/test_crash_resume.py (with train and trace).

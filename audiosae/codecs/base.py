@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -98,11 +98,13 @@ class LatentBackend(ABC):
             wave = self._decode(np.ascontiguousarray(lat, dtype=np.float32), reference)
         return np.ascontiguousarray(wave, dtype=np.float32)
 
-    def encode_long(self, wave: np.ndarray, segment_seconds: float = 30.0, context_seconds: float = 1.0) -> Encoded:
+    def encode_long(self, wave: np.ndarray, segment_seconds: float = 30.0, context_seconds: float = 1.0,
+                    cancel: Any = None) -> Encoded:
         """Encode in overlapping segments so memory stays bounded on long files.
 
         Each segment carries ``context_seconds`` of audio on both sides, whose frames are
         discarded, so convolutional receptive fields see real neighbours at the joins.
+        ``cancel``: an optional ``CancelToken``, checked between segments.
         """
         wave = self._check_wave(wave)
         n = wave.shape[1]
@@ -115,6 +117,8 @@ class LatentBackend(ABC):
         lat_parts, code_parts = [], []
         start = 0
         while start < n:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
             a = max(0, start - ctx)
             b = min(n, start + seg + ctx)
             enc = self.encode(wave[:, a:b])

@@ -558,6 +558,7 @@ def save_trace(trace: Trace, folder: str | Path) -> Path:
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not is_trace_folder(folder))):
         raise WorkspaceError(f"{folder}: exists and is not a trace folder; choose another --out")
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_siblings(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -580,6 +581,17 @@ def save_trace(trace: Trace, folder: str | Path) -> Path:
         raise
     trace.folder = folder
     return folder
+
+
+def _remove_stale_siblings(folder: Path) -> None:
+    """Delete what a ``save_trace`` killed mid-way (``kill -9``, power loss) left beside ``folder``:
+    its half-written ``.NAME.tmp-*`` folder and a ``.NAME.old-*`` copy that was being replaced."""
+    for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*"):
+        for stale in folder.parent.glob(pattern):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def _need(data: Mapping[str, Any], key: str, path: Path) -> Any:
@@ -735,11 +747,14 @@ def trace_batch(models: LoadedModels, cfm: CFM, prompts: Sequence[str], out: str
     if out.exists() and is_trace_folder(out):
         raise WorkspaceError(f"{out}: holds a single trace; choose another folder for a batch")
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # a summary.json write cut by a kill
+        stale.unlink(missing_ok=True)
     folders = []
     for i, prompt in enumerate(prompts):
         cancel.raise_if_cancelled()
         folder = out / f"trace-{i:03d}"
         folders.append(folder)
+        _remove_stale_siblings(folder)  # even when the trace itself is kept
         if _same_trace(folder, prompt, seed + i, trace_kwargs):
             progress(Progress("prompts", i + 1, len(prompts), f"kept existing trace {folder.name}"))
             continue
