@@ -3,6 +3,8 @@
 
     python3 packaging/bootstrap.py run     # the desktop app on the bundled demo workspace
     python3 packaging/bootstrap.py test    # the test suite (extra args go to pytest)
+    python3 packaging/bootstrap.py freeze  # the desktop app with PyInstaller -> dist/audiosae-studio/
+    python3 packaging/bootstrap.py frozen-smoke   # freeze if not built yet, then launch it headless and check it
 
 On Debian/Ubuntu it installs the missing system packages (apt-get, via sudo when not
 root).  On every OS it creates or reuses the virtual environment `.venv/` at the repository
@@ -124,6 +126,18 @@ def ensure_venv() -> Path:
     return py
 
 
+def ensure_pyinstaller(py: Path) -> None:
+    """The ``package`` extra (PyInstaller), installed only for the freezing commands."""
+    if subprocess.run([str(py), "-c", "import PyInstaller"], capture_output=True).returncode == 0:
+        return
+    run([str(py), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev,package]"])
+
+
+def freeze_command(py: Path, extra: list[str]) -> list[str]:
+    return [str(py), "-m", "PyInstaller", str(ROOT / "packaging" / "audiosae_studio.spec"), "--noconfirm",
+            "--distpath", str(ROOT / "dist"), "--workpath", str(ROOT / "build" / "pyinstaller"), *extra]
+
+
 def test_environment() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -132,7 +146,7 @@ def test_environment() -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test"}:
+    if not argv or argv[0] not in {"run", "test", "freeze", "frozen-smoke"}:
         print(__doc__)
         return 2
     what, rest = argv[0], argv[1:]
@@ -145,9 +159,18 @@ def main(argv: list[str]) -> int:
             say("no display found (DISPLAY/WAYLAND_DISPLAY unset); the app needs a desktop session. "
                 "Headless: `xvfb-run python3 packaging/bootstrap.py run`, or the offline CLI demo: "
                 ".venv/bin/audiosae demo")
-    else:
+    elif what == "test":
         cmd = [str(py), "-m", "pytest", *rest]
         env = test_environment()
+    else:
+        ensure_pyinstaller(py)
+        env = dict(os.environ)
+        if what == "freeze":
+            cmd = freeze_command(py, rest)
+        else:
+            cmd = [str(py), str(ROOT / "packaging" / "smoke_frozen.py"), *rest]
+            if "--build" not in rest and not (ROOT / "dist" / "audiosae-studio").is_dir():
+                cmd.append("--build")
     say("$ " + " ".join(cmd))
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
