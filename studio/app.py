@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from audiosae.audio import AUDIO_EXTENSIONS
+    from audiosae.memory import keep_large_allocations_off_the_heap
+
+    keep_large_allocations_off_the_heap()  # hours of steered playback: no heap creep
 
     from .logging_setup import install_excepthook, setup_logging
     from .main_window import ICON_PATH, MainWindow
