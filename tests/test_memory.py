@@ -55,7 +55,7 @@ def test_pinned_mmap_threshold_keeps_memory_flat_under_allocation_churn():
     assert pinned < 40, f"resident memory grew {pinned:.0f} MiB with the threshold pinned"
 
 
-def test_the_app_and_the_cli_pin_it_at_start(monkeypatch):
+def test_the_cli_pins_it_at_start(monkeypatch):
     import audiosae.memory as memory
 
     calls = []
