@@ -44,6 +44,7 @@ from audiosae.audio import AUDIO_EXTENSIONS, load_audio
 from audiosae.corpus import BUILTIN_CORPORA, Source, builtin_sources
 from audiosae.errors import AudioSAEError, WorkspaceError, printable
 from audiosae.jobs import CancelToken, Progress, ProgressSink
+from audiosae.memory import settle_long_lived_objects
 from audiosae.workspace import WORKSPACE_FILE, Workspace
 
 from .logging_setup import current_log_file, one_line, open_log_folder, show_error
@@ -288,6 +289,7 @@ class MainWindow(QMainWindow):
         self.runner = JobRunner(self)
         self._closed = False
         self._load_job: JobHandle | None = None
+        self._settle_heap_after_clip = False
         self._clip_job: JobHandle | None = None
         self._pending_clip: str | Source | None = None
         self._current_clip: str | Source | None = None
@@ -612,6 +614,7 @@ class MainWindow(QMainWindow):
         if self._closed or job is not self._load_job:
             return  # superseded by another open, or the window is closing
         self._load_job = None
+        self._settle_heap_after_clip = True   # most long-lived objects exist once a clip is shown
         self.state.set_models(models)
         self.models_label.setText(f"{models.workspace.backend_name} · SAE {models.sae.cfg.name} · "
                                   f"{models.backend.device}")
@@ -691,6 +694,9 @@ class MainWindow(QMainWindow):
         analysis, name, clip = result
         self._current_clip = clip
         self.state.set_analysis(analysis, name)
+        if self._settle_heap_after_clip:   # one full collection now, none mid-playback later
+            self._settle_heap_after_clip = False
+            QTimer.singleShot(0, settle_long_lived_objects)
         log.info("analysed %s: %.1f s, %d frames", name, analysis.seconds, analysis.n_frames)
         shown = printable(Path(name).name if Path(name).is_file() else name)
         if analysis.warnings:  # the clip is shown, but the user must know it is clipped / truncated

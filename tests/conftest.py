@@ -16,7 +16,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 # Qt tests (those using qtbot/qapp) fail on leaked QThreads, timers, threads and windows;
 # settings and logs go to a temporary folder.  Non-Qt tests are untouched.
-from tests.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401
+from tests.qt_fixtures import isolated_settings, main_window, qt_leak_check, qt_leak_guard  # noqa: E402,F401
 
 
 def fixture_path(name: str) -> Path:

@@ -200,6 +200,24 @@ def isolated_settings(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture
+def main_window(qtbot, isolated_settings):
+    """The studio's MainWindow, shown at a laptop size, with fresh settings; closed afterwards
+    (with any error dialogs it opened)."""
+    from studio.main_window import MainWindow
+    from studio.settings import StudioSettings
+
+    win = MainWindow(StudioSettings())
+    qtbot.addWidget(win)
+    win.resize(1100, 750)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    for dialog in list(win.error_dialogs):
+        dialog.close()
+    win.close()
+
+
 @pytest.fixture(autouse=True)
 def qt_leak_guard(request) -> Iterator[None]:
     """Autouse switch: ``qt_leak_check`` + ``isolated_settings`` for tests that use Qt fixtures only."""
@@ -207,3 +225,8 @@ def qt_leak_guard(request) -> Iterator[None]:
         request.getfixturevalue("isolated_settings")
         request.getfixturevalue("qt_leak_check")
     yield
+    # The studio freezes long-lived objects out of the collector (audiosae.memory); between
+    # tests they must become collectable again, or every test's windows would stay in memory.
+    import gc
+
+    gc.unfreeze()

@@ -36,14 +36,8 @@ DEMO = find_demo_workspace()
 
 
 @pytest.fixture
-def window(qtbot, isolated_settings):
-    win = MainWindow(StudioSettings())
-    qtbot.addWidget(win)
-    win.resize(1100, 750)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.close()
+def window(main_window):
+    return main_window
 
 
 def open_demo_and_wait(qtbot, win: MainWindow, clip: str | None = None) -> None:
@@ -554,3 +548,18 @@ def test_clicking_a_heatmap_cell_opens_the_inspector_on_that_feature_and_frame(q
     assert window.inspector.title_label.text() == f"feature {feature}"
     assert f"{analysis.f[frame, feature]:.3f}" in window.inspector.value_label.text()
     qtbot.waitUntil(lambda: not window.runner.active, timeout=LOAD_TIMEOUT_MS)
+
+
+def test_long_lived_objects_leave_the_collector_once_the_first_clip_is_shown(qtbot, window):
+    """Full garbage collections must not walk the whole loaded app while audio plays (each one
+    held the GIL ~200 ms and starved the audio callback): after the demo opens, the objects
+    alive are frozen and a full collection sees only what came later."""
+    import gc
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    open_demo_and_wait(qtbot, window)
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0, timeout=5000)
+    frozen = gc.get_freeze_count()
+    assert frozen > 50_000, frozen          # the studio's import-time and loaded objects
+    assert len(gc.get_objects()) < frozen / 4

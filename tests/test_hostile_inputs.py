@@ -446,20 +446,8 @@ LOAD_TIMEOUT_MS = 60_000
 
 
 @pytest.fixture
-def window(qtbot, isolated_settings):
-    pytest.importorskip("pytestqt")
-    from studio.main_window import MainWindow
-    from studio.settings import StudioSettings
-
-    win = MainWindow(StudioSettings())
-    qtbot.addWidget(win)
-    win.resize(1100, 750)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    for dialog in win.error_dialogs:
-        dialog.close()
-    win.close()
+def window(main_window):
+    return main_window
 
 
 def _one_dialog(qtbot, window, *needles: str) -> str:
