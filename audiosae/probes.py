@@ -509,3 +509,15 @@ def _validation(store: FrameStore, feats_fn, weights: dict[str, torch.Tensor], b
                 lo += k
     return ({a: loss[a] / count[a] if count[a] else math.inf for a in attrs},
             {a: correct[a] / count[a] if count[a] else float("nan") for a in attrs})
+
+
+def preload_optimizer_modules() -> None:
+    """Import what torch's first optimizer imports, now rather than when training starts.
+
+    Building the first ``torch.optim`` optimizer in a process imports ``torch._dynamo`` (with
+    sympy, inductor, ...: ~900 modules, ~0.9 s on a CPU core) holding the GIL the whole time.
+    In the studio that landed mid-playback, when a training job reached its probes: the audio
+    callback starved and the device underran.  The studio calls this while loading models.
+    """
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+

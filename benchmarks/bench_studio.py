@@ -318,6 +318,7 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
             trainings_finished = [0]
 
             training_ended = [False]
+            training_ends: list[float] = []
 
             def submit_training(workspace_to_train: Workspace) -> Any:
                 training_ended[0] = False
@@ -325,6 +326,7 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
                                            workspace_to_train, TrainSettings(**TRAIN_GRID), device="cpu")
                 handle.progress.connect(train_progress.append)
                 handle.done.connect(lambda *_: training_ended.__setitem__(0, True))
+                handle.done.connect(lambda *_: training_ends.append(time.perf_counter()))
                 return handle
 
             def retrain() -> None:  # keep_training: the same grid on a fresh copy as soon as one ends
@@ -426,6 +428,9 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
                 "gui_gap_ms_max": round(float(gaps.max()), 1) if gaps.size else float("nan"),
                 "gui_gap_ms_p99": round(_percentile(list(gaps), 99), 1),
                 "gui_gaps_over_50ms": int((gaps > STALL_MS).sum()),
+                # when (s into the run) each stall ended and each training job finished: do they line up?
+                "gui_stalls_at_s": [round(ticks[i + 1] - start, 1) for i in np.flatnonzero(gaps > STALL_MS)],
+                "training_finished_at_s": [round(t - start, 1) for t in training_ends],
                 "gui_stall_sites": dict(stall_sites.most_common(8)),
                 "rss_mib_start": round(rss_start, 1),
                 "rss_mib_end": round(_rss_mib(), 1),

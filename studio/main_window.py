@@ -45,6 +45,7 @@ from audiosae.corpus import BUILTIN_CORPORA, Source, builtin_sources
 from audiosae.errors import AudioSAEError, WorkspaceError, printable
 from audiosae.jobs import CancelToken, Progress, ProgressSink
 from audiosae.memory import settle_long_lived_objects
+from audiosae.probes import preload_optimizer_modules
 from audiosae.workspace import WORKSPACE_FILE, Workspace
 
 from .logging_setup import current_log_file, one_line, open_log_folder, show_error
@@ -90,6 +91,7 @@ def load_models_job(workspace: Workspace, sae_name: str | None, device: str, cre
     progress(Progress("load", 0, 2, f"loading the {workspace.backend_name} backend, SAE and probes"))
     models = LoadedModels.load(workspace, sae_name, device=device)
     cancel.raise_if_cancelled()
+    preload_optimizer_modules()   # before the heap is settled, not when a training job starts mid-playback
     if crepe_model:
         models.spec.crepe_model = crepe_model
     progress(Progress("load", 2, 2, f"SAE {models.sae.cfg.name} ready on {models.backend.device}"))
