@@ -314,7 +314,7 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
             mover.timeout.connect(move)
 
             job = None
-            train_progress: list[Any] = []
+            train_progress: list[Any] = []   # only the latest event: a soak would hoard thousands
             trainings_finished = [0]
 
             training_ended = [False]
@@ -324,7 +324,7 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
                 training_ended[0] = False
                 handle = win.runner.submit("bench: train SAE grid", _niced(train_workspace, training_nice),
                                            workspace_to_train, TrainSettings(**TRAIN_GRID), device="cpu")
-                handle.progress.connect(train_progress.append)
+                handle.progress.connect(lambda event: train_progress.__setitem__(slice(None), [event]))
                 handle.done.connect(lambda *_: training_ended.__setitem__(0, True))
                 handle.done.connect(lambda *_: training_ends.append(time.perf_counter()))
                 return handle
