@@ -34,6 +34,7 @@ BENCHMARKS = {
     "bench_studio": ({}, {"run_seconds": 5.0}),
     "bench_trace": ({}, {"seconds": 10.0, "repeats": 1, "small": False}),
     "bench_build_memory": ({"minutes": 60.0}, {"minutes": 3.0}),
+    "bench_soak": ({"minutes": 10.0}, {"minutes": 0.5, "virtual": True}),
 }
 
 
