@@ -42,7 +42,7 @@ from .frames import FrameStore
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .sae import MAX_CHUNK_ELEMENTS, NORM_SAMPLE_FRAMES, SparseAutoencoder, _json_safe, _MomentAccumulator
 from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors, load_tensors_metadata,
-                      read_json, require_int, save_tensors)
+                      read_json_object, require_int, save_tensors)
 
 __all__ = ["ProbeSet", "train_probes", "WEIGHT_DECAY"]
 
@@ -200,12 +200,7 @@ class ProbeSet:
         """Load a folder written by ``save``; missing, truncated, edited or newer files -> WorkspaceError."""
         folder = Path(folder)
         meta_path, weights_path = folder / META_FILE, folder / WEIGHTS_FILE
-        meta = read_json(meta_path, kind="probe set")
-        if not isinstance(meta, dict):
-            raise WorkspaceError(f"{meta_path}: probe set is not a JSON object")
-        check_schema(meta, meta_path, kind="probe set")
-        if meta.get("kind") != PROBE_KIND:
-            raise WorkspaceError(f"{meta_path}: not an audiosae probe set (kind {meta.get('kind')!r})")
+        meta = read_json_object(meta_path, kind="probe set", document_kind=PROBE_KIND)
         kind = "probe set"
         try:
             d_features = require_int(meta["d_features"], "d_features", meta_path, kind, minimum=1)
@@ -517,7 +512,7 @@ def preload_optimizer_modules() -> None:
     Building the first ``torch.optim`` optimizer in a process imports ``torch._dynamo`` (with
     sympy, inductor, ...: ~900 modules, ~0.9 s on a CPU core) holding the GIL the whole time.
     In the studio that landed mid-playback, when a training job reached its probes: the audio
-    callback starved and the device underran.  The studio calls this while loading models.
+    callback starved and the device underran.  The studio calls this when its window is built.
     """
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
 

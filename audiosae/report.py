@@ -9,18 +9,10 @@ from typing import Any
 
 from .attributes import ATTRIBUTES
 from .errors import AudioSAEError, WorkspaceError
-from .storage import check_schema, read_json
+from .storage import read_json_object
 from .workspace import Workspace, check_shard_file
 
 RAW_BASELINE = "raw-latent"
-
-
-def _json_object(path: Path, kind: str) -> dict[str, Any]:
-    data = read_json(path, kind=kind)
-    if not isinstance(data, dict):
-        raise WorkspaceError(f"{path}: {kind} must hold a JSON object; was it edited?")
-    check_schema(data, path, kind=kind)
-    return data
 
 
 def _number(value: Any, key: str, path: Path) -> float | int | None:
@@ -36,7 +28,7 @@ def _probe_eval(ws: Workspace, name: str) -> dict[str, dict[str, Any]] | None:
     path = ws.probe_dir(name) / "metrics.json"
     if not path.is_file():
         return None
-    evaluation = _json_object(path, "probe metrics").get("evaluation")
+    evaluation = read_json_object(path, kind="probe metrics").get("evaluation")
     if evaluation is None:
         return None
     if not isinstance(evaluation, dict) or not all(isinstance(v, dict) for v in evaluation.values()):
@@ -70,8 +62,8 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
     rows = []
     for name in ws.sae_names():
         cfg_path, metrics_path = ws.sae_dir(name) / "cfg.json", ws.sae_dir(name) / "metrics.json"
-        cfg = _json_object(cfg_path, "SAE config")
-        metrics = _json_object(metrics_path, "SAE metrics") if metrics_path.is_file() else {}
+        cfg = read_json_object(cfg_path, kind="SAE config")
+        metrics = read_json_object(metrics_path, kind="SAE metrics") if metrics_path.is_file() else {}
         d_sae, d_in = _number(cfg.get("d_sae"), "d_sae", cfg_path), _number(cfg.get("d_in"), "d_in", cfg_path)
         row: dict[str, Any] = {
             "sae": name, "d_sae": d_sae, "expansion": int(d_sae or 0) // max(1, int(d_in or 1)),

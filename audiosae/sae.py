@@ -90,7 +90,7 @@ from .errors import AudioSAEError, JobCancelled, WorkspaceError
 from .frames import FrameStore
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors, load_tensors_metadata,
-                      read_json, require_int, require_number, save_tensors)
+                      read_json_object, require_int, require_number, save_tensors)
 
 __all__ = [
     "DEFAULT_RMS_EPS", "SAEConfig", "SparseAutoencoder", "rms_norm", "grid_configs", "train_sae_grid",
@@ -267,12 +267,7 @@ class SparseAutoencoder(nn.Module):
         """Load a folder written by ``save``; any missing, truncated, edited or newer file -> WorkspaceError."""
         folder = Path(folder)
         cfg_path, weights_path = folder / CFG_FILE, folder / WEIGHTS_FILE
-        raw = read_json(cfg_path, kind="SAE config")
-        if not isinstance(raw, dict):
-            raise WorkspaceError(f"{cfg_path}: SAE config is not a JSON object")
-        check_schema(raw, cfg_path, kind="SAE config")
-        if raw.get("kind") != SAE_KIND:
-            raise WorkspaceError(f"{cfg_path}: not an audiosae SAE config (kind {raw.get('kind')!r})")
+        raw = read_json_object(cfg_path, kind="SAE config", document_kind=SAE_KIND)
         try:
             kind = "SAE config"
             cfg = SAEConfig(d_in=require_int(raw["d_in"], "d_in", cfg_path, kind, minimum=1),
@@ -311,10 +306,7 @@ class SparseAutoencoder(nn.Module):
                                  "one of the two files was replaced or edited")
         metrics_path = folder / METRICS_FILE
         if metrics_path.is_file():
-            metrics = read_json(metrics_path, kind="SAE metrics")
-            if not isinstance(metrics, dict):
-                raise WorkspaceError(f"{metrics_path}: SAE metrics must hold a JSON object; was it edited?")
-            check_schema(metrics, metrics_path, kind="SAE metrics")
+            metrics = read_json_object(metrics_path, kind="SAE metrics")
             for key in NUMERIC_METRICS:  # shown in reports and the studio: numbers (or null), never text
                 if metrics.get(key) is not None:
                     require_number(metrics[key], key, metrics_path, "SAE metrics")

@@ -104,6 +104,20 @@ def read_json(path: str | Path, *, kind: str = "file") -> Any:
         raise WorkspaceError(f"{path}: {kind} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
+def read_json_object(path: str | Path, *, kind: str, document_kind: str | None = None,
+                     versioned: bool = True) -> dict[str, Any]:
+    """A JSON file that must hold an object: schema-checked (``versioned``) and, with
+    ``document_kind``, carrying that ``"kind"`` field; anything else -> ``WorkspaceError``."""
+    data = read_json(path, kind=kind)
+    if not isinstance(data, dict):
+        raise WorkspaceError(f"{path}: {kind} must hold a JSON object; was it edited?")
+    if versioned:
+        check_schema(data, path, kind=kind)
+    if document_kind is not None and data.get("kind") != document_kind:
+        raise WorkspaceError(f"{path}: not an audiosae {kind} (kind {data.get('kind')!r})")
+    return data
+
+
 def check_schema(meta: Mapping[str, Any], path: str | Path, *, kind: str) -> None:
     """Refuse files written by a newer audiosae (their layout may differ) with a clear message."""
     version = meta.get("schema_version")
@@ -284,7 +298,7 @@ def _short(value: Any) -> str:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "atomic_write_bytes", "atomic_write_json", "read_json", "check_schema",
+    "SCHEMA_VERSION", "atomic_write_bytes", "atomic_write_json", "read_json", "read_json_object", "check_schema",
     "save_tensors", "load_tensors", "load_tensors_metadata", "tensor_file_layout", "TensorLayout",
     "require_int", "require_number", "st_load_numpy_bytes",
 ]

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from .attributes import ATTRIBUTES
 from .errors import AudioSAEError
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
-from .probes import ProbeSet, train_probes
+from .probes import train_probes
 from .sae import SAEConfig, SparseAutoencoder, evaluate_sae, train_sae_grid
 from .storage import atomic_write_json, read_json
 from .workspace import Workspace, remove_stale_temp_files

@@ -43,7 +43,7 @@ from .errors import AudioInputError, AudioSAEError, WorkspaceError
 from .frames import LABEL_COLUMNS, Split
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .storage import (SCHEMA_VERSION, TensorLayout, atomic_write_json, check_schema, load_tensors,
-                      load_tensors_metadata, read_json, require_int, save_tensors, tensor_file_layout)
+                      load_tensors_metadata, read_json_object, require_int, save_tensors, tensor_file_layout)
 
 WORKSPACE_FILE = "workspace.json"
 MANIFEST_FILE = "manifest.json"
@@ -148,10 +148,7 @@ class Workspace:
         path = root / WORKSPACE_FILE
         if not path.is_file():
             raise WorkspaceError(f"{root}: not an audiosae workspace (no {WORKSPACE_FILE})")
-        meta = read_json(path, kind="workspace file")
-        if not isinstance(meta, dict):
-            raise WorkspaceError(f"{path}: workspace file must hold a JSON object")
-        check_schema(meta, path, kind="workspace file")
+        meta = read_json_object(path, kind="workspace file")
         backend = meta.get("backend")
         if not isinstance(backend, dict) or not isinstance(backend.get("name"), str):
             raise WorkspaceError(f"{path}: workspace file lacks 'backend.name'")
@@ -215,10 +212,7 @@ class Workspace:
         path = self.corpus_dir / MANIFEST_FILE
         if not path.exists():
             return Manifest()
-        data = read_json(path, kind="corpus manifest")
-        if not isinstance(data, dict):
-            raise WorkspaceError(f"{path}: corpus manifest must hold a JSON object")
-        return Manifest.from_dict(data, path)
+        return Manifest.from_dict(read_json_object(path, kind="corpus manifest", versioned=False), path)
 
     def write_manifest(self, manifest: Manifest) -> None:
         atomic_write_json(self.corpus_dir / MANIFEST_FILE, manifest.to_dict())

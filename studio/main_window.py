@@ -91,7 +91,6 @@ def load_models_job(workspace: Workspace, sae_name: str | None, device: str, cre
     progress(Progress("load", 0, 2, f"loading the {workspace.backend_name} backend, SAE and probes"))
     models = LoadedModels.load(workspace, sae_name, device=device)
     cancel.raise_if_cancelled()
-    preload_optimizer_modules()   # before the heap is settled, not when a training job starts mid-playback
     if crepe_model:
         models.spec.crepe_model = crepe_model
     progress(Progress("load", 2, 2, f"SAE {models.sae.cfg.name} ready on {models.backend.device}"))
@@ -153,15 +152,19 @@ def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progres
     return analysis, name, clip
 
 
-def preload_analysis_modules() -> None:
-    """Import what analysing a clip imports (torchcrepe -> torchaudio, librosa, numba), here.
+def preload_heavy_imports() -> None:
+    """Import, here, what analysing a clip (torchcrepe -> torchaudio, librosa, numba) and the
+    first training job (torch.optim -> torch._dynamo, sympy, ...) would import later.
 
-    The first analysis would otherwise import ~500 modules in the worker thread, and loading
-    their shared libraries (llvmlite's dlopen) holds the GIL for ~0.4 s, which freezes the GUI
-    thread mid-job.  Paid once, when the window is built, before anything is on screen.
+    Otherwise the first analysis imports ~500 modules in the worker thread (llvmlite's dlopen
+    holds the GIL ~0.4 s: the GUI freezes mid-job), and the first training job ~900 more (0.9 s
+    with the GIL held: audio underran mid-playback in the soak).  Paid once, when the window is
+    built, before anything is on screen, and before the heap is settled.
     """
     from audiosae import report  # noqa: F401  (LoadedModels.load imports it lazily)
     from audiosae.thirdparty import import_torchcrepe
+
+    preload_optimizer_modules()
 
     try:
         import_torchcrepe()
@@ -278,7 +281,7 @@ class MainWindow(QMainWindow):
         from .app import guard_singleton_refcounts
 
         guard_singleton_refcounts()   # PySide6 6.12.0 on Python 3.11 (see there); a no-op elsewhere
-        preload_analysis_modules()
+        preload_heavy_imports()
         self.setObjectName("main_window")
         self.setWindowTitle("audiosae studio")
         if ICON_PATH.is_file():

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import io
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -132,7 +133,6 @@ class _Server:
                     for i in range(0, len(data), 64 * 1024):
                         self.wfile.write(data[i:i + 64 * 1024])
                         if server.delay:
-                            import time
                             time.sleep(server.delay)
                 except (BrokenPipeError, ConnectionResetError):
                     pass

@@ -67,7 +67,7 @@ from ..analysis import LoadedModels
 from ..errors import AudioSAEError, BackendError, WorkspaceError
 from ..jobs import CancelToken, Progress, ProgressSink, null_progress
 from ..storage import (SCHEMA_VERSION, atomic_write_json, check_schema, fsync_dir, load_tensors,
-                       load_tensors_metadata, read_json, require_int, save_tensors)
+                       load_tensors_metadata, read_json, read_json_object, require_int, save_tensors)
 from .conditioning import LATENT_HOP, LATENT_SAMPLE_RATE, StyleEmbedding, frames_for_seconds, instrumental_tokens
 from .diffrhythm import CFM, DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, download_checkpoint, load_cfm, released_config
 
@@ -606,12 +606,7 @@ def load_trace(folder: str | Path, *, load_audio: bool = True) -> Trace:
     path = folder / TRACE_FILE
     if not folder.is_dir():
         raise WorkspaceError(f"{folder}: trace folder not found")
-    data = read_json(path, kind="trace file")
-    if not isinstance(data, dict):
-        raise WorkspaceError(f"{path}: trace file must hold a JSON object")
-    check_schema(data, path, kind="trace file")
-    if data.get("kind") != TRACE_KIND:
-        raise WorkspaceError(f"{path}: not an audiosae trace (kind {data.get('kind')!r})")
+    data = read_json_object(path, kind="trace file", document_kind=TRACE_KIND)
     steps = require_int(_need(data, "steps", path), "steps", path, "trace file", minimum=1)
     frames = require_int(_need(data, "frames", path), "frames", path, "trace file", minimum=1)
     attributes = _need(data, "attributes", path)
