@@ -5,6 +5,7 @@
     python3 packaging/bootstrap.py test    # the test suite (extra args go to pytest)
     python3 packaging/bootstrap.py freeze  # the desktop app with PyInstaller -> dist/audiosae-studio/
     python3 packaging/bootstrap.py frozen-smoke   # freeze if not built yet, then launch it headless and check it
+    python3 packaging/bootstrap.py sync    # restore .venv to exactly uv.lock (after a hand-made change)
     python3 packaging/bootstrap.py compat  # newest releases the ranges allow, in a throwaway env (packaging/compat.py)
 
 On Debian/Ubuntu it installs the missing system packages (apt-get, via sudo when not
@@ -194,7 +195,7 @@ def test_environment() -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "freeze", "frozen-smoke", "compat"}:
+    if not argv or argv[0] not in {"run", "test", "freeze", "frozen-smoke", "compat", "sync"}:
         print(__doc__)
         return 2
     what, rest = argv[0], argv[1:]
@@ -204,6 +205,10 @@ def main(argv: list[str]) -> int:
         from compat import run_compat
 
         return run_compat(rest, ensure_uv, venv_python)
+    if what == "sync":  # restore .venv to exactly the lock (a package removed or changed by hand)
+        STAMP.unlink(missing_ok=True)
+        ensure_venv()
+        return 0
     py = ensure_venv(("dev", "package") if what in {"freeze", "frozen-smoke"} else ("dev",))
     if what == "run":
         cmd = [str(py), "-m", "studio.app", *(rest or ["--demo"])]
