@@ -17,6 +17,7 @@ import torch
 
 from .attributes import ATTRIBUTES, AttributeSpec, FrameAttributes
 from .codecs.base import LatentBackend
+from .errors import DependencyError
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .probes import ProbeSet
 from .sae import SparseAutoencoder
@@ -24,6 +25,21 @@ from .workspace import Workspace
 
 ANALYSIS_CHUNK_FRAMES = 4096     # frames per SAE + probe pass (a cancel is checked between passes)
 ANALYSIS_CHUNK_ELEMENTS = 1 << 23  # ...and at most this many features in one (~0.1 s on a CPU core)
+
+
+@dataclass(frozen=True)
+class MissingPart:
+    """A part of the analysis that could not run (CREPE, a codec, the audio device).
+
+    ``what``: what the user does not see (e.g. "measured pitch"); ``why``: the one-line
+    error, which names the command that fixes it.
+    """
+
+    what: str
+    why: str
+
+    def line(self) -> str:
+        return f"{self.what} unavailable: {self.why}"
 
 
 @dataclass
@@ -39,6 +55,7 @@ class ClipAnalysis:
     probabilities: dict[str, np.ndarray]      # attr -> [T, K] probe class distributions
     source: str = ""
     warnings: list[str] = field(default_factory=list)   # about the input (clipped, truncated), one line each
+    missing: list[MissingPart] = field(default_factory=list)  # parts that could not run, and why
 
     @property
     def n_frames(self) -> int:
@@ -93,12 +110,18 @@ def analyze_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSe
                 probs[attr][a:a + rows] = p
     cancel.raise_if_cancelled()
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
-    measured = spec.measure(wave, backend.sample_rate, times, hop_length=backend.hop_length,
-                            device=str(backend.device), cancel=cancel)
+    missing: list[MissingPart] = []
+    measure = dict(hop_length=backend.hop_length, device=str(backend.device), cancel=cancel)
+    try:
+        measured = spec.measure(wave, backend.sample_rate, times, **measure)
+    except DependencyError as exc:  # CREPE's weights missing: show everything else
+        missing.append(MissingPart("measured pitch (CREPE)", str(exc)))
+        measured = spec.measure(wave, backend.sample_rate, times, pitch=False, **measure)
     progress(Progress("analyse", 3, 3, "done"))
     return ClipAnalysis(wave=wave, sample_rate=backend.sample_rate, times=times, latents=encoded.latents,
                         h=h, f=f, measured=measured,
-                        measured_classes=spec.classify(measured), probabilities=probs, source=source)
+                        measured_classes=spec.classify(measured), probabilities=probs, source=source,
+                        missing=missing)
 
 
 @dataclass
@@ -127,4 +150,4 @@ class LoadedModels:
         return analyze_wave(self.backend, self.sae, self.probes, self.spec, wave, **kw)
 
 
-__all__ = ["ClipAnalysis", "LoadedModels", "analyze_wave", "probe_distributions", "ATTRIBUTES"]
+__all__ = ["ClipAnalysis", "LoadedModels", "MissingPart", "analyze_wave", "probe_distributions", "ATTRIBUTES"]

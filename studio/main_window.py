@@ -704,6 +704,12 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, settle_long_lived_objects)
         log.info("analysed %s: %.1f s, %d frames", name, analysis.seconds, analysis.n_frames)
         shown = printable(Path(name).name if Path(name).is_file() else name)
+        for part in analysis.missing:  # shown without it; the banner over the panes says how to fix it
+            log.warning("%s", part.line())
+        if analysis.missing:
+            self.show_status(f"{shown}: shown without {', '.join(p.what for p in analysis.missing)} "
+                             f"(see the note above the panes)", 0)
+            return
         if analysis.warnings:  # the clip is shown, but the user must know it is clipped / truncated
             for line in analysis.warnings:
                 log.warning("%s", line)

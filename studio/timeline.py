@@ -24,7 +24,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer
 from PySide6.QtGui import QCursor, QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QToolButton, QToolTip, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QToolTip, QVBoxLayout, QWidget
 
 from audiosae.jobs import CancelToken, Progress, null_progress
 
@@ -158,10 +158,20 @@ class TimelineView(QWidget):
         for plot in self.panes.values():
             plot.getViewBox().setXRange(*state.view_range, padding=0)
 
+        # What the clip's analysis could not compute (CREPE's weights missing...): what, why and
+        # the command that fixes it, above the panes, until a complete analysis replaces it.
+        self.missing_banner = QLabel(self)
+        self.missing_banner.setObjectName("missing_banner")
+        self.missing_banner.setWordWrap(True)
+        self.missing_banner.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.missing_banner.setStyleSheet("QLabel { background: #fff3cd; color: #664d03; padding: 4px; }")
+        self.missing_banner.hide()
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(top)
+        layout.addWidget(self.missing_banner)
         layout.addWidget(self.graphics, 1)
 
         # -- internal state ---------------------------------------------------------------
@@ -350,6 +360,9 @@ class TimelineView(QWidget):
         self._cancel_prepare()
         self._clip_token += 1
         self.display = None
+        missing = analysis.missing if analysis is not None else []
+        self.missing_banner.setText("\n".join(part.line() for part in missing))
+        self.missing_banner.setVisible(bool(missing))
         if analysis is None:
             self._show_clip(None)
             return
