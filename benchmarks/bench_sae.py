@@ -136,7 +136,7 @@ def training_step_time(configs: list[SAEConfig], batch: int, steps: int, device:
                 torch.cuda.synchronize()
             marks.append((int(event.done), time.perf_counter()))
 
-    import audiosae.sae as sae_mod
+    import audiosae.sae.config as sae_mod  # the constant is read from the config module
     interval = sae_mod.PROGRESS_INTERVAL_S
     sae_mod.PROGRESS_INTERVAL_S = 0.0  # a mark after every step
     try:

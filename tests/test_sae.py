@@ -11,6 +11,7 @@ from tests.conftest import copy_folder
 import torch
 
 import audiosae.sae as sae_mod
+import audiosae.sae.config as sae_config
 from audiosae.errors import AudioSAEError, JobCancelled, WorkspaceError
 from audiosae.frames import ArrayFrames
 from audiosae.jobs import CancelToken
@@ -109,7 +110,7 @@ def test_rms_norm_has_unit_rms_and_is_scale_invariant():
 
 
 def test_manual_gradients_equal_autograd_of_the_documented_loss(monkeypatch):
-    monkeypatch.setattr(sae_mod, "MAX_CHUNK_ELEMENTS", 2 * 32 * 7)  # several chunks per batch
+    monkeypatch.setattr(sae_config, "MAX_CHUNK_ELEMENTS", 2 * 32 * 7)  # several chunks per batch
     assert _WidthGroup([SAEConfig(8, 32, 0.1)] * 2, [0, 1], 8, 0, torch.device("cpu")).chunk_rows(50) == 7
     cfgs = [SAEConfig(8, 32, 0.1), SAEConfig(8, 32, 0.5, rms_eps=1e-2)]
     grp = _WidthGroup(cfgs, [0, 1], 8, seed=3, device=torch.device("cpu"))
