@@ -22,6 +22,7 @@ silent virtual clock (the playhead still moves) with ``available=False`` and ``r
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import traceback
@@ -395,7 +396,10 @@ class Player:
             return None
         devices = list_output_devices()
         if not devices:
-            self.reason = "audio output unavailable: PortAudio lists no output device"
+            fix = ("start the sound server: pulseaudio --start" if sys.platform.startswith("linux")
+                   else "connect or enable an output device in the system's sound settings")
+            self.reason = (f"audio output unavailable: PortAudio lists no output device; {fix}, then "
+                           f"choose it under Output in the Audition panel")
             return None
         default = next((d for d in devices if d.is_default), devices[0])
         candidates = [default]
