@@ -1,6 +1,7 @@
-"""The one place that imports ``encodec`` and ``torchcrepe``.
+"""The one place that imports ``torchcrepe``.
 
-Both import torchaudio at import time, and torchaudio's last release (2.11) fails to import
+(``encodec`` is no longer imported at all: the EnCodec backends run our own model.)
+torchcrepe imports torchaudio at import time, and torchaudio's last release (2.11) fails to import
 with a newer torch.  Keeping the imports here means the trap, and the message that explains
 it, live in one small module that can be replaced when those packages drop torchaudio.
 """
@@ -32,11 +33,6 @@ def _import(name: str, purpose: str) -> ModuleType:
             f"importing {name} ({purpose}) failed: {exc}. torchaudio must match torch "
             f"(torch {torch.__version__} here); run: pip install '{_TORCH_PIN.split()[0]}' "
             f"'{_TORCH_PIN.split()[1]}'") from None
-
-
-def import_encodec() -> ModuleType:
-    """The ``encodec`` package (EnCodec 24 kHz backend)."""
-    return _import("encodec", "the EnCodec backends")
 
 
 def import_torchcrepe() -> ModuleType:

@@ -17,7 +17,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -27,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
 from audiosae.codecs import get_backend  # noqa: E402
-from audiosae.thirdparty import import_encodec  # noqa: E402
+from audiosae.codecs.encodec_backend import build_encodec_model  # noqa: E402
 
 SAMPLE_RATE = 24_000
 CHUNK_SECONDS = (0.5, 1.0, 2.0)
@@ -135,13 +134,10 @@ def _chunk_join(mel, wave: np.ndarray, latents: np.ndarray, chunk_frames: int = 
 
 
 def _random_full_encodec_weights(path: Path) -> None:
-    encodec = import_encodec()
     torch.manual_seed(0)
-    with warnings.catch_warnings():  # the package's convs use the deprecated weight_norm
-        warnings.simplefilter("ignore", FutureWarning)
-        model = encodec.EncodecModel.encodec_model_24khz(pretrained=False)
+    model = build_encodec_model(None)  # our model: the official key names and shapes
     with torch.no_grad():
-        for layer in model.quantizer.vq.layers:  # untrained codebooks are all zero
+        for layer in model.quantizer.vq.layers:  # N(0, 1) codebooks: frames pick varied codes
             layer._codebook.embed.normal_()
             layer._codebook.inited.fill_(1.0)
     torch.save(model.state_dict(), path)

@@ -42,7 +42,7 @@ from audiosae.codecs import get_backend  # noqa: E402
 from audiosae.probes import ProbeSet  # noqa: E402
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams  # noqa: E402
 from audiosae.sae import SAEConfig, SparseAutoencoder  # noqa: E402
-from audiosae.thirdparty import import_encodec  # noqa: E402
+from audiosae.codecs.encodec_backend import build_encodec_model  # noqa: E402
 from bench_codecs import synth_test_signal  # noqa: E402
 from studio.playback import Player  # noqa: E402
 
@@ -57,13 +57,10 @@ CONTEXT = {"encodec-24k": (8, 0), "encodec-24k-continuous": (8, 0)}
 
 def _random_encodec_weights(path: Path) -> None:
     """Full-size EnCodec 24 kHz state dict with random weights and non-zero codebooks."""
-    encodec = import_encodec()
     torch.manual_seed(0)
-    with warnings.catch_warnings():  # the package's convs use the deprecated weight_norm
-        warnings.simplefilter("ignore")
-        model = encodec.EncodecModel.encodec_model_24khz(pretrained=False)
+    model = build_encodec_model(None)  # our model: the official key names and shapes
     with torch.no_grad():
-        for layer in model.quantizer.vq.layers:  # untrained codebooks are all zero
+        for layer in model.quantizer.vq.layers:  # N(0, 1) codebooks: frames pick varied codes
             layer._codebook.embed.normal_()
             layer._codebook.inited.fill_(1.0)
     torch.save(model.state_dict(), path)

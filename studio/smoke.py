@@ -38,7 +38,7 @@ PANE_NAMES = ("timeline", "inspector", "audition", "generation")
 # downloads, plots): the demo does not reach them, the import sweep does.
 # librosa's subpackages read their lazy_loader .pyi stubs when imported: a bundle without
 # the stubs fails on these names.
-LAZY_THIRD_PARTY = ("encodec", "torchcrepe", "mido", "huggingface_hub", "tqdm.auto", "soxr", "safetensors.torch",
+LAZY_THIRD_PARTY = ("torchcrepe", "mido", "huggingface_hub", "tqdm.auto", "soxr", "safetensors.torch",
                     "matplotlib.backends.backend_agg", "librosa", "librosa.core", "librosa.feature", "librosa.util")
 # Extras (pip install audiosae-studio[diffrhythm]) that a default build does not contain.
 OPTIONAL_PACKAGES = {"muq", "phonemizer"}

@@ -1,24 +1,28 @@
 """Latent backends: the registry, the built-in mel backend and the EnCodec backends.
 
-EnCodec tests build a tiny random model with the real ``encodec`` classes, save its state
-dict and load it back through ``weights=``, so nothing is downloaded.
+EnCodec tests hold our own model to what the pip ``encodec`` package computed for a tiny
+random model (``tests/fixtures/make_encodec_fixture.py``; the package is never imported
+here), and load that state dict through ``weights=``, so nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.error
 import urllib.request
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from audiosae.codecs import backend_spec, get_backend
+from audiosae.codecs.encodec_backend import build_encodec_model
 from audiosae.codecs.mel import FLOOR, mel_filterbank
 from audiosae.errors import BackendError
-from audiosae.thirdparty import import_encodec
 
 SR = 24_000
 HOP = 320
@@ -200,91 +204,143 @@ def test_mel_rejects_bad_input(mel):
 
 # ---- EnCodec --------------------------------------------------------------------------------
 
-TINY_ARCH = dict(sample_rate=800, n_filters=4, dimension=16, ratios=[4, 2], lstm=1, n_q=4, bins=32,
-                 target_bandwidths=[1.0, 2.0])  # hop 8, 100 frames/s, 0.5 kbps per codebook
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY_STATE = FIXTURES / "encodec_tiny_state.safetensors"
+TINY_REFERENCE = FIXTURES / "encodec_tiny_reference.safetensors"
+KEYS_24K = FIXTURES / "encodec_24khz_keys.json"
+# Written by the pip encodec package (tests/fixtures/make_encodec_fixture.py): a tiny causal
+# model (hop 8, 100 frames/s, 4 codebooks of 16 = 0.4 kbps each) and what it computes.
+TINY_ARCH = json.loads(safe_open(str(TINY_STATE), "pt").metadata()["config"])
 TINY_HOP = 8
+BANDWIDTHS = {0.4: 1, 0.8: 2, 1.6: 4}  # kbps -> codebooks
+PARITY_ATOL = 1e-5  # float32, same ops in a different order (measured: ~2e-7)
 
 
-def _tiny_model():
-    encodec = import_encodec()
-    seanet = dict(channels=1, n_filters=4, dimension=16, ratios=[4, 2], lstm=1, causal=True, norm="weight_norm")
-    torch.manual_seed(0)
-    with warnings.catch_warnings():  # the package's convs use the deprecated weight_norm
-        warnings.simplefilter("ignore", FutureWarning)
-        model = encodec.EncodecModel(
-            encodec.modules.SEANetEncoder(**seanet), encodec.modules.SEANetDecoder(**seanet),
-            encodec.quantization.ResidualVectorQuantizer(dimension=16, n_q=4, bins=32, kmeans_init=False),
-            target_bandwidths=[1.0, 2.0], sample_rate=800, channels=1)
-    return model.eval()
+def _bw_key(bandwidth: float) -> str:
+    return f"{bandwidth * 10:.0f}"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_file(str(TINY_REFERENCE))
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    model = _tiny_model()
+    """The fixture's state dict as a ``.th`` file, the format the backend's ``weights=`` reads."""
+    state = load_file(str(TINY_STATE))
     path = tmp_path_factory.mktemp("encodec") / "tiny.th"
-    torch.save(model.state_dict(), path)
-    return model, path
+    torch.save(state, path)
+    return state, path
 
 
 @pytest.fixture(scope="module")
-def tiny_wave():
-    return (0.3 * np.random.default_rng(1).standard_normal((1, 803))).astype(np.float32)
+def tiny_wave(reference):
+    return reference["wave"][0].numpy()  # [1, 803]: not a multiple of the hop
+
+
+def test_fixture_is_the_tiny_causal_arch():
+    assert TINY_ARCH == dict(sample_rate=800, n_filters=4, dimension=16, ratios=[4, 2], lstm=2,
+                             n_residual_layers=1, causal=True, n_q=4, bins=16, target_bandwidths=list(BANDWIDTHS))
+
+
+def test_our_encodec_loads_the_package_state_dict_strictly_and_reproduces_it(reference):
+    model = build_encodec_model(TINY_ARCH).eval()
+    state = load_file(str(TINY_STATE))
+    model.load_state_dict(state, strict=True)  # the package's key names, none missing or extra
+    with torch.no_grad():
+        for prefix, wave in (("", reference["wave"]), ("short_", reference["short_wave"])):
+            emb = model.encoder(wave)
+            torch.testing.assert_close(emb, reference[f"{prefix}encoder_out"], rtol=0, atol=PARITY_ATOL)
+            torch.testing.assert_close(model.decoder(reference[f"{prefix}encoder_out"]),
+                                       reference[f"{prefix}decoder_out"], rtol=0, atol=PARITY_ATOL)
+        emb = model.encoder(reference["wave"])
+        for bandwidth, n_codebooks in BANDWIDTHS.items():
+            key = _bw_key(bandwidth)
+            assert model.quantizer.get_num_quantizers_for_bandwidth(model.frame_rate, bandwidth) == n_codebooks
+            codes = model.quantizer.encode(emb, model.frame_rate, bandwidth)
+            assert codes.dtype == torch.int64 and codes.shape == (n_codebooks, 1, 101)
+            assert torch.equal(codes, reference[f"codes_{key}"]), bandwidth
+            quantized = model.quantizer.decode(codes)
+            torch.testing.assert_close(quantized, reference[f"quantized_{key}"], rtol=0, atol=PARITY_ATOL)
+            torch.testing.assert_close(model.decoder(quantized), reference[f"decoded_{key}"], rtol=0, atol=PARITY_ATOL)
+    # The codes are not trivially constant, so the comparison above can fail.
+    assert all(len(set(row.tolist())) > 3 for row in reference["codes_16"][:, 0])
+
+
+def test_our_24khz_model_has_the_released_state_dict_layout():
+    recorded = json.loads(KEYS_24K.read_text(encoding="utf-8"))["state_dict"]
+    ours = [{"key": k, "shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+            for k, v in build_encodec_model(None).state_dict().items()]
+    assert [row["key"] for row in ours] == [row["key"] for row in recorded]
+    assert ours == recorded
+    keys = {row["key"] for row in recorded}
+    assert {"encoder.model.13.lstm.weight_ih_l1", "decoder.model.1.lstm.bias_hh_l0",
+            "decoder.model.12.convtr.convtr.weight_g", "quantizer.vq.layers.31._codebook.embed_avg"} <= keys
 
 
 def test_encodec_geometry_follows_the_arch(tiny):
     _, path = tiny
     backend = get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=path)
     assert (backend.sample_rate, backend.hop_length, backend.latent_dim, backend.frame_rate) == (800, 8, 16, 100.0)
-    assert backend.kind == "discrete" and backend.bandwidth == 2.0 and backend.n_codebooks == 4
+    assert backend.kind == "discrete" and backend.bandwidth == 1.6 and backend.n_codebooks == 4
     assert backend.options()["weights"] == str(path.resolve())
     rebuilt = get_backend("encodec-24k", device="cpu", **backend.options())
     assert rebuilt.options() == backend.options()
 
 
-@pytest.mark.parametrize("bandwidth, n_codebooks", [(1.0, 2), (2.0, 4)])
-def test_encodec_codes_and_quantized_latents(tiny, tiny_wave, bandwidth, n_codebooks):
-    model, path = tiny
+@pytest.mark.parametrize("bandwidth, n_codebooks", list(BANDWIDTHS.items()))
+def test_encodec_codes_and_quantized_latents(tiny, tiny_wave, reference, bandwidth, n_codebooks):
+    state, path = tiny
     backend = get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=path, bandwidth=bandwidth)
+    assert backend.n_codebooks == n_codebooks
     encoded = backend.encode(tiny_wave)
     n_frames = math.ceil(803 / TINY_HOP)
     assert encoded.latents.shape == (n_frames, 16)
     assert encoded.codes.shape == (n_frames, n_codebooks) and encoded.codes.dtype == np.int64
-    codebooks = [layer._codebook.embed for layer in model.quantizer.vq.layers]
+    key = _bw_key(bandwidth)
+    assert np.array_equal(encoded.codes, reference[f"codes_{key}"][:, 0].T.numpy())
+    np.testing.assert_allclose(encoded.latents, reference[f"quantized_{key}"][0].T.numpy(), atol=PARITY_ATOL)
+    codebooks = [state[f"quantizer.vq.layers.{k}._codebook.embed"] for k in range(n_codebooks)]
     summed = sum(codebooks[k][torch.from_numpy(encoded.codes[:, k])] for k in range(n_codebooks))
-    np.testing.assert_allclose(encoded.latents, summed.detach().numpy(), atol=1e-6)
-    with torch.no_grad():
-        decoded_codes = model.quantizer.decode(torch.from_numpy(encoded.codes.T.copy()).unsqueeze(1))
-        model.set_target_bandwidth(bandwidth)
-        package_codes, _ = model.encode(torch.from_numpy(tiny_wave)[None])[0]
-    np.testing.assert_allclose(encoded.latents, decoded_codes[0].T.numpy(), atol=1e-6)
-    assert np.array_equal(encoded.codes, package_codes[0].T.numpy())
+    np.testing.assert_allclose(encoded.latents, summed.numpy(), atol=1e-6)
     np.testing.assert_allclose(backend.latents_from_codes(encoded.codes), encoded.latents, atol=1e-6)
 
 
-def test_encodec_continuous_is_the_encoder_output(tiny, tiny_wave):
-    model, path = tiny
+def test_encodec_end_to_end_from_weights_file(tiny, tiny_wave, reference):
+    """wave -> codes -> latents -> wave through the backend equals the package's decode."""
+    _, path = tiny
+    backend = get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=path, bandwidth=0.8)
+    codes = backend.encode(tiny_wave).codes
+    wave = backend.decode(backend.latents_from_codes(codes))
+    assert wave.shape == (1, 101 * TINY_HOP) and wave.dtype == np.float32
+    expected = reference["decoded_8"][0, :, :101 * TINY_HOP].numpy()
+    np.testing.assert_allclose(wave, expected, atol=PARITY_ATOL)
+    assert np.abs(expected).max() > 1e-3  # a silent reference would prove nothing
+
+
+def test_encodec_continuous_is_the_encoder_output(tiny, tiny_wave, reference):
+    _, path = tiny
     backend = get_backend("encodec-24k-continuous", device="cpu", arch=TINY_ARCH, weights=path)
     encoded = backend.encode(tiny_wave)
-    with torch.no_grad():
-        expected = model.encoder(torch.from_numpy(tiny_wave)[None])[0].T.numpy()
     assert backend.kind == "continuous" and encoded.codes is None
-    np.testing.assert_allclose(encoded.latents, expected, atol=1e-6)
+    np.testing.assert_allclose(encoded.latents, reference["encoder_out"][0].T.numpy(), atol=PARITY_ATOL)
+    short = backend.encode(reference["short_wave"][0].numpy())  # shorter than the reflect padding
+    np.testing.assert_allclose(short.latents, reference["short_encoder_out"][0].T.numpy(), atol=PARITY_ATOL)
 
 
-def test_encodec_decode_runs_the_decoder_on_any_vectors(tiny):
-    model, path = tiny
+def test_encodec_decode_runs_the_decoder_on_any_vectors(tiny, reference):
+    _, path = tiny
     backend = get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=path)
-    latents = np.random.default_rng(2).standard_normal((13, 16)).astype(np.float32)  # off the codebook grid
+    latents = reference["encoder_out"][0].T.numpy()  # off the codebook grid
     wave = backend.decode(latents)
-    assert wave.shape == (1, 13 * TINY_HOP)
-    with torch.no_grad():
-        expected = model.decoder(torch.from_numpy(latents.T.copy())[None])[0, :, :13 * TINY_HOP].numpy()
-    np.testing.assert_allclose(wave, expected, atol=1e-6)
+    assert wave.shape == (1, 101 * TINY_HOP)
+    np.testing.assert_allclose(wave, reference["decoder_out"][0, :, :101 * TINY_HOP].numpy(), atol=PARITY_ATOL)
 
 
 def test_encodec_strict_loading_names_missing_and_unexpected_keys(tiny, tmp_path):
-    model, _ = tiny
-    state = model.state_dict()
+    state, _ = tiny
+    state = dict(state)
     removed = "decoder.model.0.conv.conv.bias"
     del state[removed]
     state["extra.weight"] = torch.zeros(1)
@@ -299,13 +355,15 @@ def test_encodec_reports_unusable_weights_and_options(tiny, tmp_path):
     _, path = tiny
     with pytest.raises(BackendError, match="does not fit the architecture"):
         get_backend("encodec-24k", device="cpu", arch={**TINY_ARCH, "dimension": 8}, weights=path)
+    with pytest.raises(BackendError, match="does not match the model"):  # one LSTM layer fewer
+        get_backend("encodec-24k", device="cpu", arch={**TINY_ARCH, "lstm": 1}, weights=path)
     with pytest.raises(BackendError, match="not found"):
         get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=tmp_path / "absent.th")
     garbage = tmp_path / "garbage.th"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(BackendError, match="cannot read weights"):
         get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=garbage)
-    with pytest.raises(BackendError, match="choose one of 1, 2"):
+    with pytest.raises(BackendError, match="choose one of 0.4, 0.8, 1.6"):
         get_backend("encodec-24k", device="cpu", arch=TINY_ARCH, weights=path, bandwidth=6.0)
     with pytest.raises(BackendError, match="weights=PATH"):
         get_backend("encodec-24k", device="cpu", arch=TINY_ARCH)

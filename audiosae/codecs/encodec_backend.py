@@ -1,14 +1,16 @@
 """EnCodec 24 kHz latent backends: ``encodec-24k`` and ``encodec-24k-continuous``.
 
-Both run the pip ``encodec`` package's own model classes (imported lazily, only through
-``audiosae.thirdparty.import_encodec``).  24 kHz mono, hop 320 (75 frames/s), 128-d latents,
-T = ceil(N / 320) frames; frame t covers samples ``[t*320, (t+1)*320)`` (base-class centres).
+Both run our own EnCodec model (``encodec_model.py``), which loads the released ``.th`` by
+its official key names; the pip ``encodec`` package (which imports torchaudio) is never
+imported, it is only the reference the tests hold the model to.  24 kHz mono, hop 320
+(75 frames/s), 128-d latents, T = ceil(N / 320) frames; frame t covers samples
+``[t*320, (t+1)*320)`` (base-class centres).
 
 * ``encodec-24k`` (discrete): the *quantized* embedding, i.e. the sum of the codebook vectors
   the residual VQ picks at ``bandwidth`` kbps (default 6.0 = 8 codebooks;
   codebooks = floor(bandwidth / (log2(bins) * frame_rate / 1000))).  ``Encoded.codes`` is int64
-  ``[T, K]``.  Codes come from ``quantizer.encode``, never from the quantizer's forward, which
-  would run k-means initialisation and EMA codebook updates.
+  ``[T, K]``.  Codes come from ``quantizer.encode`` (per codebook, the nearest vector to the
+  residual); our model has no training-time forward (k-means, EMA codebook updates).
 * ``encodec-24k-continuous``: the encoder output before quantization.
 
 Decoding always runs ``model.decoder`` on the latent vectors themselves (steered latents are
@@ -16,7 +18,7 @@ off the codebook grid; the decoder accepts any vectors) and trims to T*hop sampl
 
 Weights
     * default: the released ``.th`` from Meta's CDN into the torch hub cache
-      (``torch.hub.get_dir()/checkpoints``, where the package's own download puts it), checked
+      (``torch.hub.get_dir()/checkpoints``, where the pip package's own download puts it), checked
       against the sha256 prefix in its name, with progress and cancel, then loaded as below
       (the package's own loader would unpickle with ``weights_only=False``);
     * ``weights=PATH``: a local ``.th`` state dict (e.g. ``encodec_24khz-d7cc33bc.th``), loaded
@@ -31,9 +33,7 @@ before torch first uses MPS.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,9 @@ import numpy as np
 import torch
 
 from ..errors import BackendError
-from ..thirdparty import import_encodec
 from . import BackendSpec
 from .base import Encoded, LatentBackend
+from .encodec_model import EncodecModel, build_model
 
 CHECKPOINT_NAME = "encodec_24khz-d7cc33bc.th"
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/" + CHECKPOINT_NAME
@@ -109,30 +109,12 @@ def resolve_arch(arch: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def build_encodec_model(arch: Mapping[str, Any] | None = None) -> torch.nn.Module:
-    """An untrained pip ``EncodecModel`` (mono, weight-norm convs) with architecture ``arch``."""
-    spec = resolve_arch(arch)
-    encodec = import_encodec()  # its __init__ loads the modules/quantization subpackages
-    seanet = dict(channels=1, dimension=spec["dimension"], n_filters=spec["n_filters"],
-                  n_residual_layers=spec["n_residual_layers"], ratios=list(spec["ratios"]),
-                  norm="weight_norm", causal=spec["causal"], lstm=spec["lstm"])
-    # kmeans_init only decides the untrained codebook values; a loaded state dict replaces them.
-    quantizer = encodec.quantization.ResidualVectorQuantizer(dimension=spec["dimension"], n_q=spec["n_q"],
-                                                             bins=spec["bins"], kmeans_init=False)
-    with _quiet_weight_norm():
-        encoder = encodec.modules.SEANetEncoder(**seanet)
-        decoder = encodec.modules.SEANetDecoder(**seanet)
-    return encodec.EncodecModel(encoder, decoder, quantizer, target_bandwidths=list(spec["target_bandwidths"]),
-                                sample_rate=spec["sample_rate"], channels=1, normalize=False)
+def build_encodec_model(arch: Mapping[str, Any] | None = None) -> EncodecModel:
+    """An untrained EnCodec model (mono, weight-norm convs) with architecture ``arch``.
 
-
-@contextmanager
-def _quiet_weight_norm() -> Iterator[None]:
-    """The package builds its convs with the deprecated ``torch.nn.utils.weight_norm``, whose
-    ``weight_g``/``weight_v`` keys its checkpoints need; that deprecation warning is noise here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.nn\.utils\.weight_norm.*is deprecated")
-        yield
+    Untrained codebooks are Kaiming-uniform; a loaded state dict replaces them.
+    """
+    return build_model(resolve_arch(arch))
 
 
 def _load_state_dict_file(model: torch.nn.Module, path: Path) -> None:

@@ -1,6 +1,7 @@
 """WavTokenizer inference: SEANet encoder -> one 512-d VQ codebook -> Vocos backbone -> ISTFT.
 
-Our own implementation of the model described in ``configs.py``.  Module and parameter
+Our own implementation of the model described in ``configs.py``; the SEANet encoder and
+the VQ are the EnCodec layers of ``audiosae.codecs.seanet``.  Module and parameter
 names mirror the official checkpoint (``feature_extractor.encodec.encoder.model.N.conv.conv.
 weight_g``, ``backbone.pos_net.2.q.weight``, ``head.istft.window`` ...), so an official state
 dict loads strictly and ``state_dict()`` writes the official layout back.  The SEANet
@@ -13,7 +14,6 @@ channel-major ``[B, 512, T]``; codes ``[n_q=1, B, T]``; backbone output ``[B, T,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +24,7 @@ from torch import nn
 
 from ...errors import BackendError
 from ...hub import check_state_dict
+from ..seanet import ResidualVQ, SeanetEncoder
 from .configs import WavTokenizerConfig
 
 # Prefixes the official ``from_pretrained0802`` keeps from a Lightning checkpoint.
@@ -33,188 +34,47 @@ UNUSED_PREFIX = "feature_extractor.encodec.decoder."
 
 
 # ---------------------------------------------------------------------------------------
-# SEANet encoder
+# SEANet encoder and single-codebook VQ (shared EnCodec layers, ``..seanet``)
 # ---------------------------------------------------------------------------------------
-def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
-    """Reflect padding that also works when the signal is shorter than the padding.
-
-    Like EnCodec: zeros are appended first so the reflection has enough samples, then
-    removed again, which keeps the output length ``L + left + right``.
-    """
-    length = x.shape[-1]
-    widest = max(left, right)
-    extra = widest - length + 1 if length <= widest else 0
-    if extra:
-        x = F.pad(x, (0, extra))
-    padded = F.pad(x, (left, right), mode="reflect")
-    return padded[..., :padded.shape[-1] - extra] if extra else padded
-
-
-class WeightNormConv1d(nn.Module):
-    """Conv1d with weight = g * v / ||v|| (norm over all but the output axis).
-
-    Stores ``weight_g``/``weight_v`` like ``torch.nn.utils.weight_norm``, which wrote the
-    official checkpoints, without depending on that deprecated hook.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
-        super().__init__()
-        self.stride = stride
-        self.kernel_size = kernel_size
-        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride)  # PyTorch's default init
-        with torch.no_grad():
-            self.weight_v = nn.Parameter(conv.weight.detach().clone())
-            self.weight_g = nn.Parameter(conv.weight.norm(dim=(1, 2), keepdim=True).detach().clone())
-            self.bias = nn.Parameter(conv.bias.detach().clone())
-
-    def weight(self) -> torch.Tensor:
-        return self.weight_v * (self.weight_g / self.weight_v.norm(dim=(1, 2), keepdim=True))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(x, self.weight(), self.bias, self.stride)
-
-
-class _NormConv(nn.Module):
-    """Holder giving the official ``….conv.conv.weight_g`` nesting (conv + identity norm)."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__()
-        self.conv = WeightNormConv1d(*args, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
-class PaddedConv1d(nn.Module):
-    """Non-causal conv with EnCodec's padding: output length ``ceil(L / stride)``.
-
-    Total padding ``kernel - stride`` is split with the extra sample on the left, and the
-    right side gets whatever more is needed for the last window to be complete.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
-        super().__init__()
-        self.conv = _NormConv(in_channels, out_channels, kernel_size, stride)
-        self.kernel_size = kernel_size
-        self.stride = stride
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = self.kernel_size, self.stride
-        pad_total = k - s
-        length = x.shape[-1]
-        n_frames = math.ceil((length - k + pad_total) / s + 1)
-        extra = (n_frames - 1) * s + (k - pad_total) - length
-        right = pad_total // 2
-        left = pad_total - right
-        return self.conv(_reflect_pad(x, left, right + extra))
-
-
-class ResidualUnit(nn.Module):
-    """ELU -> conv k=3 (to dim/compress) -> ELU -> conv k=1 (back), plus a 1x1 conv shortcut."""
-
-    def __init__(self, dim: int, kernel_size: int, compress: int):
-        super().__init__()
-        hidden = dim // compress
-        self.block = nn.Sequential(nn.ELU(), PaddedConv1d(dim, hidden, kernel_size),
-                                   nn.ELU(), PaddedConv1d(hidden, dim, 1))
-        self.shortcut = PaddedConv1d(dim, dim, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.block(x)
-
-
-class SkipLSTM(nn.Module):
-    """Multi-layer LSTM over time on a channel-major tensor, with a residual connection."""
-
-    def __init__(self, dim: int, num_layers: int):
-        super().__init__()
-        self.lstm = nn.LSTM(dim, dim, num_layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, _ = self.lstm(x.permute(2, 0, 1))  # [T, B, C]: the official LSTM is not batch_first
-        return y.permute(1, 2, 0) + x
-
-
-class SeanetEncoder(nn.Module):
-    """Wave ``[B, 1, L]`` -> ``[B, dimension, ceil(L / hop)]``."""
-
-    def __init__(self, cfg) -> None:
-        super().__init__()
-        width = cfg.n_filters
-        layers: list[nn.Module] = [PaddedConv1d(1, width, cfg.kernel_size)]
-        for ratio in reversed(cfg.downsamples):  # the YAML lists them decoder-first
-            layers += [ResidualUnit(width, cfg.residual_kernel_size, cfg.compress),
-                       nn.ELU(), PaddedConv1d(width, width * 2, 2 * ratio, ratio)]
-            width *= 2
-        if cfg.lstm_layers:
-            layers.append(SkipLSTM(width, cfg.lstm_layers))
-        layers += [nn.ELU(), PaddedConv1d(width, cfg.dimension, cfg.last_kernel_size)]
-        self.model = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-
-# ---------------------------------------------------------------------------------------
-# Single-codebook VQ (nested like the official LanguageVectorQuantization)
-# ---------------------------------------------------------------------------------------
-class _Codebook(nn.Module):
-    """Holds the buffers of the official EMA codebook; only ``embed`` is used at inference.
-
-    ``inited``/``cluster_size``/``embed_avg`` are training state kept so checkpoints load
-    strictly and save back unchanged.
-    """
-
-    def __init__(self, bins: int, dim: int):
-        super().__init__()
-        self.register_buffer("inited", torch.zeros(1))
-        self.register_buffer("cluster_size", torch.zeros(bins))
-        self.register_buffer("embed", torch.zeros(bins, dim))
-        self.register_buffer("embed_avg", torch.zeros(bins, dim))
-
-
-class _CodebookLayer(nn.Module):
-    def __init__(self, bins: int, dim: int):
-        super().__init__()
-        self._codebook = _Codebook(bins, dim)
-
-
-class _CodebookStack(nn.Module):
-    def __init__(self, bins: int, dim: int):
-        super().__init__()
-        self.layers = nn.ModuleList([_CodebookLayer(bins, dim)])
+def build_encoder(cfg) -> SeanetEncoder:
+    """The official ``EncodecFeatures`` encoder: non-causal SEANet with reflect padding, one
+    residual unit per stage, ``cfg.downsamples`` in the YAML (decoder-first) order."""
+    return SeanetEncoder(channels=1, dimension=cfg.dimension, n_filters=cfg.n_filters,
+                         ratios=cfg.downsamples, n_residual_layers=1, lstm=cfg.lstm_layers, causal=False,
+                         kernel_size=cfg.kernel_size, last_kernel_size=cfg.last_kernel_size,
+                         residual_kernel_size=cfg.residual_kernel_size, compress=cfg.compress)
 
 
 class CodebookQuantizer(nn.Module):
-    """Nearest codebook row by Euclidean distance; codebook ``vq.layers.0._codebook.embed``."""
+    """Nearest codebook row by Euclidean distance; codebook ``vq.layers.0._codebook.embed``.
+
+    The official ``LanguageVectorQuantization`` nesting is a one-layer residual VQ.  Untrained,
+    the codebook is zeros with ``inited`` 0, like the official one before k-means.
+    """
 
     def __init__(self, bins: int, dim: int):
         super().__init__()
         self.bins = bins
-        self.vq = _CodebookStack(bins, dim)
+        self.vq = ResidualVQ(1, bins, dim, kaiming_init=False)
 
     @property
     def codebook(self) -> torch.Tensor:
         """``[bins, dim]``."""
-        return self.vq.layers[0]._codebook.embed
+        return self.vq.layers[0].codebook
 
     def encode(self, emb: torch.Tensor) -> torch.Tensor:
         """``[B, dim, T]`` -> codes ``[B, T]`` (int64)."""
-        x = emb.transpose(1, 2).reshape(-1, emb.shape[1])
-        embed = self.codebook
-        # Same expression as the official score, so near-ties resolve identically.
-        score = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ embed.t() + embed.pow(2).sum(1)[None, :])
-        return score.argmax(dim=-1).view(emb.shape[0], emb.shape[2])
+        return self.vq.layers[0].encode(emb)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes ``[B, T]`` -> codebook rows ``[B, dim, T]``."""
-        return F.embedding(codes, self.codebook).transpose(1, 2)
+        return self.vq.layers[0].decode(codes)
 
 
 class _EncodecCore(nn.Module):
     def __init__(self, cfg: WavTokenizerConfig):
         super().__init__()
-        self.encoder = SeanetEncoder(cfg.encoder)
+        self.encoder = build_encoder(cfg.encoder)
         self.quantizer = CodebookQuantizer(cfg.vq_bins, cfg.encoder.dimension)
 
 

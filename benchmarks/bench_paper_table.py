@@ -1,0 +1,210 @@
+"""The paper's table on real music, offline: build the corpus, train the SAE grid, print the table.
+
+    python benchmarks/bench_paper_table.py [--quick] [--corpus-dir DIR] [--backend NAME --weights PATH]
+
+1. Corpus: ``benchmarks/realmusic.py`` (Debian game/demo soundtracks, recorded samples and
+   FluidSynth MIDI renders; its held-out files are never used here), or ``--corpus-dir DIR``
+   (its ``train/`` folder if it has one, else the whole folder; no download).
+2. ``audiosae build WS --backend mel --audio DIR/train`` (resumable).  ``mel`` is the only
+   backend that runs offline without weights, so by default this table *stands in* for the
+   paper's encoders (EnCodec, WavTokenizer, DiffRhythm-VAE); pass ``--backend encodec-24k
+   --weights encodec_24khz-d7cc33bc.th`` (etc.) to run it on a real codec.
+3. ``audiosae train WS`` on the part of the paper's grid (widths 4x-256x, lambda
+   0.005-0.15) that a 2-core CPU finishes in about 30 minutes; what is skipped is printed.
+4. ``audiosae report WS --json``, printed as the paper's table (sparsity range, pitch /
+   loudness / timbre accuracy, FVU by width) with the raw-latent and majority-class
+   baselines.  Every metric the report provides is shown, including ones added later
+   (``*_accuracy_std``, ``*_within1``, ``*_mae_*``, ``converged``).
+
+Each step runs the public CLI (``audiosae.cli.main``), so this measures exactly what users run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+PAPER_WIDTHS = (4, 8, 16, 32, 64, 128, 256)
+PAPER_L1 = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15)
+# What a busy 2-core CPU trains (SAEs + probes, 10 epochs) in ~30 min on the ~85 min corpus
+# (~340k training frames); cost grows with the sum of the widths.
+DEFAULT_WIDTHS, DEFAULT_L1 = (4, 8, 16, 32), (0.005, 0.02, 0.05, 0.15)
+QUICK_WIDTHS, QUICK_L1, QUICK_EPOCHS = (4,), (0.02, 0.15), 3
+DEFAULT_ROOT = Path("~/.cache/audiosae/realmusic").expanduser()
+
+# The paper's ranges (arXiv 2510.23802, as summarised in shared/reference/paper.md).
+PAPER_ROWS = {"EnCodec": ("0.55-0.95", "0.78-0.87", "0.56-0.63", "0.30-0.46"),
+              "WavTokenizer": ("0.993-0.999", "0.75-0.82", "0.17-0.30", "0.17-0.25"),
+              "DiffRhythm-VAE": ("0.65-0.98", "0.75-0.87", "0.17-0.40", "0.17-0.35")}
+ATTRS = ("pitch", "loudness", "timbre")
+# Per-SAE columns: (report key, header, format); a column shows only when some row has it.
+SAE_COLUMNS = [("sparsity", "sparsity", ".3f"), ("l0", "L0", ".1f"), ("dead_features", "dead", ".0f"),
+               ("fvu", "FVU", ".3f"), ("converged", "conv", "")]
+ATTR_SUFFIXES = [("_accuracy", "acc", ".3f"), ("_accuracy_std", "±", ".3f"), ("_balanced_accuracy", "bal", ".3f"),
+                 ("_within1", "±1", ".3f"), ("_mae_db", "MAE dB", ".2f"), ("_mae_hz", "MAE Hz", ".0f")]
+SHORT = {"pitch": "pitch", "loudness": "loud", "timbre": "timbre"}
+
+
+def cli(*args: str) -> dict:
+    """Run ``audiosae ARGS --json`` (the public CLI, in this process: one torch import, not
+    three) and return its JSON summary; exit on failure."""
+    from audiosae.cli import main as audiosae_main
+
+    print(f"$ audiosae {' '.join(args)}", file=sys.stderr, flush=True)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = audiosae_main([*args, "--json"])
+    if status != 0:
+        raise SystemExit(f"audiosae {args[0]} failed with status {status}")
+    return json.loads(out.getvalue())
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or spec == "":
+        return "yes" if value is True else "no" if value is False else str(value)
+    if isinstance(value, (int, float)) and not math.isfinite(value):
+        return "nan"
+    return format(value, spec)
+
+
+def _present(rows: list[dict], key: str) -> bool:
+    return any(r.get(key) is not None for r in rows)
+
+
+def _extra_keys(report: dict) -> list[str]:
+    """Numeric per-SAE keys the table does not know yet (new metrics from other work)."""
+    known = {k for k, _, _ in SAE_COLUMNS} | {a + s for a in ATTRS for s, _, _ in ATTR_SUFFIXES}
+    known |= {"sae", "d_sae", "expansion", "l1", "dead_fraction", "explained_variance", "mse"}
+    keys: list[str] = []
+    for r in report["saes"]:
+        for k, v in r.items():
+            if k not in known and k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool):
+                keys.append(k)
+    return keys
+
+
+def format_table(report: dict, *, stand_in: bool, skipped: str) -> str:
+    rows, base = report["saes"], report.get("baseline") or {}
+    all_rows = rows + [base]
+    attr_cols = [(a + s, f"{SHORT[a]} {h}" if h == "acc" else h, f) for a in ATTRS for s, h, f in ATTR_SUFFIXES
+                 if _present(all_rows, a + s)]
+    sae_cols = [c for c in SAE_COLUMNS if _present(rows, c[0])] + [(k, k, ".4g") for k in _extra_keys(report)]
+    cols = sae_cols + attr_cols
+    widths = [max(len(h), 6) for _, h, _ in cols]
+    head = f"{'SAE':<18} {'width':>6} {'L1':>6} " + " ".join(f"{h:>{w}}" for (_, h, _), w in zip(cols, widths))
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['sae']:<18} {_fmt(r.get('d_sae'), 'd'):>6} {_fmt(r.get('l1'), 'g'):>6} "
+                     + " ".join(f"{_fmt(r.get(k), f):>{w}}" for (k, _, f), w in zip(cols, widths)))
+    for label, suffix in (("raw latent (x)", None), ("majority class", "_chance")):
+        cells = []
+        for (k, _, f), w in zip(cols, widths):
+            attr = next((a for a in ATTRS if k.startswith(a + "_")), None)
+            key = (attr + suffix if suffix and k == f"{attr}_accuracy" else None if suffix else k) if attr else None
+            cells.append(f"{_fmt(base.get(key) if key else None, f) if key else '':>{w}}")
+        lines.append(f"{label:<18} {'':>6} {'':>6} " + " ".join(cells))
+
+    # The paper's summary form: ranges over the grid, FVU by width.
+    def span(key: str) -> str:
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        return f"{min(vals):.3f}-{max(vals):.3f}" if vals else "-"
+
+    backend = report.get("backend", "?")
+    name = f"{backend} (stand-in)" if stand_in else backend
+    summary = [f"{'encoder':<22} {'sparsity':>12} {'pitch':>12} {'loudness':>12} {'timbre':>12}",
+               f"{name:<22} {span('sparsity'):>12} " + " ".join(f"{span(a + '_accuracy'):>12}" for a in ATTRS)]
+    summary += [f"{'paper: ' + k:<22} " + " ".join(f"{v:>12}" for v in vals) for k, vals in PAPER_ROWS.items()]
+    summary.append(f"{'raw-latent probe':<22} {'':>12} " + " ".join(
+        f"{_fmt(base.get(a + '_accuracy'), '.3f'):>12}" for a in ATTRS))
+    summary.append(f"{'majority class':<22} {'':>12} " + " ".join(
+        f"{_fmt(base.get(a + '_chance'), '.3f'):>12}" for a in ATTRS))
+    by_width: dict[int, list[float]] = {}
+    for r in rows:
+        if isinstance(r.get("fvu"), (int, float)):
+            by_width.setdefault(int(r.get("expansion") or 0), []).append(r["fvu"])
+    fvu = ["FVU by width (best / worst over lambda):"] + [
+        f"  {w:>4}x  {min(v):.3f} / {max(v):.3f}" for w, v in sorted(by_width.items())]
+    corpus = report.get("corpus") or {}
+    note = ("NOTE: backend 'mel' (log-mel frames) STANDS IN for the paper's encoders (EnCodec, WavTokenizer, "
+            "DiffRhythm-VAE); the numbers are not the paper's. Use --backend NAME --weights PATH for a real codec."
+            if stand_in else f"backend {backend}")
+    return "\n".join([note, f"corpus: {corpus.get('frames', '?')} frames ({corpus.get('train_frames', '?')} train, "
+                            f"{corpus.get('val_frames', '?')} validation); accuracies on validation frames", "",
+                      *lines, "", *summary, "", *fvu, "", skipped])
+
+
+def skipped_text(widths, l1s, epochs) -> str:
+    sk_w = [w for w in PAPER_WIDTHS if w not in widths]
+    sk_l = [v for v in PAPER_L1 if v not in l1s]
+    trained = f"trained {len(widths) * len(l1s)} SAEs: widths {','.join(map(str, widths))}x x lambda " \
+              f"{','.join(f'{v:g}' for v in l1s)}, {epochs} epochs"
+    skip = f"skipped from the paper's grid: widths {','.join(map(str, sk_w)) or 'none'}x; " \
+           f"lambda {','.join(f'{v:g}' for v in sk_l) or 'none'} (run them with --expansion/--l1)"
+    return trained + "\n" + skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a few minutes of audio and 2 SAEs (smoke run)")
+    p.add_argument("--corpus-dir", type=Path, help="use this audio folder instead of building the real-music corpus")
+    p.add_argument("--corpus", type=Path, default=None, help="where realmusic.py builds (default ~/.cache/...)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_ROOT, help=".deb cache for realmusic.py")
+    p.add_argument("--workspace", type=Path, default=None, help="the workspace (default next to the corpus)")
+    p.add_argument("--backend", default="mel")
+    p.add_argument("--weights", type=Path, default=None, help="checkpoint for --backend (offline)")
+    p.add_argument("--expansion", default=None, help="widths, e.g. 4,8,16 (default: the CPU part of the grid)")
+    p.add_argument("--l1", default=None, help="lambdas, e.g. 0.005,0.05")
+    p.add_argument("--epochs", type=int, default=None, help="default: audiosae train's default (quick: 3)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the report JSON instead of the table")
+    args = p.parse_args(argv)
+
+    t0 = time.monotonic()
+    if args.corpus_dir is not None:
+        corpus = args.corpus_dir
+    else:
+        import realmusic
+
+        corpus = args.corpus or DEFAULT_ROOT / ("corpus-quick" if args.quick else "corpus")
+        realmusic.build(corpus, args.cache.expanduser(), quick=args.quick)
+    audio = corpus / "train" if (corpus / "train").is_dir() else corpus
+    ws = args.workspace or corpus.parent / f"{corpus.name}-ws-{args.backend}"
+    t_corpus = time.monotonic() - t0
+
+    build = ["build", str(ws), "--backend", args.backend, "--audio", str(audio), "--device", args.device]
+    if args.weights:
+        build += ["--weights", str(args.weights)]
+    built = cli(*build)
+    t_build = time.monotonic() - t0 - t_corpus
+
+    widths = [int(v) for v in args.expansion.split(",")] if args.expansion else \
+        list(QUICK_WIDTHS if args.quick else DEFAULT_WIDTHS)
+    l1s = [float(v) for v in args.l1.split(",")] if args.l1 else list(QUICK_L1 if args.quick else DEFAULT_L1)
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else 10)
+    cli("train", str(ws), "--expansion", ",".join(map(str, widths)), "--l1", ",".join(f"{v:g}" for v in l1s),
+        "--epochs", str(epochs), "--device", args.device)
+    t_train = time.monotonic() - t0 - t_corpus - t_build
+    report = cli("report", str(ws))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(format_table(report, stand_in=args.backend == "mel", skipped=skipped_text(widths, l1s, epochs)))
+    print(f"\naudio {audio} ({built.get('seconds_of_audio', 0) / 60:.1f} min); workspace {ws}\n"
+          f"times: corpus {t_corpus:.0f} s, build {t_build:.0f} s, train+probes {t_train:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
