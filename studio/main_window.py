@@ -153,23 +153,18 @@ def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progres
 
 
 def preload_heavy_imports() -> None:
-    """Import, here, what analysing a clip (torchcrepe -> torchaudio, librosa, numba) and the
-    first training job (torch.optim -> torch._dynamo, sympy, ...) would import later.
+    """Import, here, what loading models and the first training job (torch.optim ->
+    torch._dynamo, sympy, ...) would import later.
 
-    Otherwise the first analysis imports ~500 modules in the worker thread (llvmlite's dlopen
-    holds the GIL ~0.4 s: the GUI freezes mid-job), and the first training job ~900 more (0.9 s
-    with the GIL held: audio underran mid-playback in the soak).  Paid once, when the window is
-    built, before anything is on screen, and before the heap is settled.
+    Otherwise the first training job imports ~900 modules (0.9 s with the GIL held: audio
+    underran mid-playback in the soak).  Paid once, when the window is built, before anything
+    is on screen, and before the heap is settled.  Analysing a clip imports nothing heavy:
+    CREPE runs as ``audiosae.attributes.CrepeNet`` (torchcrepe, and with it torchaudio,
+    librosa and numba, is never imported).
     """
     from audiosae import report  # noqa: F401  (LoadedModels.load imports it lazily)
-    from audiosae.thirdparty import import_torchcrepe
 
     preload_optimizer_modules()
-
-    try:
-        import_torchcrepe()
-    except AudioSAEError as exc:  # the analysis job reports it properly when it needs CREPE
-        log.warning("preloading torchcrepe failed: %s", exc)
 
 
 # ---- widgets -------------------------------------------------------------------------------------

