@@ -227,6 +227,8 @@ class AuditionPanel(QWidget):
         self.last_latency_ms: float | None = None
         self._error = ""
         self._export_note = ""
+        self._unavailable = ""                          # why the audition cannot run (no codec decoder)
+        self._tooltips: dict[QWidget, str] = {}         # the controls' own tooltips, while replaced
         self._ticks = 0
 
         self._build_ui()
@@ -426,7 +428,31 @@ class AuditionPanel(QWidget):
         elif self._columns == 2 and width < TWO_COLUMN_WIDTH - 60:
             self._arrange(1)
 
+    def _controls(self) -> tuple[QWidget, ...]:
+        return (self.attribute_combo, self.target_combo, self.alpha_slider, self.alpha_spin,
+                self.keep_residual_check, self.scope_whole, self.scope_selection, self.original_button,
+                self.steered_button, *self.preset_buttons, self.play_button, self.loop_button, self.export_button)
+
+    def _set_unavailable(self, reason: str) -> None:
+        """Say on the panel and on each control why the audition cannot run ("" restores them)."""
+        if reason == self._unavailable:
+            return
+        self._unavailable = reason
+        self.setToolTip(reason)
+        for widget in self._controls():
+            if reason:
+                self._tooltips.setdefault(widget, widget.toolTip())
+                widget.setToolTip(reason)
+            elif widget in self._tooltips:
+                widget.setToolTip(self._tooltips.pop(widget))
+
+    @property
+    def unavailable(self) -> str:
+        """Why the audition cannot run here ("" when it can)."""
+        return self._unavailable
+
     def _set_controls_enabled(self, enabled: bool) -> None:
+        enabled = enabled and not self._unavailable
         for widget in (self.attribute_combo, self.target_combo, self.alpha_slider, self.alpha_spin,
                        self.keep_residual_check, self.scope_whole, self.original_button, self.steered_button,
                        *self.preset_buttons):
@@ -510,7 +536,7 @@ class AuditionPanel(QWidget):
         ``export_finished(path)`` / ``export_failed(message)`` follow."""
         renderer, params = self.renderer, self.params
         if renderer is None or params is None:
-            self._set_error("nothing to export: load a clip first")
+            self._set_error(self._unavailable or "nothing to export: load a clip first")
             return None
         if self._export_job is not None:
             self._set_error("an export is already running")
@@ -632,9 +658,15 @@ class AuditionPanel(QWidget):
         self._reset_heatmap(emit=False)
         self._directions.clear()   # probe rows of the previous models / clip
 
+    def _codec_reason(self) -> str:
+        models = self.state.models
+        reason = getattr(models, "codec_unavailable", None)
+        return reason("the audition (steered audio)") if reason is not None else ""
+
     def _on_models_changed(self) -> None:
         if self._shut:
             return
+        self._set_unavailable(self._codec_reason())
         self._drop_session()
         self._populate_attributes()
         self._set_controls_enabled(False)
@@ -651,7 +683,8 @@ class AuditionPanel(QWidget):
             self.scope_whole.setChecked(True)
         self._populate_attributes()
         analysis, models = self.state.analysis, self.state.models
-        if analysis is None or models is None or self.params is None:
+        self._set_unavailable(self._codec_reason())
+        if analysis is None or models is None or self.params is None or self._unavailable:
             self._set_controls_enabled(False)
             self._show_status()
             return
@@ -828,7 +861,7 @@ class AuditionPanel(QWidget):
         if self._shut:
             return
         has = selection is not None
-        self.scope_selection.setEnabled(has and self.state.analysis is not None)
+        self.scope_selection.setEnabled(has and self.state.analysis is not None and not self._unavailable)
         if not has and self.scope_selection.isChecked():
             with QSignalBlocker(self.scope_whole), QSignalBlocker(self.scope_selection):
                 self.scope_whole.setChecked(True)
@@ -1094,6 +1127,8 @@ class AuditionPanel(QWidget):
     def status_text(self) -> str:
         """The status line: last change's latency, underruns, output (or why there is none)."""
         parts = []
+        if self._unavailable:
+            return self._unavailable
         if self._error:
             parts.append(self._error)
         if self._export_note:

@@ -125,7 +125,8 @@ def generation_job(request: GenerationRequest, models: Any, workspace: Any, devi
         models = LoadedModels.load(workspace, device=device)
     cancel.raise_if_cancelled()
     progress(Progress("load", 0, 1, "loading the DiffRhythm generator"))
-    cfm = tr.load_generator(weights=request.weights or None, device=models.backend.device,
+    backend = models.require_backend("generation")   # it decodes the trace with the codec
+    cfm = tr.load_generator(weights=request.weights or None, device=backend.device,
                             progress=progress, cancel=cancel)
     frames = cond.frames_for_seconds(request.seconds, cfm.config.max_frames)
     lyrics = None

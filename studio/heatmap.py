@@ -274,6 +274,12 @@ class HeatmapPane(QObject):
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=self.colormap, interactive=False,
                                         width=12, label="f")
+        # Says why there is no image (a clip analysed without the codec's encoder has no features).
+        self.placeholder = pg.TextItem("", color="#c8c8c8", anchor=(0, 0))
+        self.placeholder.setParentItem(self.view_box)   # pixel-positioned, not in data coordinates
+        self.placeholder.setPos(8, 6)
+        self.placeholder.setZValue(30)
+        self.placeholder.hide()
         self.row_features = np.zeros(0, dtype=np.int64)   # row -> feature id of the image shown
         self.levels = (0.0, 1.0)
         self.times = np.zeros(0)
@@ -317,6 +323,11 @@ class HeatmapPane(QObject):
     @property
     def features(self) -> np.ndarray | None:
         return None if self.cache is None else self.cache.features
+
+    def set_placeholder(self, text: str) -> None:
+        """A short line in place of the image ("" hides it)."""
+        self.placeholder.setText(text)
+        self.placeholder.setVisible(bool(text))
 
     def frames_in(self, t0: float, t1: float) -> tuple[int, int]:
         """``[i0, i1)``: the frames whose span ``[x0 + i dt, x0 + (i+1) dt)`` meets ``[t0, t1]``."""

@@ -42,6 +42,8 @@ log = logging.getLogger("studio.inspector")
 
 SNIPPET_SECONDS = 1.0
 BOOST_WINDOW_SECONDS = 2.0
+BOOST_TIP = (f"Decode a {BOOST_WINDOW_SECONDS:g} s window around the frame with this feature boosted "
+             f"(with the workspace's codec) and play it")
 BETA_RANGE = 10.0
 DEFAULT_BETA = 2.0
 TOP_CLASSES = 5          # classes listed in the contributions table
@@ -718,10 +720,17 @@ class FeatureInspector(QWidget):
             table.setItem(r, 3, c)
             table.setItem(r, 4, _item(f"{e['logit']:+.2f}", True))
 
+    def boost_unavailable(self) -> str:
+        """Why "Hear boosted" cannot run ("" when it can): it decodes with the codec."""
+        reason = getattr(self.models, "codec_unavailable", None)
+        return reason('"Hear boosted"') if reason is not None else ""
+
     def _refresh_boost(self) -> None:
         ok = self.models is not None and self._frame_ok()
         busy = self._boost_job is not None
-        self.boost_button.setEnabled(ok and not busy)
+        unavailable = self.boost_unavailable()
+        self.boost_button.setEnabled(ok and not busy and not unavailable)
+        self.boost_button.setToolTip(unavailable or BOOST_TIP)
         self.original_button.setEnabled(ok)
         if self.feature is None:
             self.beta_label.setText("")
@@ -824,6 +833,9 @@ class FeatureInspector(QWidget):
         models, analysis = self.models, self.analysis
         if models is None or not self._frame_ok() or self._boost_job is not None:
             return
+        if models.backend is None:
+            self.boost_status.setText(self.boost_unavailable())
+            return
         amount = self.boost_amount()
         key = (id(analysis), self.feature, self.frame, round(amount, 9))
         if self._boost is not None and self._boost_key == key:
@@ -864,9 +876,8 @@ class FeatureInspector(QWidget):
         models, analysis = self.models, self.analysis
         if models is None or not self._frame_ok():
             return None
-        backend = models.backend
-        a, b = boost_window(analysis.n_frames, self.frame, backend.frame_rate, BOOST_WINDOW_SECONDS)
-        hop = backend.hop_length
+        a, b = boost_window(analysis.n_frames, self.frame, models.frame_rate, BOOST_WINDOW_SECONDS)
+        hop = models.hop_length
         return analysis.wave[:, a * hop:b * hop], analysis.sample_rate, a * hop / analysis.sample_rate
 
     def hear_original(self) -> None:

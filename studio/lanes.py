@@ -170,6 +170,12 @@ class Lane:
         self.hover.setPos(4, 2)
         self.hover.setZValue(40)
         self.hover.hide()
+        # Says why there is no probe line (a clip analysed without SAE features).
+        self.placeholder = pg.TextItem("", color="#9aa0a6", anchor=(0, 0))
+        self.placeholder.setParentItem(self.view_box)
+        self.placeholder.setPos(4, 2)
+        self.placeholder.setZValue(39)   # under the hover label
+        self.placeholder.hide()
         self.times = np.zeros(0)
         self.table = np.zeros(0)
         self.measured_y = np.zeros(0)
@@ -268,21 +274,28 @@ class Lane:
     # -- hover -----------------------------------------------------------------------------
     def describe(self, frame: int) -> str:
         """Values at ``frame``: decoded (and unsteered when steering) and measured."""
-        if not 0 <= frame < len(self.times) or not len(self.classes):
+        if not 0 <= frame < len(self.times):
             return ""
-        decoded = self._format(self.table[self.classes[frame]])
-        text = f"probe {decoded}"
-        if self.steered and len(self.base_classes):
-            text += f" (was {self._format(self.table[self.base_classes[frame]])})"
-        measured = self.measured_y[frame]
+        parts = []
+        if len(self.classes):   # no probe decode without SAE features: the measurement alone
+            text = f"probe {self._format(self.table[self.classes[frame]])}"
+            if self.steered and len(self.base_classes):
+                text += f" (was {self._format(self.table[self.base_classes[frame]])})"
+            parts.append(text)
+        measured = self.measured_y[frame] if frame < len(self.measured_y) else np.nan
         label = LANES[self.key][2]
         if self.key == "pitch" and np.isfinite(measured):
             nearest = int(round(measured))
             cents = int(round(100 * (measured - nearest)))
-            text += f" · {label} {midi_to_name(nearest)} {cents:+d} c"
+            parts.append(f"{label} {midi_to_name(nearest)} {cents:+d} c")
         else:
-            text += f" · {label} {self._format(measured)}"
-        return text
+            parts.append(f"{label} {self._format(measured)}")
+        return " · ".join(parts)
+
+    def set_placeholder(self, text: str) -> None:
+        """A short line where the probe's decode would be ("" hides it)."""
+        self.placeholder.setText(text)
+        self.placeholder.setVisible(bool(text))
 
     def _format(self, value: float) -> str:
         if not np.isfinite(value):

@@ -93,7 +93,7 @@ def load_models_job(workspace: Workspace, sae_name: str | None, device: str, cre
     cancel.raise_if_cancelled()
     if crepe_model:
         models.spec.crepe_model = crepe_model
-    progress(Progress("load", 2, 2, f"SAE {models.sae.cfg.name} ready on {models.backend.device}"))
+    progress(Progress("load", 2, 2, f"SAE {models.sae.cfg.name} ready on {models.device}"))
     return models
 
 
@@ -132,22 +132,24 @@ def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progres
     """Load ``clip`` (a file, resampled to the backend's rate, or a corpus source) and analyse it.
 
     ``clip=None`` picks ``default_clip``; returns None when the workspace has nothing to show.
+    Without the codec (``models.backend`` None) a corpus source is analysed from its stored
+    latents, other audio shows its waveform and measured lanes only (``LoadedModels.analyze``).
     """
     if clip is None:
         clip = default_clip(models.workspace)
         if clip is None:
             return None
-    backend = models.backend
     progress(Progress("analyse", 0, 3, "loading audio"))
     warnings: list[str] = []
     if isinstance(clip, Source):
-        wave = clip.load(backend.sample_rate, backend.channels, on_warning=warnings.append)
+        wave = clip.load(models.sample_rate, models.channels, on_warning=warnings.append)
         name = clip.source_id
     else:
-        wave = load_audio(clip, backend.sample_rate, backend.channels, on_warning=warnings.append)
+        wave = load_audio(clip, models.sample_rate, models.channels, on_warning=warnings.append)
         name = str(clip)
     cancel.raise_if_cancelled()
-    analysis = models.analyze(wave, source=name, progress=progress, cancel=cancel)
+    stored = models.stored_frames(clip) if models.backend is None else None
+    analysis = models.analyze(wave, stored=stored, source=name, progress=progress, cancel=cancel)
     analysis.warnings = warnings
     return analysis, name, clip
 
@@ -616,11 +618,14 @@ class MainWindow(QMainWindow):
         self._load_job = None
         self._settle_heap_after_clip = True   # most long-lived objects exist once a clip is shown
         self.state.set_models(models)
-        self.models_label.setText(f"{models.workspace.backend_name} · SAE {models.sae.cfg.name} · "
-                                  f"{models.backend.device}")
-        message = (f"loaded SAE {models.sae.cfg.name} ({models.workspace.backend_name} backend, "
-                   f"{models.backend.device}) from {models.workspace.root}")
+        codec = "" if models.backend is not None else " (codec unavailable)"
+        self.models_label.setText(f"{models.workspace.backend_name}{codec} · SAE {models.sae.cfg.name} · "
+                                  f"{models.device}")
+        message = (f"loaded SAE {models.sae.cfg.name} ({models.workspace.backend_name} backend{codec}, "
+                   f"{models.device}) from {models.workspace.root}")
         log.info(message)
+        for part in models.missing:   # no dialog: the clip's banner says what is missing and the fix
+            log.warning("%s", part.line())
         self.show_status(message)
         clip, self._pending_clip = self._pending_clip, None
         self.analyse(clip)

@@ -45,6 +45,10 @@ BACKGROUND = "#141619"
 MIN_VIEW_SECONDS = 0.005
 ZOOM_STEP = 1.5                 # the header's zoom buttons (the main window's +/− use the same)
 PREPARE_SYNC_LIMIT = 4_000_000  # samples + feature values prepared in the GUI thread; more -> a job
+# Shown instead of the heatmap / probe lines for a clip analysed without SAE features (the
+# workspace's codec could not load and the clip is not one of its corpus sources).
+NO_FEATURES_TEXT = "no SAE features for this audio: it needs the codec's encoder (see the note above)"
+NO_PROBES_TEXT = "probe: no SAE features for this audio"
 
 
 @dataclass
@@ -406,6 +410,10 @@ class TimelineView(QWidget):
     def _show_clip(self, display: ClipDisplay | None) -> None:
         analysis = self.state.analysis if display is not None else None
         self.display = display
+        featureless = analysis is not None and not analysis.f.shape[1]
+        self.heatmap.set_placeholder(NO_FEATURES_TEXT if featureless else "")
+        for lane in self.lanes.lanes.values():
+            lane.set_placeholder(NO_PROBES_TEXT if featureless else "")
         if analysis is None:
             self.waveform.set_pyramid(None)
             self.heatmap.set_clip(None, 0.0)

@@ -12,9 +12,11 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from ..devices import pick_device
 from ..errors import BackendError
-from .base import Encoded, LatentBackend
+from .base import Encoded, LatentBackend, frame_centres, frame_count
 
 __all__ = ["BackendSpec", "Encoded", "LatentBackend", "register_backend", "get_backend",
            "backend_spec", "available_backends"]
@@ -38,6 +40,14 @@ class BackendSpec:
     @property
     def frame_rate(self) -> float:
         return self.sample_rate / self.hop_length
+
+    # The backend's frame geometry, known without building it (no weights): a workspace whose
+    # codec cannot load still places measured attributes at the codec's frame centres.
+    def n_frames(self, n_samples: int) -> int:
+        return frame_count(n_samples, self.hop_length)
+
+    def frame_centers(self, n_frames: int) -> np.ndarray:
+        return frame_centres(n_frames, self.hop_length, self.sample_rate)
 
 
 _REGISTRY: dict[str, BackendSpec] = {}

@@ -25,6 +25,16 @@ from ..errors import BackendError
 LatentKind = Literal["continuous", "discrete"]
 
 
+def frame_count(n_samples: int, hop_length: int) -> int:
+    """Number of latent frames for ``n_samples`` input samples (``LatentBackend.n_frames``)."""
+    return max(1, math.ceil(n_samples / hop_length))
+
+
+def frame_centres(n_frames: int, hop_length: int, sample_rate: int) -> np.ndarray:
+    """Centre time (s) of each latent frame: the middle of each hop (``LatentBackend.frame_centers``)."""
+    return (np.arange(n_frames, dtype=np.float64) + 0.5) * hop_length / sample_rate
+
+
 @dataclass
 class Encoded:
     """Result of ``encode``: latents ``[T, D]`` float32 and, for discrete backends, codes ``[T, K]``."""
@@ -61,11 +71,11 @@ class LatentBackend(ABC):
 
     def n_frames(self, n_samples: int) -> int:
         """Number of latent frames for ``n_samples`` input samples."""
-        return max(1, math.ceil(n_samples / self.hop_length))
+        return frame_count(n_samples, self.hop_length)
 
     def frame_centers(self, n_frames: int) -> np.ndarray:
         """Centre time (s) of each latent frame; default: the middle of each hop."""
-        return (np.arange(n_frames, dtype=np.float64) + 0.5) * self.hop_length / self.sample_rate
+        return frame_centres(n_frames, self.hop_length, self.sample_rate)
 
     def options(self) -> dict:
         """Constructor options that rebuild this backend (stored in workspace.json)."""
