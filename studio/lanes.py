@@ -293,9 +293,17 @@ class Lane:
         return " · ".join(parts)
 
     def set_placeholder(self, text: str) -> None:
-        """A short line where the probe's decode would be ("" hides it)."""
+        """A short line where the probe's decode would be ("" hides it); the legend names the
+        probe only when there is one."""
         self.placeholder.setText(text)
         self.placeholder.setVisible(bool(text))
+        listed = self.legend.getLabel(self.decoded) is not None
+        if text and listed:
+            self.legend.removeItem(self.decoded)
+        elif not text and not listed:   # back in its place, before the measurement
+            self.legend.removeItem(self.measured)
+            self.legend.addItem(self.decoded, "probe")
+            self.legend.addItem(self.measured, LANES[self.key][2])
 
     def _format(self, value: float) -> str:
         if not np.isfinite(value):

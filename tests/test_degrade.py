@@ -182,6 +182,7 @@ def test_explorer_without_the_codec_shows_the_corpus_clip_then_audio_without_fea
     assert len(timeline.heatmap.row_features) > 0 and timeline.heatmap.placeholder.isVisible() is False
     for lane in timeline.lanes.lanes.values():                            # probe lanes and measurements
         assert lane._series["decoded"] is not None and np.isfinite(lane._series["decoded"]).any()
+        assert not lane.placeholder.isVisible() and lane.legend.getLabel(lane.decoded) is not None
         assert np.isfinite(lane._series["measured"]).any()
     banner = timeline.missing_banner
     assert not banner.isHidden()
@@ -211,10 +212,20 @@ def test_explorer_without_the_codec_shows_the_corpus_clip_then_audio_without_fea
         NO_FEATURES_TEXT
     for key, lane in timeline.lanes.lanes.items():                        # measured lanes only
         assert lane._series["decoded"] is None and lane.placeholder.isVisible()
+        assert lane.legend.getLabel(lane.decoded) is None                 # no "probe" in the legend
         assert np.isfinite(lane._series["measured"]).any(), key
     assert "CREPE" in timeline.lanes.lanes["pitch"].describe(analysis.n_frames // 2)
     assert not banner.isHidden() and CODEC_MESSAGE in banner.text()
     assert not audition.play_button.isEnabled() and CODEC_MESSAGE in audition.play_button.toolTip()
+
+    with qtbot.waitSignal(win.state.clip_changed, timeout=LOAD_TIMEOUT_MS):
+        win.analyse()                                                     # the corpus clip again
+    qtbot.waitUntil(lambda: _timeline_ready(timeline), timeout=LOAD_TIMEOUT_MS)
+    assert win.state.analysis.has_features and len(timeline.heatmap.row_features) > 0
+    assert not timeline.heatmap.placeholder.isVisible()
+    for lane in timeline.lanes.lanes.values():
+        assert not lane.placeholder.isVisible() and lane.legend.getLabel(lane.decoded) is not None
+    assert win.error_dialogs == []
 
 
 def _timeline_ready(timeline) -> bool:
