@@ -440,8 +440,11 @@ def measure_attributes(wave: np.ndarray, sample_rate: int, frame_times: np.ndarr
                        fmin_hz: float = DEFAULT_FMIN_HZ, fmax_hz: float = DEFAULT_FMAX_HZ,
                        min_window_s: float = DEFAULT_MIN_WINDOW_S,
                        progress: ProgressSink | None = None,
-                       cancel: CancelToken | None = None) -> FrameAttributes:
+                       cancel: CancelToken | None = None, pitch: bool = True) -> FrameAttributes:
     """Measure pitch, periodicity, loudness and centroid at ``frame_times`` (seconds).
+
+    ``pitch=False`` skips CREPE (every frame unvoiced: NaN midi, periodicity 0), for showing
+    what can be shown when CREPE's weights are missing.
 
     ``wave``: ``[C, N]`` or ``[N]`` float audio at ``sample_rate`` (mixed to mono);
     ``hop_length``: the latent hop in samples of ``sample_rate`` (sets the analysis window).
@@ -473,7 +476,7 @@ def measure_attributes(wave: np.ndarray, sample_rate: int, frame_times: np.ndarr
     periodicity = np.zeros(t_count)
     todo = np.flatnonzero(~silent)
     progress(Progress("pitch", 0, len(todo), f"CREPE {crepe_model} on {len(todo)} of {t_count} frames"))
-    if len(todo):
+    if len(todo) and pitch:
         model = load_crepe(crepe_model, device)
         dev = next(model.parameters()).device
         audio16 = resample(mono[None, :], sample_rate, CREPE_SAMPLE_RATE)[0].astype(np.float32)
@@ -643,13 +646,14 @@ class AttributeSpec:
 
     def measure(self, wave: np.ndarray, sample_rate: int, frame_times: np.ndarray, *, hop_length: int,
                 device: str | torch.device = "cpu", batch_size: int = DEFAULT_BATCH_SIZE,
-                progress: ProgressSink | None = None, cancel: CancelToken | None = None) -> FrameAttributes:
+                progress: ProgressSink | None = None, cancel: CancelToken | None = None,
+                pitch: bool = True) -> FrameAttributes:
         """``measure_attributes`` with this spec's CREPE model, band, thresholds and window."""
         return measure_attributes(wave, sample_rate, frame_times, hop_length=hop_length,
                                   crepe_model=self.crepe_model, device=device, batch_size=batch_size,
                                   periodicity_threshold=self.periodicity_threshold, silence_db=self.silence_db,
                                   fmin_hz=self.fmin_hz, fmax_hz=self.fmax_hz, min_window_s=self.min_window_s,
-                                  progress=progress, cancel=cancel)
+                                  progress=progress, cancel=cancel, pitch=pitch)
 
     def with_timbre_range_from(self, centroids_hz: np.ndarray, *, low_percentile: float = 1.0,
                                high_percentile: float = 99.0) -> "AttributeSpec":
