@@ -393,8 +393,8 @@ def rms_dbfs(wave: np.ndarray) -> float:
 
 def soft_limit(wave: np.ndarray, threshold: float = 0.9) -> np.ndarray:
     """Memoryless soft clipper: identity below ``threshold``, then a tanh knee that never
-    exceeds 1.  Steered latents can decode to peaks far above full scale; this protects
-    ears and speakers on playback (files keep the float values)."""
+    exceeds 1.  The last guard on playback of any source; steered audio already went
+    through the level rule (``steering.level``) and stays under -1 dBFS."""
     mag = np.abs(wave)
     over = mag > threshold
     if not over.any():
@@ -405,13 +405,26 @@ def soft_limit(wave: np.ndarray, threshold: float = 0.9) -> np.ndarray:
     return out
 
 
-def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int) -> None:
-    """Write ``[C, N]`` float audio (WAV/FLAC by extension) atomically."""
+def save_audio(path: str | Path, wave: np.ndarray, sample_rate: int, *, limit: bool = True) -> None:
+    """Write ``[C, N]`` float audio (WAV/FLAC by extension) atomically.
+
+    Nothing is written over full scale unless asked: with ``limit`` (the default) audio whose
+    peak exceeds 1.0 goes through the level rule's limiter (``steering.level.limit_peaks``,
+    to -1 dBFS) and NaN/inf samples become 0, whatever the format (a float WAV would keep
+    them).  ``limit=False`` writes the values as they are (``audiosae steer --no-limit``)."""
     import io
 
     from .storage import atomic_write_bytes
 
     path = Path(path)
+    if limit:
+        wave = np.asarray(wave, dtype=np.float32)
+        if not np.isfinite(wave).all():
+            wave = np.where(np.isfinite(wave), wave, 0.0).astype(np.float32)
+        if wave.size and float(np.max(np.abs(wave))) > 1.0:
+            from .steering.level import limit_peaks
+
+            wave, _ = limit_peaks(wave if wave.ndim == 2 else wave[None, :], sample_rate)
     fmt = {".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower(), "WAV")
     subtype = {"FLAC": "PCM_24", "OGG": "VORBIS"}.get(fmt, "FLOAT")
     buf = io.BytesIO()

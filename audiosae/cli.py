@@ -76,6 +76,17 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _alpha(text: str) -> float:
+    """--alpha: a finite number >= 0 (argparse turns the error into exit status 2)."""
+    from .errors import AudioSAEError
+    from .steering.control import check_alpha
+
+    try:
+        return check_alpha(text)
+    except AudioSAEError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .devices import DEVICE_CHOICES
 
@@ -124,12 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("audio", type=Path)
     s.add_argument("--attribute", required=True, choices=["pitch", "loudness", "timbre"])
     s.add_argument("--target", required=True, help="class: a note like A4 for pitch; a bin index, '-12 dB' or '1500 Hz'")
-    s.add_argument("--alpha", type=float, default=20.0, help="steering strength (paper: 1, 10, 20, 30)")
+    s.add_argument("--alpha", type=_alpha, default=20.0,
+                   help="steering strength, a finite number >= 0 (paper: 1, 10, 20, 30)")
     s.add_argument("--sae", default=None, help="SAE name (default: best pitch probe accuracy)")
     s.add_argument("--start", type=float, default=None, help="steer from this time (s)")
     s.add_argument("--end", type=float, default=None, help="steer until this time (s)")
     s.add_argument("--keep-residual", action="store_true", help="add back x - SAE(x) so only the steered direction changes")
     s.add_argument("--out", type=Path, required=True, help="output audio (.wav or .flac)")
+    s.add_argument("--no-limit", dest="limit", action="store_false",
+                   help="write the raw decoded level: no loudness match to the input, no limiter (the output "
+                        "may be far over full scale). Default: the steered audio's loudness is matched to the "
+                        "input's (unless --attribute loudness) and its peaks limited to -1 dBFS")
 
     d = sub.add_parser("demo", parents=[common], help="offline demo: build, train, report and steer on built-in audio",
                        description="Builds a small workspace from the built-in tones with the mel backend, trains a "

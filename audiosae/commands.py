@@ -102,15 +102,20 @@ def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: Canc
 
 
 def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha: float, sae: str | None,
-               start: float | None, end: float | None, keep_residual: bool, out: Path, device: str) -> dict[str, Any]:
-    """Steer ``audio`` with the workspace's SAE + probes; write ``out`` and its JSON side-car."""
+               start: float | None, end: float | None, keep_residual: bool, out: Path, device: str,
+               limit: bool = True) -> dict[str, Any]:
+    """Steer ``audio`` with the workspace's SAE + probes; write ``out`` and its JSON side-car.
+
+    The audio goes through the level rule (``steering.level``): its side-car's ``level`` says
+    what was done.  ``limit=False`` writes the raw decoded level."""
     from .audio import load_audio, probe_audio, save_audio
     from .probes import ProbeSet
     from .report import best_sae
     from .sae import SparseAutoencoder, _json_safe
-    from .steering import steer_wave
+    from .steering import check_alpha, steer_wave
     from .workspace import Workspace
 
+    alpha = check_alpha(alpha)  # before any file or model is read
     probe_audio(audio)  # a bad input file fails before any model loads
     ws = Workspace.open(ws_path)
     spec = ws.attribute_spec
@@ -124,16 +129,34 @@ def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha
     warnings: list[str] = []
     wave = load_audio(audio, backend.sample_rate, backend.channels, on_warning=warnings.append)
     result = steer_wave(backend, model, probes, spec, wave, attribute, target_class, alpha,
-                        start=start, end=end, keep_residual=keep_residual)
+                        start=start, end=end, keep_residual=keep_residual, limit=limit)
     out = Path(out)
     if out.suffix.lower() not in {".wav", ".flac"}:
         raise AudioSAEError(f"{out}: output must end in .wav or .flac")
-    save_audio(out, result.wave, backend.sample_rate)
+    save_audio(out, result.wave, backend.sample_rate, limit=limit)
     report = {"schema_version": 1, "input": str(audio), "output": str(out), "workspace": str(ws.root),
               "sae": name, "backend": ws.backend_name, **result.report, "input_warnings": warnings}
     # A clip with no voiced frames has undefined (NaN) shifts: JSON has no NaN, the side-car says null.
     atomic_write_json(out.with_suffix(out.suffix + ".json"), _json_safe(report))
     return report
+
+
+def _describe_level(report: dict[str, Any]) -> str:
+    """One line: what the level rule did (gain, peaks, limited samples)."""
+    level = report.get("level")
+    if not level:
+        return ""
+
+    def db(value: Any) -> str:
+        return "-inf" if value is None else f"{value:+.1f}"
+
+    if level["rule"] == "raw":
+        return (f"level: raw (--no-limit): peak {db(level['peak_after_dbfs'])} dBFS, loudness "
+                f"{db(level['loudness_shift_db'])} dB vs the input\n")
+    gain = f"gain {level['gain_db']:+.1f} dB (loudness matched to the input), " if "matched" in level["rule"] else \
+        "loudness not matched (it is the target), "
+    return (f"level: {gain}peak {db(level['peak_before_dbfs'])} -> {db(level['peak_after_dbfs'])} dBFS, "
+            f"{100 * level['limited_fraction']:.1f}% of samples limited\n")
 
 
 def _describe_shift(report: dict[str, Any]) -> str:
@@ -153,11 +176,11 @@ def _describe_shift(report: dict[str, Any]) -> str:
 def cmd_steer(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     report = steer_file(args.workspace, args.audio, attribute=args.attribute, target=args.target, alpha=args.alpha,
                         sae=args.sae, start=args.start, end=args.end, keep_residual=args.keep_residual,
-                        out=args.out, device=args.device)
+                        out=args.out, device=args.device, limit=args.limit)
     for warning in report["input_warnings"]:
         print(f"audiosae: warning: {warning}", file=sys.stderr)
     text = f"wrote {report['output']} (steered {report['attribute']} toward {report['target']}, " \
-           f"alpha {report['alpha']:g}, SAE {report['sae']})\n" + _describe_shift(report)
+           f"alpha {report['alpha']:g}, SAE {report['sae']})\n" + _describe_level(report) + _describe_shift(report)
     return {"text": text, "json": report}
 
 

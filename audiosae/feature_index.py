@@ -486,6 +486,7 @@ class BoostedWindow:
     start_time: float       # s from the clip start
     frames: tuple[int, int]
     amount: float
+    level: dict | None = None  # what the level rule did to ``boosted`` (steering.level.LevelReport)
 
 
 def boost_window(n_frames: int, frame: int, frame_rate: float, window_seconds: float = 2.0) -> tuple[int, int]:
@@ -499,7 +500,7 @@ def boost_window(n_frames: int, frame: int, frame_rate: float, window_seconds: f
 
 
 def render_boost(backend: LatentBackend, latents: np.ndarray, wave: np.ndarray, frame: int,
-                 direction: np.ndarray, amount: float, *, window_seconds: float = 2.0,
+                 direction: np.ndarray, amount: float, *, window_seconds: float = 2.0, limit: bool = True,
                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> BoostedWindow:
     """Decode ``latents[a:b] + amount * direction`` for a ~``window_seconds`` window around ``frame``.
 
@@ -507,6 +508,10 @@ def render_boost(backend: LatentBackend, latents: np.ndarray, wave: np.ndarray, 
     ``direction`` is the feature's decoder row (``decoder_direction``), so ``amount`` is the
     change of ``f_j`` the decoder would turn into this latent change.  The decode gets the
     window's own audio as reference, aligned to its first frame.
+
+    ``boosted`` goes through the level rule (``steering.level``): its loudness matched to the
+    window's original audio, its peaks limited to -1 dBFS (``level`` says what was done), so
+    the A/B compares what the feature does, not a jump in level.  ``limit=False``: raw.
     """
     cancel = cancel or CancelToken()
     lat = np.asarray(latents, dtype=np.float32)
@@ -528,6 +533,10 @@ def render_boost(backend: LatentBackend, latents: np.ndarray, wave: np.ndarray, 
     n = reference.shape[1]
     boosted = np.zeros_like(reference)
     boosted[:, :min(n, decoded.shape[1])] = decoded[:, :n]
+    from .steering.level import LevelRule, RAW, apply_level_rule
+
+    boosted, level = apply_level_rule(boosted, reference, backend.sample_rate, LevelRule() if limit else RAW)
     progress(Progress("boost", 1, 1, "done"))
     return BoostedWindow(boosted=boosted, original=reference, sample_rate=backend.sample_rate,
-                         start_time=a * hop / backend.sample_rate, frames=(a, b), amount=float(amount))
+                         start_time=a * hop / backend.sample_rate, frames=(a, b), amount=float(amount),
+                         level=level.to_dict())

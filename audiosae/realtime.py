@@ -40,7 +40,8 @@ import torch
 
 from .codecs.base import LatentBackend
 from .errors import AudioSAEError
-from .steering import control_vector, frame_mask, steer_features
+from .steering import check_alpha, control_vector, frame_mask, steer_features
+from .steering.level import LevelReport, LevelRule, apply_level_rule, loudness_db, merge_reports, rule_for
 
 if TYPE_CHECKING:
     from .probes import ProbeSet
@@ -102,7 +103,7 @@ class SteeredRenderer:
     def __init__(self, backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, wave: np.ndarray,
                  params: SteeringParams, *, latents: np.ndarray | None = None, chunk_seconds: float = 0.25,
                  context_frames: int | tuple[int, int] | None = None, fade_seconds: float = 0.01,
-                 cancel: Any = None):
+                 cancel: Any = None, limit: bool = True):
         """``wave``: the clip, float32 ``[channels, N]`` at the backend's rate (the reference that
         seeds decoding and the A/B "original").  ``latents``: the clip's ``[T, D]`` latents if
         already known (else encoded here).  ``chunk_seconds``: render granularity.
@@ -111,6 +112,10 @@ class SteeredRenderer:
         default: the backend's ``context_frames`` if it has one, else 8 on each side, and
         never less than 8 on the left.  ``fade_seconds``: join cross-fade.  ``cancel``: an
         optional ``CancelToken``, checked between encoding segments and feature blocks.
+        ``limit``: every rendered chunk goes through the level rule (``steering.level``):
+        loudness matched to the clip's same span (unless loudness is the target), then a
+        true-peak limiter to -1 dBFS, per chunk, so the cross-faded mix never exceeds it
+        either; False plays the raw decoded level (the player's soft limiter still guards).
         """
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim == 1:
@@ -128,6 +133,9 @@ class SteeredRenderer:
         self.channels = int(backend.channels)
         self.hop = int(backend.hop_length)
         self.n_samples = int(wave.shape[1])
+        self.limit = bool(limit)
+        # Measured once: the floor that chunks over silent source spans are matched to.
+        self.source_loudness_db = loudness_db(self.wave, self.sample_rate)
 
         if latents is None:
             latents = backend.encode_long(self.wave, cancel=cancel).latents
@@ -205,6 +213,7 @@ class SteeredRenderer:
         self._audio: list[np.ndarray | None] = [None] * self.n_chunks
         self._audio_key: list[Any] = [None] * self.n_chunks
         self._audio_version: list[int] = [-1] * self.n_chunks
+        self._level: list[LevelReport | None] = [None] * self.n_chunks
         self._chunks_rendered = 0
         self._stale_renders = 0
         self._param_changes = 0
@@ -327,8 +336,10 @@ class SteeredRenderer:
         if params.attribute not in weights:
             raise AudioSAEError(f"realtime: the probes have no attribute {params.attribute!r} "
                                 f"(they have {', '.join(sorted(weights)) or 'none'})")
-        if not math.isfinite(params.alpha):
-            raise AudioSAEError(f"realtime: alpha must be finite, got {params.alpha}")
+        try:
+            check_alpha(params.alpha)
+        except AudioSAEError as exc:
+            raise AudioSAEError(f"realtime: {exc}") from None
         direction = control_vector(self.probes, params.attribute, int(params.target)).to(self._sae_device)
         if direction.shape != (self.d_features,):
             raise AudioSAEError(f"realtime: the {params.attribute} probe has {direction.numel()} inputs but the "
@@ -343,10 +354,26 @@ class SteeredRenderer:
         """What chunk ``index``'s audio depends on; equal keys mean equal audio."""
         lo, hi = self.decode_window(index)
         window = mask[lo:hi]
+        rule = self.level_rule(params)
         if not window.any():
-            return ("plain", params.keep_residual)
+            return ("plain", params.keep_residual, rule)
         return ("steered", params.keep_residual, params.attribute, int(params.target), float(params.alpha),
-                window.tobytes())
+                window.tobytes(), rule)
+
+    def level_rule(self, params: SteeringParams | None = None) -> LevelRule:
+        """The level rule chunks are rendered with for ``params`` (default: the current ones)."""
+        params = params or self.params
+        return rule_for(params.attribute, limit=self.limit)
+
+    def level_summary(self) -> dict[str, Any]:
+        """What the level rule did to the chunks rendered for the current parameters
+        (gain, peaks before/after, limited samples), for a side-car or a status line."""
+        with self._lock:
+            reports = [self._level[i] for i in range(self.n_chunks)
+                       if self._audio_key[i] == self._current_key[i] and self._level[i] is not None]
+        summary = merge_reports(reports)
+        summary["chunks_total"] = self.n_chunks
+        return summary
 
     @staticmethod
     def _remember(counter: OrderedDict[int, int], version: int, value: int) -> None:
@@ -431,10 +458,11 @@ class SteeredRenderer:
             state = self._state
         assert state is not None
         began = time.perf_counter()
-        audio = self._render(index, state)
+        audio, level = self._render(index, state)
         elapsed = time.perf_counter() - began
         with self._lock:
             self._audio[index] = audio
+            self._level[index] = level
             self._audio_key[index] = key
             self._audio_version[index] = state.version
             self._chunks_rendered += 1
@@ -485,14 +513,20 @@ class SteeredRenderer:
                 steered = torch.where(mask_t[:, None], steered + self._residual[lo:hi], x)
         return steered
 
-    def _render(self, index: int, state: _SteerState) -> np.ndarray:
+    def _render(self, index: int, state: _SteerState) -> tuple[np.ndarray, LevelReport]:
         lo, hi = self.decode_window(index)
         latents = self.steered_latents(lo, hi, state)
         reference = self.wave[:, lo * self.hop:hi * self.hop]
         decoded = self.backend.decode(latents, reference=reference)
         start, end = self._extended_span(index)
         offset = lo * self.hop
-        return np.ascontiguousarray(decoded[:, start - offset:end - offset], dtype=np.float32)
+        audio = np.ascontiguousarray(decoded[:, start - offset:end - offset], dtype=np.float32)
+        # The level rule per chunk, against the source's same span: every chunk is at or under
+        # the ceiling, so their cross-faded sum (gains summing to one) is too, and the gain
+        # moves only within a chunk's smooth curve and through the join's cross-fade.
+        return apply_level_rule(audio, self.wave[:, start:end], self.sample_rate, self.level_rule(state.params),
+                                target_attribute=state.params.attribute,
+                                source_loudness_db=self.source_loudness_db)
 
     # ---- mixing ------------------------------------------------------------------------------
     def mix(self, start_sample: int, n: int) -> np.ndarray:

@@ -25,6 +25,7 @@ a few milliseconds (see ``FULL_HEATMAP_ELEMENTS``).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from audiosae.attributes import ATTRIBUTES, MIDI_MAX, MIDI_MIN
 from audiosae.errors import AudioSAEError, JobCancelled
 from audiosae.jobs import CancelToken, Progress, ProgressSink, null_progress
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
-from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, control_vector, frame_mask, steer_features
+from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, control_vector, frame_mask, steer_features
 from studio.playback import Player, list_output_devices
 
 log = logging.getLogger("studio.audition")
@@ -66,6 +67,18 @@ DEFAULT_CHUNK_SECONDS = 0.25
 TWO_COLUMN_WIDTH = 760          # px: wider than this, the controls go in two columns
 _UNAVAILABLE_PREFIX = "audio output unavailable: "
 AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+class AlphaSpinBox(QDoubleSpinBox):
+    """The alpha spin box: it cannot hold a non-finite value (a plain QDoubleSpinBox turns NaN
+    and inf into its maximum, 40); ``setValue`` of one keeps the current value.  The range
+    (0..40) keeps negative values out; typed "nan"/"inf" never validate."""
+
+    def setValue(self, value: float) -> None:  # noqa: N802 (Qt naming)
+        if not math.isfinite(float(value)):
+            log.info("audition: refused a non-finite alpha %r", value)
+            return
+        super().setValue(value)
 
 
 # ---- headless helpers (no widgets; run in job threads) -------------------------------------
@@ -121,24 +134,29 @@ def build_session(models: LoadedModels, analysis: ClipAnalysis, params: Steering
 
 
 def render_export(live: SteeredRenderer, latents: np.ndarray, params: SteeringParams, *,
-                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> np.ndarray:
+                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
+                  level_out: dict[str, Any] | None = None) -> np.ndarray:
     """The whole steered clip ``[C, N]`` for ``params``, rendered exactly as ``live`` plays it
     (``latents``: the clip's latents, as ``live`` was built with).
 
     A separate renderer with ``live``'s chunking, context and cross-fade, so the export equals
     the audition's steered audio while the user goes on moving controls (and whatever the
-    A/B switch says)."""
+    A/B switch says), with ``live``'s level rule (``live.limit``): loudness matched to the clip
+    and peaks limited, per chunk.  ``level_out``: a dict filled with what the rule did
+    (``SteeredRenderer.level_summary``), for the side-car."""
     cancel = cancel or CancelToken()
     renderer = SteeredRenderer(live.backend, live.sae, live.probes, live.wave, params,
                                latents=latents,
                                chunk_seconds=live.chunk_frames * live.hop / live.sample_rate,
                                context_frames=live.context_frames, fade_seconds=live.fade / live.sample_rate,
-                               cancel=cancel)
+                               cancel=cancel, limit=live.limit)
     total = renderer.n_chunks
     for index in range(total):
         cancel.raise_if_cancelled()
         renderer.render_chunk(index)
         progress(Progress("export", index + 1, total, "rendering the steered clip"))
+    if level_out is not None:
+        level_out.update(renderer.level_summary())
     return renderer.mix(0, renderer.n_samples)
 
 
@@ -283,7 +301,7 @@ class AuditionPanel(QWidget):
         self.alpha_slider.setTickInterval(int(round(10.0 / ALPHA_STEP)))
         self.alpha_slider.setToolTip(f"Steering strength alpha (0-{ALPHA_MAX:g}); one unit adds "
                                      f"{ALPHA_UNIT:g} x the feature vector's length")
-        self.alpha_spin = QDoubleSpinBox()
+        self.alpha_spin = AlphaSpinBox()
         self.alpha_spin.setRange(0.0, ALPHA_MAX)
         self.alpha_spin.setSingleStep(ALPHA_STEP)
         self.alpha_spin.setDecimals(1)
@@ -477,8 +495,14 @@ class AuditionPanel(QWidget):
         return round(self.alpha_slider.value() * ALPHA_STEP, 6)
 
     def set_alpha(self, alpha: float) -> None:
-        """Set alpha as the slider would (clamped to 0..40, steps of 0.1)."""
-        self.alpha_slider.setValue(int(round(min(max(float(alpha), 0.0), ALPHA_MAX) / ALPHA_STEP)))
+        """Set alpha as the slider would (at most 40, steps of 0.1); a non-finite or negative
+        alpha is refused (the status line says so, the controls keep their value)."""
+        try:
+            value = check_alpha(alpha)
+        except AudioSAEError as exc:
+            self._set_error(str(exc))
+            return
+        self.alpha_slider.setValue(int(round(min(value, ALPHA_MAX) / ALPHA_STEP)))
 
     @property
     def params(self) -> SteeringParams | None:
@@ -1167,13 +1191,15 @@ def _export_job(renderer: SteeredRenderer, latents: np.ndarray, params: Steering
     from audiosae.audio import save_audio
     from audiosae.storage import atomic_write_json
 
-    audio = render_export(renderer, latents, params, progress=progress, cancel=cancel)
+    level: dict[str, Any] = {}
+    audio = render_export(renderer, latents, params, progress=progress, cancel=cancel, level_out=level)
     if cancel is not None:
         cancel.raise_if_cancelled()
-    save_audio(path, audio, renderer.sample_rate)
+    save_audio(path, audio, renderer.sample_rate, limit=renderer.limit)
+    sidecar = {**sidecar, "level": level}  # what the level rule did: gain, peaks, limited samples
     atomic_write_json(Path(path).with_suffix(Path(path).suffix + ".json"), sidecar)
     return path
 
 
-__all__ = ["AuditionPanel", "AuditionSession", "build_session", "render_export", "default_target",
+__all__ = ["AlphaSpinBox", "AuditionPanel", "AuditionSession", "build_session", "render_export", "default_target",
            "ALPHA_MAX", "ALPHA_STEP"]

@@ -153,7 +153,7 @@ def test_chunked_render_equals_whole_decode_with_an_exactly_local_decoder(toy):
     backend, sae, probes = toy
     wave = toy_clip(3.0)
     params = SteeringParams("pitch", 20, alpha=3.0, start=0.8, end=2.1)
-    r = SteeredRenderer(backend, sae, probes, wave, params, chunk_seconds=0.25)
+    r = SteeredRenderer(backend, sae, probes, wave, params, chunk_seconds=0.25, limit=False)  # raw: exactness
     assert r.render_all() == r.n_chunks
     whole = whole_decode(r, params)
     assert np.abs(whole - wave).max() > 0.05  # steering (and the SAE) really changed the audio
@@ -172,7 +172,7 @@ def test_mel_chunks_match_whole_decode_away_from_joins_and_are_continuous_at_joi
     wave = harmonic_tone(57, 2.0, mel.sample_rate, level_db=-18)[None]
     sae, probes = tiny_sae(mel.latent_dim, 64), tiny_probes(64)
     params = SteeringParams("pitch", 30, alpha=2.0, keep_residual=True)
-    r = SteeredRenderer(mel, sae, probes, wave, params, chunk_seconds=0.25, fade_seconds=0.01)
+    r = SteeredRenderer(mel, sae, probes, wave, params, chunk_seconds=0.25, fade_seconds=0.01, limit=False)
     r.render_all()
     out, whole = r.mix(0, r.n_samples)[0], whole_decode(r, params)[0]
     assert np.abs(whole - wave[0]).max() > 1e-3
@@ -208,7 +208,7 @@ def test_joins_between_versions_are_cross_faded(toy):
     wave = toy_clip(2.0)
     for fade, expect_smooth in ((0.01, True), (0.0, False)):
         r = SteeredRenderer(backend, sae, probes, wave, SteeringParams("pitch", 5, alpha=0.0, keep_residual=True),
-                            chunk_seconds=0.25, fade_seconds=fade)
+                            chunk_seconds=0.25, fade_seconds=fade, limit=False)
         r.render_all()
         old = r.mix(0, r.n_samples)[0]
         r.set_alpha(6.0)
@@ -297,6 +297,10 @@ def test_bad_parameters_raise_and_keep_the_previous_ones(toy):
         r.set_scope(5.0, 6.0)
     with pytest.raises(AudioSAEError, match="finite"):
         r.set_alpha(float("nan"))
+    with pytest.raises(AudioSAEError, match="finite"):
+        r.set_alpha(float("inf"))
+    with pytest.raises(AudioSAEError, match=">= 0"):
+        r.set_alpha(-3.0)
     assert r.version == version and r.params == SteeringParams("pitch", 3, 1.0)
     with pytest.raises(AudioSAEError, match=r"\[1, N\]"):
         SteeredRenderer(backend, sae, probes, np.zeros((2, 800), np.float32), SteeringParams("pitch", 3))
@@ -317,7 +321,7 @@ def test_mix_falls_back_to_previous_audio_or_the_original_never_silence(toy):
     r.render_all()
     rendered, tag = r.mix_tagged(0, r.n_samples)
     assert tag == r.version == 0
-    version = r.set_alpha(-3.0)
+    version = r.set_alpha(9.0)
     stale, tag = r.mix_tagged(0, r.n_samples)
     np.testing.assert_allclose(stale, rendered, atol=1e-7)  # the previous version, not silence
     assert tag == 0 < version
@@ -383,7 +387,7 @@ def test_render_worker_renders_ahead_of_the_playhead_and_stops_cleanly(toy):
     try:
         assert _wait_for(lambda: r.stats().invalid_chunks == 0)
         assert order[:3] == [9, 10, 11]  # the playhead's chunk first, then onward
-        version = r.set_alpha(-2.0)     # wakes the worker at once
+        version = r.set_alpha(6.0)      # wakes the worker at once
         assert _wait_for(lambda: r.stats().invalid_chunks == 0)
         assert r.stats().renders_by_version[version] == len(chunks_touching(r, 1.0, None))
     finally:
@@ -407,3 +411,53 @@ def test_render_worker_reports_exceptions(toy):
     with pytest.raises(AudioSAEError, match="render worker failed"):
         worker.raise_if_failed()
     worker.stop()
+
+
+# ---- the level rule ------------------------------------------------------------------------------
+def _loud_toy():
+    """The toy codec with an SAE whose steering multiplies the level ~e^4 per unit of alpha:
+    strong steering decodes far above full scale (like control vectors on real music)."""
+    backend = GainBackend()
+    sae = tiny_sae(backend.latent_dim)
+    with torch.no_grad():
+        sae.W_dec.add_(3.0)  # every feature raises every latent dim: the level
+    return backend, sae, tiny_probes()
+
+
+@pytest.mark.parametrize("limit", [True, False])
+def test_rendered_chunks_follow_the_level_rule(limit):
+    """Steered to +tens of dB: with the rule the mix stays under -1 dBFS, within ~1 dB of the
+    source's loudness, and joins stay smooth; limit=False plays the raw level (so this can fail)."""
+    from audiosae.steering.level import loudness_db
+
+    backend, sae, probes = _loud_toy()
+    wave = toy_clip(3.0)
+    r = SteeredRenderer(backend, sae, probes, wave, SteeringParams("pitch", 7, 30.0), chunk_seconds=0.25,
+                        limit=limit)
+    r.render_all()
+    out = r.mix(0, r.n_samples)
+    source_db = loudness_db(wave, backend.sample_rate)
+    if not limit:
+        assert np.abs(out).max() > 2.0 and loudness_db(out, backend.sample_rate) > source_db + 10
+        return
+    assert np.abs(out).max() <= 10 ** (-1 / 20) + 1e-6
+    assert abs(loudness_db(out, backend.sample_rate) - source_db) < 1.0
+    # Click-free: around each join the sample-to-sample step is no bigger than inside chunks.
+    inner = max(np.abs(np.diff(out[0, a + r.fade:b - r.fade])).max()
+                for a, b in (r.chunk_span(i) for i in range(r.n_chunks)))
+    for j in join_samples(r):
+        assert np.abs(np.diff(out[0, j - r.fade:j + r.fade])).max() <= 1.05 * inner
+    summary = r.level_summary()
+    assert summary["chunks"] == r.n_chunks and summary["rule"] == "matched+limited"
+    assert summary["gain_db"] < -10 and summary["peak_before"] > 2.0
+    assert summary["peak_after"] <= 10 ** (-1 / 20) + 1e-6
+
+
+def test_a_loudness_target_is_limited_but_not_matched():
+    backend, sae, probes = _loud_toy()
+    wave = toy_clip(2.0)
+    r = SteeredRenderer(backend, sae, probes, wave, SteeringParams("loudness", 12, 30.0), chunk_seconds=0.25)
+    r.render_all()
+    out = r.mix(0, r.n_samples)
+    assert np.abs(out).max() <= 10 ** (-1 / 20) + 1e-6
+    assert r.level_summary()["rule"] == "limited" and r.level_summary()["gain_db"] == 0.0

@@ -14,19 +14,37 @@ separates the effect of steering from the codec's and the SAE's own reconstructi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from .attributes import ATTRIBUTES, AttributeSpec, FrameAttributes
-from .codecs.base import LatentBackend
-from .errors import AudioSAEError
-from .probes import ProbeSet
-from .sae import SparseAutoencoder
+from ..attributes import ATTRIBUTES, AttributeSpec, FrameAttributes
+from ..codecs.base import LatentBackend
+from ..errors import AudioSAEError
+from ..probes import ProbeSet
+from ..sae import SparseAutoencoder
+from .level import LevelRule, apply_level_rule, rule_for
 
 PAPER_ALPHAS = (1.0, 10.0, 20.0, 30.0)
+
+
+def check_alpha(alpha: Any) -> float:
+    """``alpha`` as a float, or ``AudioSAEError`` if it is not a finite number >= 0.
+
+    alpha is a strength along the direction toward the target class: a negative one would
+    steer *away* from it, NaN/inf would only fail later as "latents contain NaN or inf"."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise AudioSAEError(f"alpha must be a number, got {alpha!r}") from None
+    if not math.isfinite(value):
+        raise AudioSAEError(f"alpha must be a finite number >= 0, got {value}")
+    if value < 0:
+        raise AudioSAEError(f"alpha must be >= 0 (a strength toward the target class), got {value:g}")
+    return value
 
 
 # The length of the control vector per unit of alpha, as a fraction of a typical ||f||.
@@ -76,6 +94,7 @@ def frame_mask(n_frames: int, frame_times: np.ndarray, start: float | None, end:
 def steer_features(sae: SparseAutoencoder, f: torch.Tensor, direction: torch.Tensor, alpha: float,
                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """``RMSNorm(f + alpha * direction)`` on the masked frames of ``f`` [T, F]."""
+    alpha = check_alpha(alpha)
     steered = sae.normalize(f + alpha * direction.to(f))
     if mask is None:
         return steered
@@ -154,10 +173,19 @@ def attribute_shift(spec: AttributeSpec, reference: FrameAttributes, steered: Fr
 
 def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec,
                wave: np.ndarray, attribute: str, target: int, alpha: float, *, start: float | None = None,
-               end: float | None = None, keep_residual: bool = False, measure_shift: bool = True) -> SteerResult:
-    """Steer a whole clip (already at the backend's rate and channel count)."""
+               end: float | None = None, keep_residual: bool = False, measure_shift: bool = True,
+               limit: bool = True, level: LevelRule | None = None) -> SteerResult:
+    """Steer a whole clip (already at the backend's rate and channel count).
+
+    The result goes through the level rule (``steering.level``): loudness matched to ``wave``
+    unless loudness is the target, then a true-peak limiter to -1 dBFS.  ``limit=False``
+    keeps the raw decoded level (over full scale if that is what the decoder gave);
+    ``level`` overrides the rule.  ``report["level"]`` says what was done.
+    """
+    alpha = check_alpha(alpha)
     if attribute not in ATTRIBUTES:
         raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
+    rule = level if level is not None else rule_for(attribute, limit=limit)
     encoded = backend.encode_long(wave)
     latents = torch.from_numpy(encoded.latents)
     times = backend.frame_centers(latents.shape[0])
@@ -168,10 +196,14 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     n = wave.shape[1]
     out_wave = backend.decode(steered, reference=wave)[:, :n]
     recon = backend.decode(plain, reference=wave)[:, :n]
+    # The same rule on both, so the measured shift is the steering's, not a level difference.
+    out_wave, level_report = apply_level_rule(out_wave, wave, backend.sample_rate, rule, target_attribute=attribute)
+    recon, _ = apply_level_rule(recon, wave, backend.sample_rate, rule, target_attribute=attribute)
     report: dict[str, Any] = {
         "attribute": attribute, "target": spec.class_names(attribute)[target], "alpha": alpha,
         "keep_residual": keep_residual, "start": start, "end": end,
         "direction_norm": float(direction.norm()), "alpha_unit": "0.1 * sqrt(F) (alpha 10 = one feature-vector length)",
+        "level": level_report.to_dict(),
     }
     if measure_shift:
         before = measure(spec, recon, backend, times)
