@@ -103,19 +103,22 @@ def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: Canc
 
 def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha: float, sae: str | None,
                start: float | None, end: float | None, keep_residual: bool, out: Path, device: str,
-               limit: bool = True) -> dict[str, Any]:
+               limit: bool = True, method: str = "paper") -> dict[str, Any]:
     """Steer ``audio`` with the workspace's SAE + probes; write ``out`` and its JSON side-car.
 
     The audio goes through the level rule (``steering.level``): its side-car's ``level`` says
-    what was done.  ``limit=False`` writes the raw decoded level."""
+    what was done.  ``limit=False`` writes the raw decoded level.  ``method``: ``"paper"`` (probe
+    row) or ``"mass-mean"`` (difference of class means over the workspace's training frames)."""
     from .audio import load_audio, probe_audio, save_audio
     from .probes import ProbeSet
     from .report import best_sae
     from .sae import SparseAutoencoder, _json_safe
     from .steering import check_alpha, steer_wave
+    from .steering.methods import check_method, workspace_class_means
     from .workspace import Workspace
 
     alpha = check_alpha(alpha)  # before any file or model is read
+    check_method(method)
     probe_audio(audio)  # a bad input file fails before any model loads
     ws = Workspace.open(ws_path)
     spec = ws.attribute_spec
@@ -129,7 +132,8 @@ def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha
     warnings: list[str] = []
     wave = load_audio(audio, backend.sample_rate, backend.channels, on_warning=warnings.append)
     result = steer_wave(backend, model, probes, spec, wave, attribute, target_class, alpha,
-                        start=start, end=end, keep_residual=keep_residual, limit=limit)
+                        start=start, end=end, keep_residual=keep_residual, limit=limit, method=method,
+                        means=workspace_class_means(ws, name, model, attribute) if method == "mass-mean" else None)
     out = Path(out)
     if out.suffix.lower() not in {".wav", ".flac"}:
         raise AudioSAEError(f"{out}: output must end in .wav or .flac")
@@ -176,11 +180,11 @@ def _describe_shift(report: dict[str, Any]) -> str:
 def cmd_steer(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     report = steer_file(args.workspace, args.audio, attribute=args.attribute, target=args.target, alpha=args.alpha,
                         sae=args.sae, start=args.start, end=args.end, keep_residual=args.keep_residual,
-                        out=args.out, device=args.device, limit=args.limit)
+                        out=args.out, device=args.device, limit=args.limit, method=args.method)
     for warning in report["input_warnings"]:
         print(f"audiosae: warning: {warning}", file=sys.stderr)
     text = f"wrote {report['output']} (steered {report['attribute']} toward {report['target']}, " \
-           f"alpha {report['alpha']:g}, SAE {report['sae']})\n" + _describe_level(report) + _describe_shift(report)
+           f"alpha {report['alpha']:g}, method {report['method']}, SAE {report['sae']})\n" + _describe_level(report) + _describe_shift(report)
     return {"text": text, "json": report}
 
 

@@ -236,3 +236,76 @@ def test_audition_export_is_matched_limited_and_says_so(tmp_path):
         else:
             assert np.abs(audio).max() > 2.0 and side["level"]["rule"] == "raw"
     assert math.isfinite(side["alpha"])
+
+
+# ---- a second steering method: mass-mean directions ---------------------------------------------
+@pytest.fixture(scope="module")
+def demo_copy(tmp_path_factory):
+    """The demo workspace copied (mass-mean caches its class means in WORKSPACE/steer)."""
+    import shutil
+
+    dst = tmp_path_factory.mktemp("demo") / "ws"
+    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("steer"))
+    return dst
+
+
+def test_mass_mean_direction_is_the_class_contrast_at_the_paper_length(demo_copy, monkeypatch):
+    import torch
+
+    from audiosae.probes import ProbeSet
+    from audiosae.sae import SparseAutoencoder
+    from audiosae.steering import control_vector, steer_features
+    from audiosae.steering import methods
+    from audiosae.workspace import Workspace
+
+    ws = Workspace.open(demo_copy)
+    name = ws.sae_names()[0]
+    sae = SparseAutoencoder.load(ws.sae_dir(name))
+    probes = ProbeSet.load(ws.probe_dir(name))
+    target = ws.attribute_spec.parse_target("pitch", "A4")
+    means = methods.workspace_class_means(ws, name, sae, "pitch")
+    assert (demo_copy / "steer" / f"class-means-{name}-pitch.npz").is_file()
+    assert means.counts[target] > 0 and means.sums.shape == (len(means.counts), sae.cfg.d_sae)
+    # Cached: a second call reads the file instead of streaming the corpus again.
+    monkeypatch.setattr(methods, "class_means", lambda *a, **k: pytest.fail("recomputed"))
+    again = methods.workspace_class_means(ws, name, sae, "pitch")
+    np.testing.assert_array_equal(again.sums, means.sums)
+
+    w = methods.steering_direction("mass-mean", probes, "pitch", target, means=means)
+    paper = control_vector(probes, "pitch", target)
+    assert float(w.norm()) == pytest.approx(float(paper.norm()), rel=1e-5)  # same alpha scale
+    contrast = torch.from_numpy(means.sums[target] / means.counts[target]
+                                - (means.sums.sum(0) - means.sums[target]) / (means.counts.sum() - means.counts[target]))
+    assert float(torch.nn.functional.cosine_similarity(w, contrast.float(), dim=0)) > 0.9999
+    # Steering along it moves frames toward the class mean.
+    f = torch.from_numpy(np.stack([means.sums[k] / means.counts[k] for k in np.flatnonzero(means.counts)[:8]])).float()
+    toward = contrast.float()[None]
+    before = torch.nn.functional.cosine_similarity(f, toward, dim=1)
+    after = torch.nn.functional.cosine_similarity(steer_features(sae, f, w, 20.0), toward, dim=1)
+    assert bool((after > before).all())
+    with pytest.raises(AudioSAEError, match="class means"):
+        methods.steering_direction("mass-mean", probes, "pitch", target)
+    with pytest.raises(AudioSAEError, match="unknown steering method"):
+        steer_wave(None, None, None, None, np.zeros((1, 100), np.float32), "pitch", 0, 1.0,  # type: ignore[arg-type]
+                   method="bogus")
+    empty = methods.ClassMeans("pitch", means.sums * 0, means.counts * 0)
+    with pytest.raises(AudioSAEError, match="no frame"):
+        empty.direction(target)
+
+
+def test_cli_steer_with_mass_mean(demo_copy, tmp_path):
+    from audiosae.cli import main
+
+    clip = tmp_path / "clip.wav"
+    wave = load_audio(FLUTE, SR, 1)[:, :3 * SR]
+    save_audio(clip, wave, SR)
+    out = tmp_path / "mm.wav"
+    assert main(["steer", str(demo_copy), str(clip), "--attribute", "pitch", "--target", "A4", "--alpha", "20",
+                 "--method", "mass-mean", "--out", str(out), "--quiet"]) == 0
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["method"] == "mass-mean" and side["level"]["rule"] == "matched+limited"
+    steered, sr = sf.read(out, always_2d=True)
+    assert np.abs(steered).max() <= CEILING + 1e-6
+    assert side["shift"]["target"]["rate_after"] > side["shift"]["target"]["rate_before"]
+    assert main(["steer", str(demo_copy), str(clip), "--attribute", "pitch", "--target", "A4",
+                 "--method", "bogus", "--out", str(out)]) == 2

@@ -174,23 +174,30 @@ def attribute_shift(spec: AttributeSpec, reference: FrameAttributes, steered: Fr
 def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec,
                wave: np.ndarray, attribute: str, target: int, alpha: float, *, start: float | None = None,
                end: float | None = None, keep_residual: bool = False, measure_shift: bool = True,
-               limit: bool = True, level: LevelRule | None = None) -> SteerResult:
+               limit: bool = True, level: LevelRule | None = None, method: str = "paper",
+               means: Any = None) -> SteerResult:
     """Steer a whole clip (already at the backend's rate and channel count).
 
     The result goes through the level rule (``steering.level``): loudness matched to ``wave``
     unless loudness is the target, then a true-peak limiter to -1 dBFS.  ``limit=False``
     keeps the raw decoded level (over full scale if that is what the decoder gave);
     ``level`` overrides the rule.  ``report["level"]`` says what was done.
+    ``method``: where the direction comes from (``steering.methods``): ``"paper"`` (the probe
+    row) or ``"mass-mean"`` (difference of class means; ``means``: the ``ClassMeans`` of this
+    SAE and attribute, e.g. ``methods.workspace_class_means``).  Same length, same alpha.
     """
+    from .methods import check_method, steering_direction
+
     alpha = check_alpha(alpha)
     if attribute not in ATTRIBUTES:
         raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
+    check_method(method)
     rule = level if level is not None else rule_for(attribute, limit=limit)
     encoded = backend.encode_long(wave)
     latents = torch.from_numpy(encoded.latents)
     times = backend.frame_centers(latents.shape[0])
     mask = frame_mask(latents.shape[0], times, start, end)
-    direction = control_vector(probes, attribute, target)
+    direction = steering_direction(method, probes, attribute, target, means=means)
     steered = steer_latents(sae, latents, direction, alpha, mask=mask, keep_residual=keep_residual)
     plain = steer_latents(sae, latents, direction, 0.0, mask=mask, keep_residual=keep_residual)
     n = wave.shape[1]
@@ -201,7 +208,7 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     recon, _ = apply_level_rule(recon, wave, backend.sample_rate, rule, target_attribute=attribute)
     report: dict[str, Any] = {
         "attribute": attribute, "target": spec.class_names(attribute)[target], "alpha": alpha,
-        "keep_residual": keep_residual, "start": start, "end": end,
+        "keep_residual": keep_residual, "start": start, "end": end, "method": method,
         "direction_norm": float(direction.norm()), "alpha_unit": "0.1 * sqrt(F) (alpha 10 = one feature-vector length)",
         "level": level_report.to_dict(),
     }
