@@ -10,7 +10,10 @@
    paper's encoders (EnCodec, WavTokenizer, DiffRhythm-VAE); pass ``--backend encodec-24k
    --weights encodec_24khz-d7cc33bc.th`` (etc.) to run it on a real codec.
 3. ``audiosae train WS`` on the part of the paper's grid (widths 4x-256x, lambda
-   0.005-0.15) that a 2-core CPU finishes in about 30 minutes; what is skipped is printed.
+   0.005-0.15) that this machine should finish in ``--budget-minutes`` (default 30): the
+   widest prefix of the widths with 4 lambdas (else 2), from a cost model scaled by the
+   matmul speed measured just before; what is skipped is printed.  ``--no-build`` trains
+   on an existing ``--workspace`` as it is.
 4. ``audiosae report WS --json``, printed as the paper's table (sparsity range, pitch /
    loudness / timbre accuracy, FVU by width) with the raw-latent and majority-class
    baselines.  Every metric the report provides is shown, including ones added later
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -32,13 +36,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+if importlib.util.find_spec("audiosae") is None:  # not installed: use this checkout
+    sys.path.insert(0, str(HERE.parent))
 
 PAPER_WIDTHS = (4, 8, 16, 32, 64, 128, 256)
 PAPER_L1 = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15)
-# What a busy 2-core CPU trains (SAEs + probes, 10 epochs) in ~30 min on the ~85 min corpus
-# (~340k training frames); cost grows with the sum of the widths.
-DEFAULT_WIDTHS, DEFAULT_L1 = (4, 8, 16, 32), (0.005, 0.02, 0.05, 0.15)
+# The grid is chosen at run time: the widths (in this order) and lambdas that the measured
+# matmul speed says finish within --budget-minutes (default 30), SAEs and probes together.
+LAMBDAS_FIRST, LAMBDAS_FALLBACK = (0.005, 0.02, 0.05, 0.15), (0.005, 0.15)
+DEFAULT_BUDGET_MINUTES = 30.0
+PROBE_CLASSES, PROBE_EPOCHS = 66 + 20 + 20, 12   # classes of the 3 probes; typical epochs with early stopping
+MATMUL_EFFICIENCY = 0.5                          # step time / pure-matmul time (bench_sae's measure)
 QUICK_WIDTHS, QUICK_L1, QUICK_EPOCHS = (4,), (0.02, 0.15), 3
 DEFAULT_ROOT = Path("~/.cache/audiosae/realmusic").expanduser()
 
@@ -145,11 +153,43 @@ def format_table(report: dict, *, stand_in: bool, skipped: str) -> str:
                       *lines, "", *summary, "", *fvu, "", skipped])
 
 
-def skipped_text(widths, l1s, epochs) -> str:
+def matmul_gflops(seconds: float = 1.0) -> float:
+    """This machine's float32 matmul speed right now (under whatever else is running)."""
+    import torch
+
+    a, b = torch.randn(4096, 128), torch.randn(128, 2048)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        n += 1
+    return 2 * 4096 * 128 * 2048 * n / (time.perf_counter() - t0) / 1e9
+
+
+def estimate_seconds(frames: int, d_in: int, widths, l1s, epochs: int, gflops: float) -> float:
+    """SAE training (5 matmuls of B x d_in x d_sae per step) plus probes (encode + 3 heads)."""
+    feats = sum(d_in * w for w in widths) * len(l1s)
+    sae = epochs * frames * 10 * d_in * feats
+    probes = PROBE_EPOCHS * frames * (2 * d_in * feats + 6 * PROBE_CLASSES * feats)
+    return (sae + probes) / (gflops * 1e9 * MATMUL_EFFICIENCY)
+
+
+def choose_grid(frames: int, d_in: int, epochs: int, budget_s: float, gflops: float):
+    """The widest prefix of the paper's widths that fits the budget with 4 lambdas (or 2)."""
+    for l1s in (LAMBDAS_FIRST, LAMBDAS_FALLBACK):
+        widths = [w for k, w in enumerate(PAPER_WIDTHS)
+                  if estimate_seconds(frames, d_in, PAPER_WIDTHS[:k + 1], l1s, epochs, gflops) <= budget_s]
+        if widths:
+            return widths, list(l1s)
+    return [PAPER_WIDTHS[0]], list(LAMBDAS_FALLBACK)
+
+
+def skipped_text(widths, l1s, epochs, estimate_s: float | None = None) -> str:
     sk_w = [w for w in PAPER_WIDTHS if w not in widths]
     sk_l = [v for v in PAPER_L1 if v not in l1s]
     trained = f"trained {len(widths) * len(l1s)} SAEs: widths {','.join(map(str, widths))}x x lambda " \
               f"{','.join(f'{v:g}' for v in l1s)}, {epochs} epochs"
+    if estimate_s is not None:
+        trained += f" (estimated {estimate_s / 60:.0f} min here)"
     skip = f"skipped from the paper's grid: widths {','.join(map(str, sk_w)) or 'none'}x; " \
            f"lambda {','.join(f'{v:g}' for v in sk_l) or 'none'} (run them with --expansion/--l1)"
     return trained + "\n" + skip
@@ -167,32 +207,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--expansion", default=None, help="widths, e.g. 4,8,16 (default: the CPU part of the grid)")
     p.add_argument("--l1", default=None, help="lambdas, e.g. 0.005,0.05")
     p.add_argument("--epochs", type=int, default=None, help="default: audiosae train's default (quick: 3)")
+    p.add_argument("--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES,
+                   help="choose the grid that should train in about this long here (default 30)")
+    p.add_argument("--no-build", action="store_true", help="train and report on --workspace as it is")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the report JSON instead of the table")
     args = p.parse_args(argv)
 
+    from audiosae.workspace import Workspace
+
     t0 = time.monotonic()
-    if args.corpus_dir is not None:
+    if args.no_build:
+        if args.workspace is None:
+            p.error("--no-build needs --workspace")
+        ws, audio = args.workspace, None
+    elif args.corpus_dir is not None:
         corpus = args.corpus_dir
     else:
         import realmusic
 
         corpus = args.corpus or DEFAULT_ROOT / ("corpus-quick" if args.quick else "corpus")
         realmusic.build(corpus, args.cache.expanduser(), quick=args.quick)
-    audio = corpus / "train" if (corpus / "train").is_dir() else corpus
-    ws = args.workspace or corpus.parent / f"{corpus.name}-ws-{args.backend}"
+    if not args.no_build:
+        audio = corpus / "train" if (corpus / "train").is_dir() else corpus
+        ws = args.workspace or corpus.parent / f"{corpus.name}-ws-{args.backend}"
     t_corpus = time.monotonic() - t0
 
-    build = ["build", str(ws), "--backend", args.backend, "--audio", str(audio), "--device", args.device]
-    if args.weights:
-        build += ["--weights", str(args.weights)]
-    built = cli(*build)
+    if args.no_build:
+        built = Workspace.open(ws).meta.get("corpus") or {}
+    else:
+        build = ["build", str(ws), "--backend", args.backend, "--audio", str(audio), "--device", args.device]
+        built = cli(*build, *(["--weights", str(args.weights)] if args.weights else []))
     t_build = time.monotonic() - t0 - t_corpus
 
-    widths = [int(v) for v in args.expansion.split(",")] if args.expansion else \
-        list(QUICK_WIDTHS if args.quick else DEFAULT_WIDTHS)
-    l1s = [float(v) for v in args.l1.split(",")] if args.l1 else list(QUICK_L1 if args.quick else DEFAULT_L1)
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else 10)
+    frames, d_in = int(built["train_frames"]), int(Workspace.open(ws).latent_dim or 128)
+    gflops = matmul_gflops()
+    if args.quick:
+        widths, l1s = list(QUICK_WIDTHS), list(QUICK_L1)
+    else:
+        widths, l1s = choose_grid(frames, d_in, epochs, 60 * args.budget_minutes, gflops)
+    widths = [int(v) for v in args.expansion.split(",")] if args.expansion else widths
+    l1s = [float(v) for v in args.l1.split(",")] if args.l1 else l1s
+    estimate = estimate_seconds(frames, d_in, widths, l1s, epochs, gflops)
+    print(f"grid: widths {widths} x lambda {l1s}, {epochs} epochs on {frames} frames; matmul {gflops:.0f} GFLOP/s "
+          f"now -> estimated {estimate / 60:.1f} min", file=sys.stderr, flush=True)
     cli("train", str(ws), "--expansion", ",".join(map(str, widths)), "--l1", ",".join(f"{v:g}" for v in l1s),
         "--epochs", str(epochs), "--device", args.device)
     t_train = time.monotonic() - t0 - t_corpus - t_build
@@ -200,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(format_table(report, stand_in=args.backend == "mel", skipped=skipped_text(widths, l1s, epochs)))
-    print(f"\naudio {audio} ({built.get('seconds_of_audio', 0) / 60:.1f} min); workspace {ws}\n"
+    print(format_table(report, stand_in=report.get("backend") == "mel", skipped=skipped_text(widths, l1s, epochs, estimate)))
+    print(f"\naudio {audio or 'as built'} ({built.get('seconds_of_audio', 0) / 60:.1f} min); workspace {ws}\n"
           f"times: corpus {t_corpus:.0f} s, build {t_build:.0f} s, train+probes {t_train:.0f} s")
     return 0
 

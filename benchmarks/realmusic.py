@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -40,7 +41,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if importlib.util.find_spec("audiosae") is None:  # not installed: use this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audiosae.audio import convert_channels, resample  # noqa: E402
 from audiosae.corpus import builtin_sources, midi_dependencies  # noqa: E402
