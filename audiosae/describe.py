@@ -16,7 +16,9 @@ A label is ``(attribute, class, score = AUROC, mass_fraction)``; a feature's lab
 best first by AUROC (then mass fraction).  Its ``single_label_score`` is the fraction of its
 activation mass (within the best label's attribute) that falls on the best label's class:
 1 for a feature that fires only on one note, about the class's frame share for a random one.
-Dead features (never active) have no labels and score 0.
+Dead features (never active) have no labels and score 0.  Classes with fewer than
+``MIN_CLASS_FRAMES`` corpus frames are never labels (a note heard for a fraction of a second
+gets AUROC near 1 from almost any feature by chance); their AUROC is still stored.
 
 **How AUROC stays cheap.**  Activations are sparse (most ``f_j`` are exactly 0), so per batch
 only the active entries are touched: each is put in one of ``bins`` log-spaced bins
@@ -66,7 +68,8 @@ __all__ = ["FeatureDescription", "describe_features", "load_description", "load_
 DESCRIBE_FILE = "describe.safetensors"
 DESCRIBE_KIND = "audiosae.describe"
 DEFAULT_BINS = 64
-CHUNK_ELEMENTS = 4 * INDEX_CHUNK_ELEMENTS  # frames x features per batch (a dense [B, F] block)
+MIN_CLASS_FRAMES = 50   # a label's class needs this many corpus frames (0.67 s at 75 Hz)
+CHUNK_ELEMENTS = 2 * INDEX_CHUNK_ELEMENTS  # frames x features per batch: a 16 MB [B, F] block (below glibc's 32 MB mmap cap)
 
 
 @dataclass
@@ -91,6 +94,7 @@ class FeatureDescription:
     n_frames: int = 0
     bins: int = DEFAULT_BINS
     seconds: float = 0.0
+    min_class_frames: int = MIN_CLASS_FRAMES   # rarer classes are never a label (their AUROC is noise)
 
     @property
     def n_features(self) -> int:
@@ -117,9 +121,14 @@ class FeatureDescription:
             out[:, at:at + block.shape[1]] = np.divide(block, total, out=np.zeros_like(block), where=total > 0)
         return out
 
+    def label_scores(self) -> np.ndarray:
+        """``[F, C]`` AUROC as a label score: NaN for classes with fewer than ``min_class_frames`` frames."""
+        keep = self.class_frames >= max(1, int(self.min_class_frames))
+        return np.where(keep[None, :], self.auroc.astype(np.float64), np.nan)
+
     def ranking(self) -> np.ndarray:
         """``[F, C]`` class columns per feature, best label first (AUROC, then mass fraction; NaN last)."""
-        score = np.nan_to_num(self.auroc.astype(np.float64), nan=-1.0)
+        score = np.nan_to_num(self.label_scores(), nan=-1.0)
         return np.argsort(-(score + 1e-9 * self.mass_fraction()), axis=1, kind="stable")
 
     def single_label_score(self) -> np.ndarray:
@@ -135,9 +144,10 @@ class FeatureDescription:
             return []
         order, frac = self._rank_one(feature), self._frac_one(feature)
         cols = self.columns()
+        ok = self.class_frames >= max(1, int(self.min_class_frames))
         out = []
         for c in order:
-            if not np.isfinite(self.auroc[feature, c]):
+            if not (ok[c] and np.isfinite(self.auroc[feature, c])):
                 continue
             a, name = cols[c]
             out.append({"attribute": a, "class": name, "score": round(float(self.auroc[feature, c]), 4),
@@ -171,7 +181,8 @@ class FeatureDescription:
         return out
 
     def _rank_one(self, feature: int) -> np.ndarray:
-        score = np.nan_to_num(self.auroc[feature].astype(np.float64), nan=-1.0)
+        ok = self.class_frames >= max(1, int(self.min_class_frames))
+        score = np.where(ok, np.nan_to_num(self.auroc[feature].astype(np.float64), nan=-1.0), -1.0)
         return np.argsort(-(score + 1e-9 * self._frac_one(feature)), kind="stable")
 
     def _check(self, feature: int) -> None:
@@ -402,7 +413,7 @@ def search_features(desc: FeatureDescription, query: str, *, min_score: float = 
     cols = _matching_columns(desc, query)
     if not cols:
         return []
-    au = np.nan_to_num(desc.auroc[:, cols].astype(np.float64), nan=-1.0)
+    au = np.nan_to_num(desc.label_scores()[:, cols], nan=-1.0)
     best = au.argmax(axis=1)
     score = au[np.arange(desc.n_features), best]
     keep = np.flatnonzero((score >= min_score) & (desc.density > 0))
@@ -447,7 +458,7 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
     cancel = cancel or CancelToken()
     at = desc.offsets[attribute]
     n_a = len(desc.class_names[attribute])
-    au = np.nan_to_num(desc.auroc[:, at:at + n_a], nan=-1.0)
+    au = np.nan_to_num(desc.label_scores()[:, at:at + n_a], nan=-1.0)
     best = au.argmax(axis=1)
     skip = {desc.class_names[attribute].index(c) for c in skip_classes if c in desc.class_names[attribute]}
     feats = [j for j in range(desc.n_features) if desc.density[j] > 0 and int(best[j]) not in skip]

@@ -246,3 +246,32 @@ def test_top_frame_precision(known):
     for j in range(1, N_NOTES):
         assert prec[j]["precision"] == 1.0 and prec[j]["frames"] == 50
     assert 0 not in prec and 8 not in prec      # unvoiced best label skipped; dead feature skipped
+
+
+def test_rare_classes_are_not_labels(known):
+    import dataclasses
+
+    _, _, _, desc = known
+    strict = dataclasses.replace(desc, min_class_frames=10**6)
+    assert strict.labels(1) == [] and np.isfinite(strict.auroc[1, 1])
+    assert search_features(strict, "G#1") == []
+
+
+def test_end_to_end_tones(tmp_path, capsys):
+    """A real (tiny) workspace: mel tones, one x4 SAE; the CLI labels it and the cache is used."""
+    from audiosae.corpus import builtin_sources
+    from audiosae.sae import grid_configs, train_sae_grid
+    from audiosae.workspace import build_corpus
+
+    ws = Workspace.create(tmp_path / "ws", "mel")
+    build_corpus(ws, builtin_sources("tones", minutes=0.2), device="cpu", shard_frames=600)
+    (sae, _), = train_sae_grid(ws.frame_store(), grid_configs(128, [4], [0.02]), epochs=1, batch_size=256)
+    name = sae.cfg.name
+    sae.save(ws.sae_dir(name))    # SAE only: the probes are not needed to describe it
+    assert main(["describe", str(ws.root), "--sae", name, "--json", "--quiet", "--device", "cpu", "--top", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["features"]) == 4 * 128
+    live = [f for f in data["features"] if f["labels"]]
+    assert live and all(0.0 <= f["labels"][0]["score"] <= 1.0 for f in live)
+    assert all(0.0 <= f["single_label_score"] <= 1.0 for f in data["features"])
+    assert load_description(ws, name) is not None

@@ -1,0 +1,85 @@
+"""Check ``audiosae describe`` labels on a real corpus: the top labelled features, and for the
+features whose best pitch label is a note, the precision of that note among their most active frames.
+
+    python benchmarks/describe_precision.py WORKSPACE --sae NAME [--k 50] [--show 15] [--json]
+
+Goal (issue "every feature labelled automatically"): for an SAE of width >= 1,024, at least 50
+features whose best pitch label is a note have precision >= 0.8 among their 50 most active
+corpus frames.  Features count when their best pitch AUROC is at least ``--min-auroc`` (0.5:
+every live feature with a note as best pitch class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from audiosae.describe import load_or_describe, top_frame_precision  # noqa: E402
+from audiosae.workspace import Workspace  # noqa: E402
+
+
+def run(workspace: Path, sae: str, k: int = 50, show: int = 15, min_auroc: float = 0.5,
+        device: str = "cpu") -> dict:
+    ws = Workspace.open(workspace)
+    t0 = time.perf_counter()
+    desc = load_or_describe(ws, sae, device=device)
+    describe_s = time.perf_counter() - t0
+    single = desc.single_label_score()
+    best = [desc.labels(j, top=1) for j in range(desc.n_features)]
+    live = [j for j in range(desc.n_features) if best[j]]
+    order = sorted(live, key=lambda j: (-best[j][0]["score"] * single[j], j))
+    top = [{**desc.describe(j, top=3)} for j in order[:show]]
+    t0 = time.perf_counter()
+    prec = top_frame_precision(ws, sae, desc, k=k, device=device)
+    precision_s = time.perf_counter() - t0
+    rows = [r for r in prec.values() if r["auroc"] >= min_auroc]
+    good = [r for r in rows if r["precision"] >= 0.8]
+    by_prec = sorted(rows, key=lambda r: (-r["precision"], -r["auroc"]))
+    return {"workspace": str(workspace), "sae": sae, "features": desc.n_features, "frames": desc.n_frames,
+            "live_features": len(live), "describe_seconds": round(describe_s, 1),
+            "precision_seconds": round(precision_s, 1), "k": k,
+            "note_features": len(rows), "note_features_precision_ge_0.8": len(good),
+            "median_precision": float(np.median([r["precision"] for r in rows])) if rows else None,
+            "distinct_notes_ge_0.8": sorted({r["class"] for r in good}),
+            "goal_met": desc.n_features >= 1024 and len(good) >= 50,
+            "max_auroc_error_bound": float(np.nanmax(desc.auroc_error)),
+            "top_features": top, "best_precision": by_prec[:show]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("workspace", type=Path)
+    p.add_argument("--sae", required=True)
+    p.add_argument("--k", type=int, default=50)
+    p.add_argument("--show", type=int, default=15)
+    p.add_argument("--min-auroc", type=float, default=0.5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    res = run(args.workspace, args.sae, args.k, args.show, args.min_auroc, args.device)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return
+    print(f"{res['sae']}: {res['features']} features ({res['live_features']} live) over {res['frames']} frames; "
+          f"describe {res['describe_seconds']} s, precision pass {res['precision_seconds']} s")
+    print("top labelled features (best AUROC x single-label score):")
+    for f in res["top_features"]:
+        labels = ", ".join(f"{x['attribute']} {x['class']} {x['score']:.3f} (mass {x['mass_fraction']:.2f})"
+                           for x in f["labels"])
+        print(f"  {f['feature']:>5} density {f['density']:.4f} single {f['single_label_score']:.2f}: {labels}")
+    print(f"features whose best pitch label is a note: {res['note_features']}; precision@{res['k']} >= 0.8: "
+          f"{res['note_features_precision_ge_0.8']} (median {res['median_precision']}); goal >= 50: "
+          f"{'met' if res['goal_met'] else 'NOT met'}; notes: {', '.join(res['distinct_notes_ge_0.8'])}")
+    for r in res["best_precision"]:
+        print(f"  {r['feature']:>5} {r['class']:>4} AUROC {r['auroc']:.3f} precision@{res['k']} {r['precision']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
