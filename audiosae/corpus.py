@@ -25,8 +25,8 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -226,26 +226,61 @@ def user_sources(paths: Iterable[str | Path]) -> tuple[list[Source], list[AudioI
     return sources, problems
 
 
+def split_key(source_id: str, path: str | None = None) -> str:
+    """What decides a source's side of a split: independent of where the corpus lies.
+
+    Built-in sources (no ``path``) use their id ("tones/0007"); user files use the file name
+    only, never the folder, so a corpus copied or moved elsewhere splits the same way.  (Two
+    files with the same name in different folders share a key and fall on the same side.)
+    """
+    if path is None:
+        return source_id
+    return PurePosixPath(str(source_id).replace("\\", "/")).name or str(source_id)
+
+
+def _source_key(source: Any) -> str:
+    return split_key(source.source_id, getattr(source, "path", None))
+
+
 def validation_split(sources: Sequence[Source], fraction: float = 0.1, seed: int = 0
                      ) -> dict[str, str]:
     """``{source_id: "train" | "val"}``, split by whole source so no passage leaks across.
 
-    Each source's side depends only on a hash of (seed, source_id), so adding sources never
-    moves the others.  With two or more sources there is always at least one of each side.
+    Each source's side depends only on a hash of (seed, ``split_key``): the id of a built-in
+    source, the file name of a user file (not its folder, so the same files in another folder
+    split the same way), and adding sources never moves the others.  With two or more
+    sources there is always at least one of each side.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be between 0 and 1, got {fraction}")
     ids = [s.source_id for s in sources]
     if len(set(ids)) != len(ids):
         raise ValueError("source ids are not unique")
-    score = {sid: _unit_hash(f"{seed}:{sid}") for sid in ids}
-    split = {sid: ("val" if score[sid] < fraction else "train") for sid in ids}
+    keys = {s.source_id: _source_key(s) for s in sources}
+    # ties (same file name in two folders) are broken by the id, whose order among files of
+    # one copied tree does not depend on where the tree lies
+    score = {sid: (_unit_hash(f"{seed}:{keys[sid]}"), keys[sid], sid) for sid in ids}
+    split = {sid: ("val" if score[sid][0] < fraction else "train") for sid in ids}
     if len(ids) >= 2:
         if "val" not in split.values():
             split[min(ids, key=score.__getitem__)] = "val"
         if "train" not in split.values():
             split[max(ids, key=score.__getitem__)] = "train"
     return split
+
+
+def source_folds(keys: Mapping[str, str], n_folds: int, seed: int = 0) -> dict[str, int]:
+    """``{source_id: fold}`` for cross-validation by whole source, ``keys`` = ``{source_id: split_key}``.
+
+    Sources are ordered by a hash of (seed, key) and dealt round-robin into ``min(n_folds,
+    len(keys))`` folds, so folds differ in size by at most one source and, like
+    ``validation_split``, do not depend on where the files lie.
+    """
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
+    order = sorted(keys, key=lambda sid: (_unit_hash(f"{seed}:fold:{keys[sid]}"), keys[sid], sid))
+    k = min(n_folds, len(order))
+    return {sid: i % k for i, sid in enumerate(order)}
 
 
 def _unit_hash(text: str) -> float:

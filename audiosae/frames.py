@@ -39,6 +39,29 @@ class ArrayFrames:
         cols = self._splits.get(split)
         return 0 if cols is None else int(cols["latents"].shape[0])
 
+    def source_table(self) -> dict[int, tuple[str, str, int]]:
+        """``{source: (key, split, n_frames)}`` from an int ``source`` column (empty without one)."""
+        out: dict[int, tuple[str, str, int]] = {}
+        for split, cols in self._splits.items():
+            if "source" not in cols:
+                return {}
+            ids, counts = torch.unique(cols["source"], return_counts=True)
+            for sid, n in zip(ids.tolist(), counts.tolist()):
+                out[int(sid)] = (str(int(sid)), split, int(n))
+        return out
+
+    def with_splits(self, split_of: dict[int, str]) -> "ArrayFrames":
+        """Rows regrouped by their ``source`` column: ``split_of[source]`` is "train", "val" or
+        anything else (left out)."""
+        names = sorted({c for cols in self._splits.values() for c in cols})
+        allcols = {c: torch.cat([cols[c] for cols in self._splits.values()]) for c in names}
+        side = [split_of.get(int(s), "-") for s in allcols["source"].tolist()]
+        out = {}
+        for split in ("train", "val"):
+            keep = torch.tensor([x == split for x in side], dtype=torch.bool)
+            out[split] = {c: v[keep] for c, v in allcols.items()}
+        return ArrayFrames(out)
+
     def iter_batches(self, split: Split, batch_size: int, *, shuffle: bool, seed: int = 0,
                      columns: tuple[str, ...] = ("latents",)) -> Iterator[dict[str, torch.Tensor]]:
         cols = self._splits[split]

@@ -8,30 +8,39 @@ logit, which is what the studio's attribution views show.
 Training choices:
 
 * Features are computed on the fly per batch from the latents (``sae.encode``), so no
-  feature matrix is ever stored.  All attributes' probes train in the same pass.
-* The raw-latent baseline (``sae=None``) standardises each latent dimension with the
-  training split's mean and standard deviation (from up to ``NORM_SAMPLE_FRAMES`` frames);
-  the map is folded into the saved weights, so both kinds of probe take what they name
-  (features or raw latents) with no extra step.  SAE features are used as they are: they
-  already have unit RMS per frame, and ``W_kj`` then reads directly as the paper's ``c``.
-* AdamW with decoupled weight decay ``WEIGHT_DECAY`` on ``W`` (not on ``b``): the features
-  of wide SAEs outnumber the classes' frames for rare classes, and a little decay keeps
-  weights of features that never co-occur with a class at zero instead of drifting.
-* Early stopping per attribute on the validation cross-entropy, with ``patience`` epochs
-  without improvement; each attribute keeps the weights of its best epoch and stops
-  updating.  Without validation frames the training loss is used instead.
+  feature matrix is ever stored.  All attributes' probes (and, when the L2 strength is being
+  chosen, every strength of the grid) train in the same pass.
+* Inputs are standardised per dimension with the training frames' mean and standard
+  deviation (from up to ``NORM_SAMPLE_FRAMES`` frames; the std floored at ``STD_FLOOR`` times
+  its RMS over dimensions, so a feature that almost never fires cannot get a huge weight).
+  The map is folded into the saved weights (``W <- W' / std``, ``b <- b' - W mean``): both
+  kinds of probe take what they name (features or raw latents) with no extra step, the
+  logit is still ``sum_j W_kj f_j + b_k``, and ``W_k`` is the logit's gradient in feature
+  space, the direction steering adds (``steering.control_vector`` rescales it).
+* Coupled L2 ``(l2 / 2) ||W'||^2`` on the standardised weights (not on ``b``), Adam.  Given a
+  grid, the strength is chosen per attribute by held-out accuracy on an inner split of the
+  *training* sources, then the probe is trained again on all training frames for the
+  chosen strength's best epoch count; see ``train_probes``.  ``class_weight="balanced"``
+  weighs the cross-entropy by ``n / (K n_k)``.
+* Early stopping per attribute on the (inner) validation cross-entropy, with ``patience``
+  epochs without improvement; each keeps the weights of its best epoch.
 * Labels are the int64 columns named like the attributes; negative labels mean
   "unlabelled" and are ignored.
+* ``cross_validate_probes`` measures by whole source (k folds); ``confusion_metrics`` adds
+  within-one-bin accuracy and the mean error in the classes' unit for ordinal attributes.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 import torch
 import torch.nn.functional as tnf
@@ -44,9 +53,13 @@ from .sae import MAX_CHUNK_ELEMENTS, NORM_SAMPLE_FRAMES, SparseAutoencoder, _jso
 from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tensors, load_tensors_metadata,
                       read_json_object, require_int, save_tensors)
 
-__all__ = ["ProbeSet", "train_probes", "WEIGHT_DECAY"]
+__all__ = ["ProbeSet", "train_probes", "cross_validate_probes", "summarize_folds", "range_warning",
+           "confusion_metrics", "balanced_class_weights", "DEFAULT_L2", "L2_GRID"]
 
-WEIGHT_DECAY = 1e-2          # AdamW decoupled decay on W: shrink by lr * 1e-2 per step
+DEFAULT_L2 = 1e-3            # coupled L2 on W (standardised inputs, mean cross-entropy): (l2 / 2) ||W||^2
+L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)   # strengths tried when choosing on an inner split
+INNER_VAL_FRACTION = 0.25    # share of the training sources held out to choose the L2 strength
+STD_FLOOR = 0.1              # input std floored at this fraction of the RMS std over dimensions
 PROBE_KIND = "audiosae.probes"
 WEIGHTS_FILE = "probes.safetensors"
 META_FILE = "probes.json"
@@ -248,10 +261,14 @@ class ProbeSet:
 
     # -- evaluation --------------------------------------------------------------------------
     def evaluate(self, store: FrameStore, split: str = "val", sae: SparseAutoencoder | None = None,
-                 batch_size: int = 4096, cancel: CancelToken | None = None) -> dict[str, dict[str, Any]]:
+                 batch_size: int = 4096, cancel: CancelToken | None = None,
+                 class_values: Mapping[str, Sequence[float]] | None = None) -> dict[str, dict[str, Any]]:
         """Per attribute: ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present),
         ``confusion`` (``K x K`` list, rows = true class, columns = predicted), ``n_frames``
-        (labelled frames) and ``chance`` (the majority class's rate)."""
+        (labelled frames), ``chance`` (the majority class's rate) and ``support`` (frames per
+        true class).  For the attributes in ``class_values`` (ordinal classes: the value of
+        each class, e.g. bin centres in dB or Hz) also ``within1`` and ``mae``; see
+        ``confusion_metrics``."""
         self.check_sae(sae)
         if int(store.n_frames(split)) == 0:  # type: ignore[arg-type]
             raise WorkspaceError(f"the {split!r} split has no frames to evaluate probes on")
@@ -271,22 +288,8 @@ class ProbeSet:
                     pred = logits[:, lo:hi].argmax(-1)
                     k = self.n_classes(a)
                     confusion[a] += torch.bincount((y[keep] * k + pred[keep]).cpu(), minlength=k * k)
-        out = {}
-        for a in attrs:
-            k = self.n_classes(a)
-            cm = confusion[a].view(k, k)
-            support = cm.sum(1)
-            n = int(support.sum())
-            present = support > 0
-            recall = cm.diag()[present].double() / support[present].double()
-            out[a] = {
-                "accuracy": float(cm.diag().sum()) / n if n else float("nan"),
-                "balanced_accuracy": float(recall.mean()) if n else float("nan"),
-                "confusion": cm.tolist(),
-                "n_frames": n,
-                "chance": float(support.max()) / n if n else float("nan"),
-            }
-        return out
+        values = class_values or {}
+        return {a: confusion_metrics(confusion[a].view(self.n_classes(a), -1), values.get(a)) for a in attrs}
 
     def _stacked(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         w = torch.cat([self.weights[a] for a in self.attributes]).to(device)
@@ -298,6 +301,51 @@ class ProbeSet:
         return w, b, offsets
 
 
+# ---- metrics --------------------------------------------------------------------------------
+def confusion_metrics(confusion: torch.Tensor | np.ndarray | Sequence[Sequence[int]],
+                      class_values: Sequence[float] | None = None) -> dict[str, Any]:
+    """Metrics of a ``K x K`` confusion matrix (rows = true class, columns = predicted).
+
+    Always ``accuracy``, ``balanced_accuracy``, ``chance`` (majority class's rate),
+    ``n_frames``, ``support`` and ``confusion``.  With ``class_values`` (the value each class
+    stands for, e.g. a bin centre; ordinal attributes) also ``within1``: the share of frames
+    predicted at most one class away, and ``mae``: the mean ``|value(pred) - value(true)|``
+    in the values' unit.  Classes whose value is NaN (say "unvoiced") are left out of both.
+    """
+    cm = torch.as_tensor(np.asarray(confusion, dtype=np.int64))
+    k = cm.shape[0]
+    support = cm.sum(1)
+    n = int(support.sum())
+    present = support > 0
+    recall = cm.diag()[present].double() / support[present].double()
+    out: dict[str, Any] = {
+        "accuracy": float(cm.diag().sum()) / n if n else float("nan"),
+        "balanced_accuracy": float(recall.mean()) if n else float("nan"),
+        "confusion": cm.tolist(),
+        "n_frames": n,
+        "chance": float(support.max()) / n if n else float("nan"),
+        "support": support.tolist(),
+    }
+    if class_values is not None:
+        v = np.asarray(class_values, dtype=np.float64)
+        if v.shape != (k,):
+            raise AudioSAEError(f"{len(v)} class values for {k} classes")
+        ok = np.isfinite(v)
+        c = cm.numpy().astype(np.float64)[np.ix_(ok, ok)]
+        idx = np.arange(k)[ok]
+        m = float(c.sum())
+        near = np.abs(idx[:, None] - idx[None, :]) <= 1
+        err = np.abs(v[ok][:, None] - v[ok][None, :])
+        out["within1"] = float((c * near).sum() / m) if m else float("nan")
+        out["mae"] = float((c * err).sum() / m) if m else float("nan")
+    return out
+
+
+def _unit_hash(text: str) -> float:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
 # ---- training -------------------------------------------------------------------------------
 def _check_labels(y: torch.Tensor, k: int, attr: str) -> None:
     if y.numel() and int(y.max()) >= k:
@@ -305,12 +353,11 @@ def _check_labels(y: torch.Tensor, k: int, attr: str) -> None:
 
 
 def _feature_fn(sae: SparseAutoencoder | None, standardise: tuple[torch.Tensor, torch.Tensor] | None):
-    if sae is not None:
-        return lambda x: sae.encode(x)[1]
-    if standardise is not None:
-        mean, inv_std = standardise
-        return lambda x: (x - mean) * inv_std
-    return lambda x: x
+    base = (lambda x: sae.encode(x)[1]) if sae is not None else (lambda x: x)
+    if standardise is None:
+        return base
+    mean, inv_std = standardise
+    return lambda x: (base(x) - mean) * inv_std
 
 
 def _chunked_logits(x: torch.Tensor, feats_fn, w: torch.Tensor, b: torch.Tensor,
@@ -324,15 +371,236 @@ def _chunked_logits(x: torch.Tensor, feats_fn, w: torch.Tensor, b: torch.Tensor,
     return torch.cat(parts) if parts else torch.zeros(0, w.shape[0], device=x.device)
 
 
+def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
+    """``n / (K_present * n_k)`` for the classes present (0 for absent ones): every class present
+    weighs the same in the loss, and the weights average to 1 over the training frames."""
+    counts = counts.double()
+    present = counts > 0
+    w = torch.zeros_like(counts)
+    if present.any():
+        w[present] = counts.sum() / (int(present.sum()) * counts[present])
+    return w.float()
+
+
+def _l2_list(l2: float | Sequence[float]) -> list[float]:
+    values = [float(l2)] if isinstance(l2, (int, float)) else [float(v) for v in l2]
+    if not values or any(not (v >= 0 and math.isfinite(v)) for v in values):
+        raise AudioSAEError(f"L2 strengths must be finite numbers >= 0, got {l2!r}")
+    return values
+
+
+@dataclass
+class _Head:
+    attr: str
+    l2: float
+    max_epochs: int
+
+
+def _fit_heads(store: FrameStore, feats_fn, heads: list[_Head], n_classes: Mapping[str, int], d_features: int, *,
+               class_weights: Mapping[str, torch.Tensor | None], use_val: bool, batch_size: int, lr: float,
+               patience: int, seed: int, dev: torch.device, progress: ProgressSink, cancel: CancelToken | None,
+               stage: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Train every head (one softmax probe per (attribute, L2)) in the same passes over ``train``.
+
+    With ``use_val`` each head stops early on the ``val`` cross-entropy and keeps its best
+    epoch; without, each runs its ``max_epochs`` and keeps the last.  Returns per head
+    ``{"w", "b", "epoch", "val_loss", "val_accuracy", "val_balanced_accuracy"}`` and the history.
+    """
+    attrs = sorted({h.attr for h in heads}, key=[h.attr for h in heads].index)
+    columns = ("latents", *attrs)
+    n_heads = len(heads)
+    weights = [torch.zeros(int(n_classes[h.attr]), d_features, device=dev, requires_grad=True) for h in heads]
+    biases = [torch.zeros(int(n_classes[h.attr]), device=dev, requires_grad=True) for h in heads]
+    optims = [torch.optim.Adam([weights[i], biases[i]], lr=lr) for i in range(n_heads)]
+    cw = {a: (None if class_weights.get(a) is None else class_weights[a].to(dev)) for a in attrs}
+    best = [{"w": weights[i].detach().clone(), "b": biases[i].detach().clone(), "epoch": 0,
+             "val_loss": math.inf, "val_accuracy": float("nan"), "val_balanced_accuracy": float("nan")}
+            for i in range(n_heads)]
+    bad = [0] * n_heads
+    stopped: set[int] = set()
+    history: list[dict[str, Any]] = []
+    rows_per_chunk = max(1, MAX_CHUNK_ELEMENTS // d_features)
+    n_train = max(1, int(store.n_frames("train")))
+    max_epochs = max(h.max_epochs for h in heads)
+    last_report = 0.0
+    for epoch in range(max_epochs):
+        active = [i for i in range(n_heads) if i not in stopped]
+        train_loss = {i: 0.0 for i in active}
+        train_count = {i: 0 for i in active}
+        done_frames = 0
+        for batch in store.iter_batches("train", batch_size, shuffle=True, seed=seed + epoch, columns=columns):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            x = batch["latents"].to(dev, torch.float32)
+            labels = {a: batch[a].to(dev) for a in attrs}
+            valid = {}
+            for a in attrs:
+                _check_labels(labels[a], int(n_classes[a]), a)
+                valid[a] = int((labels[a] >= 0).sum())
+            for i in active:
+                optims[i].zero_grad(set_to_none=False)
+            for s in range(0, x.shape[0], rows_per_chunk):
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
+                with torch.no_grad():
+                    f = feats_fn(x[s:s + rows_per_chunk])
+                logits = f @ torch.cat([weights[i] for i in active]).T + torch.cat([biases[i] for i in active])
+                loss = 0.0
+                lo = 0
+                for i in active:
+                    a = heads[i].attr
+                    k = int(n_classes[a])
+                    if valid[a]:
+                        ce = tnf.cross_entropy(logits[:, lo:lo + k], labels[a][s:s + rows_per_chunk], weight=cw[a],
+                                               ignore_index=-1, reduction="sum")
+                        train_loss[i] += float(ce.detach())
+                        loss = loss + ce / valid[a]
+                    lo += k
+                if torch.is_tensor(loss):
+                    loss.backward()
+            for i in active:
+                a = heads[i].attr
+                train_count[i] += valid[a]
+                if valid[a]:
+                    if heads[i].l2 > 0:   # coupled L2: the gradient of (l2 / 2) * ||W||^2, once per step
+                        with torch.no_grad():
+                            weights[i].grad.add_(weights[i].detach(), alpha=heads[i].l2)
+                    optims[i].step()
+            done_frames += x.shape[0]
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_INTERVAL_S:
+                last_report = now
+                progress(Progress(stage, epoch + min(1.0, done_frames / n_train), max_epochs,
+                                  f"epoch {epoch + 1}/{max_epochs}"))
+        if use_val:
+            val = _validation(store, feats_fn, [weights[i] for i in active], [biases[i] for i in active],
+                              [heads[i].attr for i in active], n_classes, cw, batch_size, dev, cancel)
+        else:
+            val = [(train_loss[i] / max(1, train_count[i]), float("nan"), float("nan")) for i in active]
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        for i, (current, acc, bacc) in zip(active, val):
+            improved = current < best[i]["val_loss"] - 1e-6 * max(1.0, abs(best[i]["val_loss"])
+                                                                    if math.isfinite(best[i]["val_loss"]) else 1.0)
+            if improved or not use_val:
+                best[i] = {"w": weights[i].detach().clone(), "b": biases[i].detach().clone(), "epoch": epoch + 1,
+                           "val_loss": current, "val_accuracy": acc, "val_balanced_accuracy": bacc}
+                bad[i] = 0
+            else:
+                bad[i] += 1
+            if (use_val and bad[i] >= patience) or epoch + 1 >= heads[i].max_epochs:
+                stopped.add(i)
+            single = sum(h.attr == heads[i].attr for h in heads) == 1
+            record[heads[i].attr if single else f"{heads[i].attr}@{heads[i].l2:g}"] = {
+                "train_loss": train_loss[i] / max(1, train_count[i]), "val_loss": current if use_val else None,
+                "val_accuracy": acc if use_val else None, "stopped": i in stopped}
+        history.append(record)
+        progress(Progress(stage, epoch + 1, max_epochs, f"epoch {epoch + 1}/{max_epochs}",
+                          metrics={k: v for k, v in record.items() if k != "epoch"}))
+        if len(stopped) == n_heads:
+            break
+    return best, history
+
+
+def _validation(store: FrameStore, feats_fn, weights: list[torch.Tensor], biases: list[torch.Tensor],
+                head_attrs: list[str], n_classes: Mapping[str, int], class_weights: Mapping[str, torch.Tensor | None],
+                batch_size: int, dev: torch.device, cancel: CancelToken | None = None
+                ) -> list[tuple[float, float, float]]:
+    """Per head: (validation cross-entropy (class-weighted like training), accuracy, balanced accuracy)."""
+    attrs = list(dict.fromkeys(head_attrs))
+    n = len(head_attrs)
+    loss, wsum = [0.0] * n, [0.0] * n
+    cms = [torch.zeros(int(n_classes[a]) ** 2, dtype=torch.int64) for a in head_attrs]
+    with torch.no_grad():
+        w_cat = torch.cat(weights)
+        b_cat = torch.cat(biases)
+        for batch in store.iter_batches("val", batch_size, shuffle=False, columns=("latents", *attrs)):
+            logits = _chunked_logits(batch["latents"].to(dev, torch.float32), feats_fn, w_cat, b_cat, cancel)
+            lo = 0
+            for i, a in enumerate(head_attrs):
+                k = int(n_classes[a])
+                y = batch[a].to(dev)
+                _check_labels(y, k, a)
+                part = logits[:, lo:lo + k]
+                keep = y >= 0
+                if keep.any():
+                    cw = class_weights.get(a)
+                    loss[i] += float(tnf.cross_entropy(part[keep], y[keep], weight=cw, reduction="sum"))
+                    wsum[i] += float(cw[y[keep]].sum()) if cw is not None else int(keep.sum())
+                    cms[i] += torch.bincount((y[keep] * k + part[keep].argmax(-1)).cpu(), minlength=k * k)
+                lo += k
+    out = []
+    for i, a in enumerate(head_attrs):
+        m = confusion_metrics(cms[i].view(int(n_classes[a]), -1))
+        out.append((loss[i] / wsum[i] if wsum[i] > 0 else math.inf, m["accuracy"], m["balanced_accuracy"]))
+    return out
+
+
+def _inner_split(store: FrameStore, fraction: float, seed: int) -> tuple[FrameStore, dict[str, Any]] | None:
+    """The store's training sources split again, by whole source, into inner train / val
+    (``fraction`` of them, at least one, for validation); None without a source table or
+    with fewer than two training sources."""
+    table = store.source_table() if hasattr(store, "source_table") else {}
+    train = {sid: key for sid, (key, split, n) in table.items() if split == "train" and n > 0}
+    if len(train) < 2:
+        return None
+    order = sorted(train, key=lambda sid: (_unit_hash(f"{seed}:inner:{train[sid]}"), train[sid], str(sid)))
+    n_val = min(len(order) - 1, max(1, int(round(fraction * len(order)))))
+    split_of = {sid: ("val" if i < n_val else "train") for i, sid in enumerate(order)}
+    return store.with_splits(split_of), {"train_sources": len(order) - n_val, "val_sources": n_val}
+
+
+def _input_stats(store: FrameStore, feats_fn, attrs: list[str], n_classes: Mapping[str, int], d_features: int,
+                 batch_size: int, seed: int, dev: torch.device, cancel: CancelToken | None
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """One pass over ``train``: class counts (all frames) and the inputs' per-dimension mean and
+    standard deviation (from the first ``NORM_SAMPLE_FRAMES`` frames of a shuffled pass)."""
+    counts = {a: torch.zeros(int(n_classes[a]), dtype=torch.long) for a in attrs}
+    acc = _MomentAccumulator(d_features)
+    rows = max(1, MAX_CHUNK_ELEMENTS // d_features)
+    for batch in store.iter_batches("train", batch_size, shuffle=True, seed=seed, columns=("latents", *attrs)):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        for a in attrs:
+            y = batch[a]
+            _check_labels(y, int(n_classes[a]), a)
+            counts[a] += torch.bincount(y[y >= 0], minlength=int(n_classes[a]))
+        need = NORM_SAMPLE_FRAMES - acc.n
+        if need > 0:
+            x = batch["latents"][:need]
+            with torch.no_grad():
+                for s in range(0, x.shape[0], rows):
+                    acc.add(feats_fn(x[s:s + rows].to(dev, torch.float32)))
+    if acc.n == 0:
+        raise WorkspaceError("the training split has no frames to train probes on")
+    std = (acc.m2 / acc.n).sqrt()
+    # Floor: a feature that almost never fires has a tiny std; dividing by it would give its
+    # (folded) weight a huge size and make it dominate control vectors.
+    rms = float(std.pow(2).mean().sqrt())
+    floor = max(STD_FLOOR * rms, 1e-12)
+    return counts, acc.mean.float(), torch.clamp(std, min=floor).float()
+
+
 def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes: Mapping[str, int],
                  class_names: Mapping[str, list[str]] | None = None, max_epochs: int = 30, batch_size: int = 4096,
                  lr: float = 1e-3, patience: int = 3, seed: int = 0, device: str | torch.device = "cpu",
-                 progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> ProbeSet:
+                 progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
+                 l2: float | Sequence[float] = DEFAULT_L2, class_weight: str | None = None,
+                 standardize: bool = True, inner_fraction: float = INNER_VAL_FRACTION) -> ProbeSet:
     """Train one softmax probe per attribute on SAE features (or on raw latents when ``sae`` is None).
 
-    Labels are the int64 columns named like the attributes in the store's batches.  Every
-    epoch makes one pass over ``train`` (order ``seed + epoch``) for all attributes at once
-    and one pass over ``val`` for early stopping; see the module docstring for the choices.
+    Labels are the int64 columns named like the attributes in the store's batches.
+
+    * ``standardize``: inputs are standardised per dimension with the training frames' mean
+      and (floored) standard deviation; the map is folded into the saved weights.
+    * ``l2``: one strength, or a grid.  With a grid the strength is chosen per attribute on an
+      inner split of the *training* sources (``inner_fraction`` of them held out; needs a
+      store with ``source_table`` and two or more training sources, else the store's ``val``
+      split is used and ``metrics["selection"]["on"]`` says so); every strength of the grid
+      trains in the same passes, early-stopped on the inner validation loss; then the chosen
+      strength is trained again on all training frames for its best epoch count.  The store's
+      ``val`` split is then never looked at.  With one strength, early stopping uses ``val``
+      (or the training loss without validation frames), as before.
+    * ``class_weight="balanced"``: cross-entropy weights ``n / (K n_k)`` per class.
     """
     attrs = list(n_classes)
     if not attrs:
@@ -342,6 +610,11 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
             raise AudioSAEError(f"attribute {a!r} needs at least 2 classes, got {k}")
     if max_epochs < 1 or batch_size < 1 or patience < 1:
         raise AudioSAEError("max_epochs, batch_size and patience must be >= 1")
+    if class_weight not in (None, "balanced"):
+        raise AudioSAEError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+    if not 0.0 < inner_fraction < 1.0:
+        raise AudioSAEError(f"inner_fraction must be between 0 and 1, got {inner_fraction}")
+    grid = _l2_list(l2)
     if int(store.n_frames("train")) == 0:
         raise WorkspaceError("the training split has no frames to train probes on")
     dev = device if isinstance(device, torch.device) else pick_device(str(device))
@@ -351,159 +624,169 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
         model = sae if sae.device == dev else copy.deepcopy(sae).to(dev)
         model.eval()
         d_features = sae.cfg.d_sae
-        standardise = None
     else:
         model = None
         d_features = int(store.d_in)
-        acc = _MomentAccumulator(d_features)
-        for batch in store.iter_batches("train", batch_size, shuffle=True, seed=seed):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            acc.add(batch["latents"][: NORM_SAMPLE_FRAMES - acc.n])
-            if acc.n >= NORM_SAMPLE_FRAMES:
-                break
-        std = (acc.m2 / acc.n).sqrt()
-        std = torch.where(std > 1e-12 * max(float(std.max()), 1e-30), std, torch.ones_like(std))
-        standardise = (acc.mean.to(dev, torch.float32), (1.0 / std).to(dev, torch.float32))
+    raw_fn = _feature_fn(model, None)
+    class_counts, mean, std = _input_stats(store, raw_fn, attrs, n_classes, d_features, batch_size, seed, dev, cancel)
+    standardise = (mean.to(dev), (1.0 / std).to(dev)) if standardize else None
     feats_fn = _feature_fn(model, standardise)
-    has_val = int(store.n_frames("val")) > 0
-    columns = ("latents", *attrs)
-
-    weights = {a: torch.zeros(int(n_classes[a]), d_features, device=dev, requires_grad=True) for a in attrs}
-    biases = {a: torch.zeros(int(n_classes[a]), device=dev, requires_grad=True) for a in attrs}
-    optims = {a: torch.optim.AdamW([{"params": [weights[a]], "weight_decay": WEIGHT_DECAY},
-                                    {"params": [biases[a]], "weight_decay": 0.0}], lr=lr) for a in attrs}
-    best = {a: (math.inf, -1, weights[a].detach().clone(), biases[a].detach().clone()) for a in attrs}
-    bad_epochs = {a: 0 for a in attrs}
-    stopped: set[str] = set()
+    cw = {a: (balanced_class_weights(class_counts[a]) if class_weight == "balanced" else None) for a in attrs}
+    common = dict(class_weights=cw, batch_size=batch_size, lr=lr, patience=patience, seed=seed, dev=dev,
+                  progress=progress, cancel=cancel)
+    selection: dict[str, Any] = {"grid": grid}
     history: list[dict[str, Any]] = []
-    rows_per_chunk = max(1, MAX_CHUNK_ELEMENTS // d_features)
-    n_train = int(store.n_frames("train"))
-    last_report = 0.0
-
-    # Training frames per class: a class that never occurs has no learned direction.
-    class_counts = {a: torch.zeros(int(n_classes[a]), dtype=torch.long) for a in attrs}
-    for epoch in range(max_epochs):
-        active = [a for a in attrs if a not in stopped]
-        train_loss = {a: 0.0 for a in active}
-        train_count = {a: 0 for a in active}
-        done_frames = 0
-        for batch in store.iter_batches("train", batch_size, shuffle=True, seed=seed + epoch, columns=columns):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            x = batch["latents"].to(dev, torch.float32)
-            labels = {a: batch[a].to(dev) for a in active}
-            valid = {}
-            for a in active:
-                _check_labels(labels[a], int(n_classes[a]), a)
-                valid[a] = int((labels[a] >= 0).sum())
-            for opt in (optims[a] for a in active):
-                opt.zero_grad(set_to_none=False)
-            for s in range(0, x.shape[0], rows_per_chunk):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                with torch.no_grad():
-                    f = feats_fn(x[s:s + rows_per_chunk])
-                w_cat = torch.cat([weights[a] for a in active])
-                b_cat = torch.cat([biases[a] for a in active])
-                logits = f @ w_cat.T + b_cat
-                loss = 0.0
-                lo = 0
-                for a in active:
-                    k = int(n_classes[a])
-                    if valid[a]:
-                        ce = tnf.cross_entropy(logits[:, lo:lo + k], labels[a][s:s + rows_per_chunk],
-                                               ignore_index=-1, reduction="sum")
-                        train_loss[a] += float(ce.detach())
-                        loss = loss + ce / valid[a]
-                    lo += k
-                if torch.is_tensor(loss):
-                    loss.backward()
-            for a in active:
-                train_count[a] += valid[a]
-                if epoch == 0:
-                    ok = labels[a] >= 0
-                    class_counts[a] += torch.bincount(labels[a][ok].cpu(), minlength=int(n_classes[a]))
-                if valid[a]:
-                    optims[a].step()
-            done_frames += x.shape[0]
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_INTERVAL_S:
-                last_report = now
-                progress(Progress("train probes", epoch + min(1.0, done_frames / n_train), max_epochs,
-                                  f"epoch {epoch + 1}/{max_epochs}"))
-        # validation (or training loss when there is no validation split)
-        if has_val:
-            val_loss, val_acc = _validation(store, feats_fn, weights, biases, active, n_classes, batch_size, dev,
-                                            cancel)
+    if len(grid) > 1:
+        inner = _inner_split(store, inner_fraction, seed)
+        if inner is not None:
+            sel_store, info = inner
+            selection.update(on="inner source split", **info)
         else:
-            val_loss = {a: train_loss[a] / max(1, train_count[a]) for a in active}
-            val_acc = {a: float("nan") for a in active}
-        record: dict[str, Any] = {"epoch": epoch + 1}
-        for a in active:
-            current = val_loss[a]
-            if current < best[a][0] - 1e-6 * max(1.0, abs(best[a][0]) if math.isfinite(best[a][0]) else 1.0):
-                best[a] = (current, epoch + 1, weights[a].detach().clone(), biases[a].detach().clone())
-                bad_epochs[a] = 0
-            else:
-                bad_epochs[a] += 1
-                if bad_epochs[a] >= patience:
-                    stopped.add(a)
-            record[a] = {"train_loss": train_loss[a] / max(1, train_count[a]), "val_loss": current,
-                         "val_accuracy": val_acc[a], "stopped": a in stopped}
-        history.append(record)
-        progress(Progress("train probes", epoch + 1, max_epochs, f"epoch {epoch + 1}/{max_epochs}",
-                          metrics={a: record[a] for a in active}))
-        if len(stopped) == len(attrs):
-            break
+            if int(store.n_frames("val")) == 0:
+                raise AudioSAEError("choosing the L2 strength needs two or more training sources or a val split")
+            sel_store = store
+            selection["on"] = "val split (no source table)"
+        heads = [_Head(a, v, max_epochs) for a in attrs for v in grid]
+        results, history = _fit_heads(sel_store, feats_fn, heads, n_classes, d_features, use_val=True,
+                                      stage="select probe L2", **common)
+        key = "val_balanced_accuracy" if class_weight == "balanced" else "val_accuracy"
+        chosen: dict[str, _Head] = {}
+        scores: dict[str, dict[str, float]] = {}
+        for a in attrs:
+            mine = [(h, r) for h, r in zip(heads, results) if h.attr == a]
+            scores[a] = {f"{h.l2:g}": r[key] for h, r in mine}
+            # best held-out score; among ties (within 1e-9) the strongest regularisation
+            h, r = max(mine, key=lambda hr: (round(_nan_low(hr[1][key]), 9), hr[0].l2))
+            chosen[a] = _Head(a, h.l2, max(1, int(r["epoch"])))
+        selection.update(score=key.removeprefix("val_"), scores=scores,
+                         chosen={a: chosen[a].l2 for a in attrs}, epochs={a: chosen[a].max_epochs for a in attrs})
+        final, final_history = _fit_heads(store, feats_fn, [chosen[a] for a in attrs], n_classes, d_features,
+                                          use_val=False, stage="train probes", **common)
+        history += final_history
+        early_stopping = "inner split (fixed epochs on all training frames)"
+    else:
+        has_val = int(store.n_frames("val")) > 0
+        final, history = _fit_heads(store, feats_fn, [_Head(a, grid[0], max_epochs) for a in attrs], n_classes,
+                                    d_features, use_val=has_val, stage="train probes", **common)
+        selection.update(on=None, chosen={a: grid[0] for a in attrs})
+        early_stopping = "val_loss" if has_val else "train_loss"
+        if not has_val:     # keep the old behaviour: stop on the training loss
+            pass
 
     out_w, out_b = {}, {}
-    for a in attrs:
-        w, b = best[a][2].double(), best[a][3].double()
+    for a, r in zip(attrs, final):
+        w, b = r["w"].double(), r["b"].double()
         if standardise is not None:        # fold (x - mean) * inv_std into the weights
-            mean, inv_std = (t.double() for t in standardise)
+            m, inv_std = (t.double() for t in standardise)
             w = w * inv_std
-            b = b - w @ mean
+            b = b - w @ m
         out_w[a], out_b[a] = w.float().cpu(), b.float().cpu()
     names = {a: list((class_names or {}).get(a) or [str(k) for k in range(int(n_classes[a]))]) for a in attrs}
     for a in attrs:
         if len(names[a]) != int(n_classes[a]):
             raise AudioSAEError(f"{a}: {len(names[a])} class names for {n_classes[a]} classes")
-    metrics = {"epochs": len(history), "best_epoch": {a: best[a][1] for a in attrs},
-               "best_val_loss": {a: best[a][0] for a in attrs},
-               "early_stopping": "val_loss" if has_val else "train_loss",
+    metrics = {"epochs": len(history), "best_epoch": {a: r["epoch"] for a, r in zip(attrs, final)},
+               "best_val_loss": {a: r["val_loss"] for a, r in zip(attrs, final)},
+               "early_stopping": early_stopping,
                "max_epochs": max_epochs, "batch_size": batch_size, "lr": lr, "patience": patience,
-               "weight_decay": WEIGHT_DECAY, "seed": seed, "history": history,
+               "l2": {a: selection["chosen"][a] for a in attrs}, "selection": selection,
+               "class_weight": class_weight, "standardized": bool(standardize),
+               "input_std_floor": STD_FLOOR if standardize else None,
+               "seed": seed, "history": history,
                "class_counts": {a: class_counts[a].tolist() for a in attrs}}
     return ProbeSet(weights=out_w, bias=out_b, class_names=names, feature_kind="sae" if sae is not None else "latent",
                     sae=_sae_info(sae) if sae is not None else None, metrics=metrics)
 
 
-def _validation(store: FrameStore, feats_fn, weights: dict[str, torch.Tensor], biases: dict[str, torch.Tensor],
-                attrs: list[str], n_classes: Mapping[str, int], batch_size: int, dev: torch.device,
-                cancel: CancelToken | None = None) -> tuple[dict[str, float], dict[str, float]]:
-    loss = {a: 0.0 for a in attrs}
-    correct = {a: 0 for a in attrs}
-    count = {a: 0 for a in attrs}
-    with torch.no_grad():
-        w_cat = torch.cat([weights[a] for a in attrs])
-        b_cat = torch.cat([biases[a] for a in attrs])
-        for batch in store.iter_batches("val", batch_size, shuffle=False, columns=("latents", *attrs)):
-            logits = _chunked_logits(batch["latents"].to(dev, torch.float32), feats_fn, w_cat, b_cat, cancel)
-            lo = 0
-            for a in attrs:
-                k = int(n_classes[a])
-                y = batch[a].to(dev)
-                _check_labels(y, k, a)
-                part = logits[:, lo:lo + k]
-                keep = y >= 0
-                if keep.any():
-                    loss[a] += float(tnf.cross_entropy(part[keep], y[keep], reduction="sum"))
-                    correct[a] += int((part[keep].argmax(-1) == y[keep]).sum())
-                    count[a] += int(keep.sum())
-                lo += k
-    return ({a: loss[a] / count[a] if count[a] else math.inf for a in attrs},
-            {a: correct[a] / count[a] if count[a] else float("nan") for a in attrs})
+RANGE_COVERAGE_WARNING = 0.5   # warn when validation covers less than this share of the training class span
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "chance", "within1", "mae")
+
+
+def range_warning(attr: str, train_counts: Sequence[int], val_support: Sequence[int],
+                  class_names: Sequence[str] | None = None, where: str = "validation") -> str | None:
+    """A line when the validation frames' classes span less than ``RANGE_COVERAGE_WARNING`` of
+    the span of classes seen in training (ordinal attributes: such a split measures only a
+    corner of the range), else None."""
+    seen = [k for k, c in enumerate(train_counts) if c > 0]
+    val = [k for k, c in enumerate(val_support) if c > 0]
+    if not seen:
+        return None
+    name = (lambda k: class_names[k]) if class_names is not None and len(class_names) == len(train_counts) \
+        else (lambda k: str(k))
+    if not val:
+        return f"{where}: no labelled {attr} frames"
+    lo, hi, tlo, thi = min(val), max(val), min(seen), max(seen)
+    coverage = max(0, min(hi, thi) - max(lo, tlo) + 1) / (thi - tlo + 1)
+    if coverage >= RANGE_COVERAGE_WARNING:
+        return None
+    return (f"{where}: {attr} classes {name(lo)} .. {name(hi)} cover {coverage:.0%} of the training range "
+            f"{name(tlo)} .. {name(thi)}; its {attr} accuracy says little about the rest")
+
+
+def summarize_folds(folds: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per attribute: each of ``SUMMARY_METRICS`` as the mean over folds (NaN-free folds), its
+    sample standard deviation as ``<metric>_std`` (0 for one fold), ``n_folds``, and the pooled
+    ``confusion``, ``support`` and ``n_frames``."""
+    out: dict[str, dict[str, Any]] = {}
+    for a in folds[0]:
+        row: dict[str, Any] = {"n_folds": len(folds)}
+        for m in SUMMARY_METRICS:
+            vals = np.array([f[a][m] for f in folds if m in f[a] and f[a][m] is not None
+                             and math.isfinite(f[a][m])], dtype=np.float64)
+            if vals.size == 0:
+                continue
+            row[m] = float(vals.mean())
+            row[f"{m}_std"] = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+        cm = np.sum([np.asarray(f[a]["confusion"], dtype=np.int64) for f in folds], axis=0)
+        row["confusion"] = cm.tolist()
+        row["support"] = cm.sum(1).tolist()
+        row["n_frames"] = int(cm.sum())
+        out[a] = row
+    return out
+
+
+def cross_validate_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes: Mapping[str, int],
+                          n_folds: int = 5, seed: int = 0, class_values: Mapping[str, Sequence[float]] | None = None,
+                          class_names: Mapping[str, list[str]] | None = None,
+                          progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
+                          **train_kw: Any) -> dict[str, Any]:
+    """Cross-validation by whole source: ``min(n_folds, sources)`` folds (``corpus.source_folds``:
+    independent of where the files lie); each fold's sources are held out while probes train
+    (``train_probes`` with ``train_kw``, L2 chosen inside the other sources) on the rest.
+
+    Every source of the store takes part, whatever its split.  Returns ``{"n_folds",
+    "folds": [{"sources", "evaluation"}], "summary": summarize_folds(...), "warnings": [...]}``.
+    """
+    from .corpus import source_folds
+
+    table = store.source_table() if hasattr(store, "source_table") else {}
+    if len(table) < 2:
+        raise AudioSAEError("cross-validation by source needs a store with two or more sources")
+    folds = source_folds({sid: key for sid, (key, _, _) in table.items()}, n_folds, seed)
+    k = max(folds.values()) + 1
+    results, warnings = [], []
+    for i in range(k):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        held = sorted(str(table[sid][0]) for sid, f in folds.items() if f == i)
+        view = store.with_splits({sid: ("val" if f == i else "train") for sid, f in folds.items()})
+        probes = train_probes(view, sae=sae, n_classes=n_classes, class_names=class_names, seed=seed,
+                              progress=progress, cancel=cancel, **train_kw)
+        ev = probes.evaluate(view, "val", sae=sae, cancel=cancel, class_values=class_values)
+        for a in class_values or {}:
+            if a in ev:
+                line = range_warning(a, probes.metrics["class_counts"][a], ev[a]["support"],
+                                     probes.class_names.get(a), where=f"fold {i + 1}/{k} ({', '.join(held)})")
+                if line:
+                    warnings.append(line)
+        results.append({"sources": held, "l2": probes.metrics.get("l2"), "evaluation": ev})
+        progress(Progress("cross-validate probes", i + 1, k, f"fold {i + 1}/{k}"))
+    return {"n_folds": k, "folds": results, "summary": summarize_folds([r["evaluation"] for r in results]),
+            "warnings": warnings}
+
+
+def _nan_low(x: float) -> float:
+    return -math.inf if x is None or not math.isfinite(x) else float(x)
 
 
 def preload_optimizer_modules() -> None:

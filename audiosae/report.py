@@ -24,17 +24,51 @@ def _number(value: Any, key: str, path: Path) -> float | int | None:
     return value
 
 
-def _probe_eval(ws: Workspace, name: str) -> dict[str, dict[str, Any]] | None:
+# per attribute in a probe metrics file's "evaluation" (schema 1 has only the first three)
+_EVAL_KEYS = ("accuracy", "balanced_accuracy", "chance", "accuracy_std", "within1", "within1_std", "mae", "mae_std")
+# the report's names for the ordinal attributes' error, with its unit
+MAE_KEYS = {"loudness": "loudness_mae_db", "timbre": "timbre_mae_hz"}
+ORDINAL = tuple(MAE_KEYS)
+
+
+def _probe_doc(ws: Workspace, name: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]] | None:
+    """(per-attribute numbers, the file's other facts: method, warnings) or None."""
     path = ws.probe_dir(name) / "metrics.json"
     if not path.is_file():
         return None
-    evaluation = read_json_object(path, kind="probe metrics").get("evaluation")
+    doc = read_json_object(path, kind="probe metrics")
+    evaluation = doc.get("evaluation")
     if evaluation is None:
         return None
     if not isinstance(evaluation, dict) or not all(isinstance(v, dict) for v in evaluation.values()):
         raise WorkspaceError(f"{path}: probe metrics 'evaluation' must map attributes to results; was it edited?")
-    return {a: {k: _number(r.get(k), f"evaluation.{a}.{k}", path)
-                for k in ("accuracy", "balanced_accuracy", "chance")} for a, r in evaluation.items()}
+    warnings = doc.get("warnings", [])
+    if not isinstance(warnings, list):
+        raise WorkspaceError(f"{path}: probe metrics 'warnings' must be a list; was it edited?")
+    facts = {"method": str(doc.get("method", "val split")), "warnings": [str(w) for w in warnings]}
+    return ({a: {k: _number(r.get(k), f"evaluation.{a}.{k}", path) for k in _EVAL_KEYS}
+             for a, r in evaluation.items()}, facts)
+
+
+def _probe_eval(ws: Workspace, name: str) -> dict[str, dict[str, Any]] | None:
+    doc = _probe_doc(ws, name)
+    return None if doc is None else doc[0]
+
+
+def _probe_columns(ev: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A row's probe columns: accuracy (mean over folds when cross-validated) and its spread,
+    balanced accuracy; within-one-bin accuracy and the mean error in dB / Hz (ordinal)."""
+    row: dict[str, Any] = {}
+    for a in ATTRIBUTES:
+        r = ev.get(a, {})
+        row[f"{a}_accuracy"] = r.get("accuracy")
+        row[f"{a}_accuracy_std"] = r.get("accuracy_std")
+        row[f"{a}_balanced_accuracy"] = r.get("balanced_accuracy")
+    for a in ORDINAL:
+        r = ev.get(a, {})
+        row[f"{a}_within1"] = r.get("within1")
+        row[MAE_KEYS[a]] = r.get("mae")
+    return row
 
 
 def verify_workspace(ws: Workspace) -> None:
@@ -71,18 +105,21 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
             **{k: _number(metrics.get(k), k, metrics_path)
                for k in ("sparsity", "l0", "dead_features", "dead_fraction", "fvu", "explained_variance", "mse")},
         }
-        ev = _probe_eval(ws, name) or {}
-        for a in ATTRIBUTES:
-            row[f"{a}_accuracy"] = ev.get(a, {}).get("accuracy")
-            row[f"{a}_balanced_accuracy"] = ev.get(a, {}).get("balanced_accuracy")
+        ev, facts = _probe_doc(ws, name) or ({}, {})
+        row.update(_probe_columns(ev))
+        row["probe_method"] = facts.get("method")
+        row["probe_warnings"] = facts.get("warnings", [])
         rows.append(row)
-    baseline = _probe_eval(ws, RAW_BASELINE) or {}
-    base_row = {"sae": RAW_BASELINE, **{f"{a}_accuracy": baseline.get(a, {}).get("accuracy") for a in ATTRIBUTES},
-                **{f"{a}_balanced_accuracy": baseline.get(a, {}).get("balanced_accuracy") for a in ATTRIBUTES},
-                **{f"{a}_chance": baseline.get(a, {}).get("chance") for a in ATTRIBUTES}}
+    baseline, base_facts = _probe_doc(ws, RAW_BASELINE) or ({}, {})
+    base_row = {"sae": RAW_BASELINE, **_probe_columns(baseline),
+                **{f"{a}_chance": baseline.get(a, {}).get("chance") for a in ATTRIBUTES},
+                "probe_method": base_facts.get("method"), "probe_warnings": base_facts.get("warnings", [])}
     corpus = ws.meta.get("corpus") or {}
+    methods = {r["probe_method"] for r in [*rows, base_row] if r.get("probe_method")}
+    # the split's warnings are the same for every probe set trained on it: list each once
+    warnings = list(dict.fromkeys(w for r in [*rows, base_row] for w in r.get("probe_warnings", [])))
     return {"workspace": str(ws.root), "backend": ws.backend_name, "corpus": corpus, "saes": rows,
-            "baseline": base_row}
+            "baseline": base_row, "probe_method": "; ".join(sorted(methods)) or None, "probe_warnings": warnings}
 
 
 def best_sae(ws: Workspace, attribute: str = "pitch") -> str:
@@ -107,23 +144,34 @@ def format_report(report: dict[str, Any]) -> str:
              f"frames {corpus.get('frames', '?')} (train {corpus.get('train_frames', '?')}, "
              f"val {corpus.get('val_frames', '?')})", ""]
     header = (f"{'SAE':<18} {'width':>6} {'L1':>7} {'sparsity':>8} {'L0':>7} {'dead':>6} {'FVU':>7} "
-              f"{'pitch':>6} {'loud':>6} {'timbre':>6}")
+              f"{'pitch':>11} {'loud':>11} {'l±1':>5} {'l dB':>5} {'timbre':>11} {'t±1':>5} {'t Hz':>5}")
     lines += [header, "-" * len(header)]
+
+    def probe_cells(r: dict[str, Any]) -> str:
+        def acc(a: str) -> str:
+            value, std = r.get(f"{a}_accuracy"), r.get(f"{a}_accuracy_std")
+            return _fmt(value, ".3f") + (f"±{std:.2f}" if value is not None and std else "")
+        return (f"{acc('pitch'):>11} {acc('loudness'):>11} {_fmt(r.get('loudness_within1'), '.2f'):>5} "
+                f"{_fmt(r.get('loudness_mae_db'), '.1f'):>5} {acc('timbre'):>11} "
+                f"{_fmt(r.get('timbre_within1'), '.2f'):>5} {_fmt(r.get('timbre_mae_hz'), '.0f'):>5}")
+
     for r in report["saes"]:
         lines.append(f"{r['sae']:<18} {_fmt(r['d_sae'], 'd'):>6} {_fmt(r['l1'], 'g'):>7} "
                      f"{_fmt(r['sparsity'], '.3f'):>8} {_fmt(r['l0'], '.1f'):>7} {_fmt(r['dead_features'], 'd'):>6} "
-                     f"{_fmt(r['fvu'], '.3f'):>7} {_fmt(r['pitch_accuracy'], '.3f'):>6} "
-                     f"{_fmt(r['loudness_accuracy'], '.3f'):>6} {_fmt(r['timbre_accuracy'], '.3f'):>6}")
+                     f"{_fmt(r['fvu'], '.3f'):>7} {probe_cells(r)}")
     b = report["baseline"]
-    lines.append(f"{'raw latent (x)':<18} {'':>6} {'':>7} {'':>8} {'':>7} {'':>6} {'':>7} "
-                 f"{_fmt(b.get('pitch_accuracy'), '.3f'):>6} {_fmt(b.get('loudness_accuracy'), '.3f'):>6} "
-                 f"{_fmt(b.get('timbre_accuracy'), '.3f'):>6}")
-    lines.append(f"{'chance (majority)':<18} {'':>6} {'':>7} {'':>8} {'':>7} {'':>6} {'':>7} "
-                 f"{_fmt(b.get('pitch_chance'), '.3f'):>6} {_fmt(b.get('loudness_chance'), '.3f'):>6} "
-                 f"{_fmt(b.get('timbre_chance'), '.3f'):>6}")
+    blank = f"{'':>6} {'':>7} {'':>8} {'':>7} {'':>6} {'':>7}"
+    lines.append(f"{'raw latent (x)':<18} {blank} {probe_cells(b)}")
+    lines.append(f"{'chance (majority)':<18} {blank} {_fmt(b.get('pitch_chance'), '.3f'):>11} "
+                 f"{_fmt(b.get('loudness_chance'), '.3f'):>11} {'':>5} {'':>5} {_fmt(b.get('timbre_chance'), '.3f'):>11}")
     lines.append("")
+    method = report.get("probe_method") or "val split"
     lines.append("sparsity = fraction of zero h; L0 = active features per frame; dead = never active on "
-                 "validation frames; FVU = fraction of variance unexplained; accuracies on validation frames.")
+                 "validation frames; FVU = fraction of variance unexplained; probe accuracies: " + method +
+                 (" (mean ± std over folds)" if "cross" in method else "") +
+                 "; l±1 / t±1 = within one bin; l dB / t Hz = mean error between bin centres.")
+    for w in report.get("probe_warnings") or []:
+        lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 

@@ -15,13 +15,18 @@ from typing import Any, Sequence
 from .attributes import ATTRIBUTES
 from .errors import AudioSAEError
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
-from .probes import train_probes
+from .probes import L2_GRID, cross_validate_probes, range_warning, train_probes
 from .sae import SAEConfig, SparseAutoencoder, evaluate_sae, train_sae_grid
 from .storage import atomic_write_json, read_json
 from .workspace import Workspace, remove_stale_temp_files
 
 RAW_BASELINE = "raw-latent"
 DEFAULT_CHECKPOINT_EVERY_S = 30.0
+PROBE_METRICS_SCHEMA = 2     # probe metrics.json "format": 1 = val split only; 2 = + cv, warnings, within1/mae
+PROBE_BATCH_SIZE = 1024      # probes: more, smaller steps than the SAEs' batches (the features are the cost)
+PROBE_LR = 1e-2
+PROBE_MAX_EPOCHS = 40
+PROBE_PATIENCE = 4
 
 
 def sae_name(expansion: int, l1: float) -> str:
@@ -35,6 +40,19 @@ class TrainSettings:
     epochs: int = 10
     batch_size: int = 4096
     seed: int = 0
+    # probes: cross-validated by source when the corpus has fewer than probe_cv_max_sources
+    # sources (probe_folds folds; 0 or 1 = never), L2 chosen from probe_l2 inside training
+    probe_folds: int = 5
+    probe_cv_max_sources: int = 20
+    probe_l2: Sequence[float] = L2_GRID
+    probe_class_weight: str | None = None
+    probe_max_epochs: int = PROBE_MAX_EPOCHS
+
+    def probe_fingerprint(self, sae_fingerprint: str) -> str:
+        blob = json.dumps([sae_fingerprint, PROBE_METRICS_SCHEMA, self.probe_folds, self.probe_cv_max_sources,
+                           [float(v) for v in self.probe_l2], self.probe_class_weight, PROBE_BATCH_SIZE, PROBE_LR,
+                           self.probe_max_epochs, PROBE_PATIENCE])
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def fingerprint(self, d_in: int, corpus_frames: int) -> str:
         blob = json.dumps([list(self.expansions), list(self.l1s), self.epochs, self.batch_size, self.seed,
@@ -50,6 +68,53 @@ def _probe_done(ws: Workspace, name: str, fingerprint: str) -> bool:
         return read_json(path).get("fingerprint") == fingerprint
     except AudioSAEError:
         return False
+
+
+def ordinal_class_values(spec: Any) -> dict[str, list[float]]:
+    """Bin centres of the ordinal attributes (loudness in dB, timbre in Hz)."""
+    return {a: [spec.class_value(a, k) for k in range(spec.n_classes(a))] for a in ("loudness", "timbre")}
+
+
+def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseAutoencoder | None,
+                              settings: TrainSettings, *,
+                              device: str = "cpu", progress: ProgressSink = null_progress,
+                              cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Train the probes kept in the workspace (on its train split, L2 chosen inside it) and
+    measure them: cross-validated by source when the corpus has few sources, else on the
+    val split.  Saves the probe set; returns the ``metrics.json`` document (``evaluation`` is
+    what the report reads: per attribute the means over folds, ``*_std`` their spread)."""
+    spec = ws.attribute_spec
+    n_classes = {a: spec.n_classes(a) for a in ATTRIBUTES}
+    class_names = {a: spec.class_names(a) for a in ATTRIBUTES}
+    values = ordinal_class_values(spec)
+    kw = dict(l2=list(settings.probe_l2), class_weight=settings.probe_class_weight, batch_size=PROBE_BATCH_SIZE,
+              lr=PROBE_LR, max_epochs=settings.probe_max_epochs, patience=PROBE_PATIENCE, device=device)
+    probes = train_probes(store, sae=sae, n_classes=n_classes, class_names=class_names, seed=settings.seed,
+                          progress=progress, cancel=cancel, **kw)
+    holdout = probes.evaluate(store, split="val", sae=sae, cancel=cancel, class_values=values)
+    warnings = []
+    for a in values:
+        line = range_warning(a, probes.metrics["class_counts"][a], holdout[a]["support"], class_names[a],
+                             where="val split")
+        if line:
+            warnings.append(line)
+    n_sources = len(store.source_table()) if hasattr(store, "source_table") else 0
+    # schema_version is the storage-wide one (older readers refuse newer files); the layout of
+    # this document has its own version: 1 = evaluation on the val split only (no "format" key)
+    doc: dict[str, Any] = {"schema_version": 1, "format": PROBE_METRICS_SCHEMA, "holdout": holdout,
+                           "n_sources": n_sources}
+    if settings.probe_folds >= 2 and 2 <= n_sources < settings.probe_cv_max_sources:
+        cv = cross_validate_probes(store, sae=sae, n_classes=n_classes, n_folds=settings.probe_folds,
+                                   seed=settings.seed, class_values=values, class_names=class_names,
+                                   progress=progress, cancel=cancel, **kw)
+        doc.update(method=f"cross-validation by source, {cv['n_folds']} folds", evaluation=cv["summary"],
+                   cv={"n_folds": cv["n_folds"], "folds": cv["folds"]})
+        warnings = cv["warnings"]
+    else:
+        doc.update(method="val split", evaluation=holdout)
+    doc["warnings"] = warnings
+    probes.save(ws.probe_dir(name))
+    return doc
 
 
 def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cpu",
@@ -73,9 +138,6 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
     store = ws.frame_store()
     if store.n_frames("val") == 0:
         raise AudioSAEError("the corpus has no validation frames (it needs at least two sources)")
-    spec = ws.attribute_spec
-    n_classes = {a: spec.n_classes(a) for a in ATTRIBUTES}
-    class_names = {a: spec.class_names(a) for a in ATTRIBUTES}
     fingerprint = settings.fingerprint(store.d_in, store.n_frames("train"))
     configs = [SAEConfig(d_in=store.d_in, d_sae=store.d_in * e, l1_coefficient=lam, name=sae_name(e, lam))
                for e in settings.expansions for lam in settings.l1s]
@@ -108,18 +170,16 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
 
     # 2. Probes on each SAE's features, then the raw-latent baseline.
     names = [c.name for c in configs] + [RAW_BASELINE]
+    probe_fp = settings.probe_fingerprint(fingerprint)
     for i, name in enumerate(names):
         cancel.raise_if_cancelled()
-        if _probe_done(ws, name, fingerprint):
+        if _probe_done(ws, name, probe_fp):
             continue
         progress(Progress("probes", i, len(names), f"training probes on {name}"))
         sae = None if name == RAW_BASELINE else SparseAutoencoder.load(ws.sae_dir(name), device=device)
-        probes = train_probes(store, sae=sae, n_classes=n_classes, class_names=class_names, seed=settings.seed,
-                              batch_size=settings.batch_size, device=device, progress=progress, cancel=cancel)
-        evaluation = probes.evaluate(store, split="val", sae=sae, cancel=cancel)
-        probes.save(ws.probe_dir(name))
-        atomic_write_json(ws.probe_dir(name) / "metrics.json",
-                          {"schema_version": 1, "fingerprint": fingerprint, "sae": name, "evaluation": evaluation})
+        metrics = train_and_evaluate_probes(ws, store, name, sae, settings, device=device, progress=progress, cancel=cancel)
+        metrics.update(fingerprint=probe_fp, sae=name)
+        atomic_write_json(ws.probe_dir(name) / "metrics.json", metrics)
     progress(Progress("probes", len(names), len(names), "done"))
     from .report import workspace_report
 

@@ -27,6 +27,8 @@ a shard file it does not list is an orphan and is overwritten.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ import torch
 
 from . import __version__
 from .attributes import AttributeSpec, FrameAttributes
-from .corpus import Source, ground_truth_midi, validation_split
+from .corpus import Source, ground_truth_midi, split_key, validation_split
 from .errors import AudioInputError, AudioSAEError, WorkspaceError
 from .frames import LABEL_COLUMNS, Split
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
@@ -329,6 +331,26 @@ class ShardStore:
     def n_frames(self, split: Split) -> int:
         key = "n_train" if split == "train" else "n_val"
         return int(sum(s.get(key, 0) for s in self.manifest.shards))
+
+    # ---- sources, for cross-validation and inner splits (see ``audiosae.probes``) ------
+    def source_table(self) -> dict[str, tuple[str, str, int]]:
+        """``{source_id: (split_key, split, n_frames)}`` of the sources with frames; the key
+        does not depend on where the files lie (``corpus.split_key``)."""
+        return {sid: (split_key(sid, rec.path), self._split_of.get(sid, rec.split), int(rec.n_frames))
+                for sid, rec in self.manifest.sources.items() if rec.n_frames > 0}
+
+    def with_splits(self, split_of: dict[str, str]) -> "ShardStore":
+        """The same shards with the sources assigned to splits anew: ``split_of[source_id]`` is
+        "train", "val" or anything else (left out).  Nothing is read or written."""
+        view = copy.copy(self)
+        view._split_of = {sid: str(split_of.get(sid, "-")) for sid in self.manifest.sources}
+        shards = [dict(s, n_train=0, n_val=0) for s in self.manifest.shards]
+        for sid, rec in self.manifest.sources.items():
+            side = view._split_of[sid]
+            if side in ("train", "val") and 0 <= rec.shard < len(shards):
+                shards[rec.shard]["n_" + side] += int(rec.n_frames)
+        view.manifest = dataclasses.replace(self.manifest, shards=shards)
+        return view
 
     def load_shard(self, index: int, split: Split | None = None,
                    columns: Sequence[str] = ("latents", *LABEL_COLUMNS)) -> dict[str, torch.Tensor]:
