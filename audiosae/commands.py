@@ -229,7 +229,7 @@ def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
     text = "\n".join([
         format_report(report), "",
         f"steered example: {original} -> {steered_path} (pitch toward A4, alpha 20, SAE {steer['sae']})",
-        _describe_shift(steer), "",
+        _describe_level(steer) + _describe_shift(steer), "",
         f"demo finished in {elapsed:.0f} s (build {t_build:.0f} s, train {t_train:.0f} s); "
         f"workspace: {ws.root.resolve()}",
     ])

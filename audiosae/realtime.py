@@ -41,7 +41,8 @@ import torch
 from .codecs.base import LatentBackend
 from .errors import AudioSAEError
 from .steering import check_alpha, control_vector, frame_mask, steer_features
-from .steering.level import LevelReport, LevelRule, apply_level_rule, loudness_db, merge_reports, rule_for
+from .steering.level import (LevelReport, LevelRule, apply_level_rule, loudness_db, merge_reports, rule_for,
+                             warm_up)
 
 if TYPE_CHECKING:
     from .probes import ProbeSet
@@ -134,6 +135,8 @@ class SteeredRenderer:
         self.hop = int(backend.hop_length)
         self.n_samples = int(wave.shape[1])
         self.limit = bool(limit)
+        if self.limit:
+            warm_up()  # here (a build job), not in the first chunk's render
         # Measured once: the floor that chunks over silent source spans are matched to.
         self.source_loudness_db = loudness_db(self.wave, self.sample_rate)
 

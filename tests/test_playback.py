@@ -219,7 +219,8 @@ def test_player_hears_a_steering_change_after_the_renderer_catches_up():
 
     backend = GainBackend()
     renderer = SteeredRenderer(backend, tiny_sae(backend.latent_dim), tiny_probes(), toy_clip(3.0),
-                               SteeringParams("pitch", 9, 0.0, keep_residual=True), chunk_seconds=0.25)
+                               SteeringParams("pitch", 9, 0.0, keep_residual=True), chunk_seconds=0.25,
+                               limit=False)  # the toy's steering is a level change, which the level rule undoes
     renderer.render_all()
     source = lambda s, n: renderer.mix_tagged(s, n, per_sample=True)  # noqa: E731
     with manual_player(renderer.n_samples, source) as player:

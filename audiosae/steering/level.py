@@ -65,6 +65,13 @@ class LevelRule:
 RAW = LevelRule(match_loudness=False, limit=False)
 
 
+def warm_up() -> None:
+    """Import what the rule needs now (scipy.signal takes seconds on a cold start), so that the
+    first realtime chunk is not late."""
+    import scipy.ndimage  # noqa: F401
+    import scipy.signal  # noqa: F401
+
+
 def rule_for(attribute: str | None, *, limit: bool = True) -> LevelRule:
     """The rule for steering ``attribute``: loudness matched unless loudness is the target;
     ``limit=False`` (``--no-limit``) keeps the raw level."""
@@ -311,6 +318,6 @@ def merge_reports(reports: Iterable[LevelReport]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
-__all__ = ["DEFAULT_CEILING_DB", "LevelReport", "LevelRule", "RAW", "apply_level_rule", "block_power",
+__all__ = ["warm_up", "DEFAULT_CEILING_DB", "LevelReport", "LevelRule", "RAW", "apply_level_rule", "block_power",
            "gated_loudness_db", "limit_peaks", "loudness_db", "matching_gain", "merge_reports", "rule_for",
            "true_peak_envelope"]
