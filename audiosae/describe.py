@@ -452,9 +452,13 @@ def neuronpedia_export(workspace: Workspace, desc: FeatureDescription, path, *, 
 # ---- validation ----------------------------------------------------------------------------------
 def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescription, *, attribute: str = "pitch",
                         k: int = 50, device: str = "cpu", skip_classes: Sequence[str] = (UNVOICED,),
-                        cancel: CancelToken | None = None) -> dict[int, dict[str, Any]]:
+                        among_classes_only: bool = False, cancel: CancelToken | None = None
+                        ) -> dict[int, dict[str, Any]]:
     """For each live feature whose best ``attribute`` label is not in ``skip_classes``: the
-    fraction of its ``k`` most active corpus frames that carry that class (one extra pass)."""
+    fraction of its ``k`` most active corpus frames that carry that class (one extra pass), and
+    the most common class among those frames with its share (what any label could reach).
+    ``among_classes_only``: rank only the frames whose class is not in ``skip_classes`` (e.g.
+    "of its 50 most active pitched frames, how many are that note")."""
     cancel = cancel or CancelToken()
     at = desc.offsets[attribute]
     n_a = len(desc.class_names[attribute])
@@ -478,6 +482,8 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
                 cancel.raise_if_cancelled()
                 ft = sae.encode(cols["latents"][a:a + rows].to(dev))[1][:, sel].T      # [F', B]
                 y = cols[attribute][a:a + rows].to(dev)
+                if among_classes_only and skip:
+                    ft = ft.masked_fill(torch.isin(y, torch.tensor(sorted(skip), device=dev))[None, :], 0.0)
                 merged = torch.cat([run_val, ft], dim=1)
                 run_val, idx = torch.topk(merged, k, dim=1)
                 run_cls = torch.cat([run_cls, y[None, :].expand(len(feats), -1)], dim=1).gather(1, idx)
@@ -486,7 +492,11 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
     out = {}
     for i, j in enumerate(feats):
         real = vals[i] > 0
+        n_real = max(1, int(real.sum()))
         hits = int((labs[i][real] == best[j]).sum())
+        mode = int(np.bincount(labs[i][real], minlength=len(names)).argmax()) if real.any() else int(best[j])
         out[j] = {"feature": j, "class": names[int(best[j])], "auroc": float(au[j, best[j]]),
-                  "frames": int(real.sum()), "precision": hits / max(1, int(real.sum()))}
+                  "frames": int(real.sum()), "precision": hits / n_real,
+                  # the most common class among those frames: the best precision any pitch label could have
+                  "mode_class": names[mode], "mode_precision": int((labs[i][real] == mode).sum()) / n_real}
     return out

@@ -26,7 +26,7 @@ from audiosae.workspace import Workspace  # noqa: E402
 
 
 def run(workspace: Path, sae: str, k: int = 50, show: int = 15, min_auroc: float = 0.5,
-        device: str = "cpu") -> dict:
+        device: str = "cpu", voiced_only: bool = False) -> dict:
     ws = Workspace.open(workspace)
     t0 = time.perf_counter()
     desc = load_or_describe(ws, sae, device=device)
@@ -37,17 +37,21 @@ def run(workspace: Path, sae: str, k: int = 50, show: int = 15, min_auroc: float
     order = sorted(live, key=lambda j: (-best[j][0]["score"] * single[j], j))
     top = [{**desc.describe(j, top=3)} for j in order[:show]]
     t0 = time.perf_counter()
-    prec = top_frame_precision(ws, sae, desc, k=k, device=device)
+    prec = top_frame_precision(ws, sae, desc, k=k, device=device, among_classes_only=voiced_only)
     precision_s = time.perf_counter() - t0
     rows = [r for r in prec.values() if r["auroc"] >= min_auroc]
     good = [r for r in rows if r["precision"] >= 0.8]
     by_prec = sorted(rows, key=lambda r: (-r["precision"], -r["auroc"]))
     return {"workspace": str(workspace), "sae": sae, "features": desc.n_features, "frames": desc.n_frames,
             "live_features": len(live), "describe_seconds": round(describe_s, 1),
-            "precision_seconds": round(precision_s, 1), "k": k,
+            "precision_seconds": round(precision_s, 1), "k": k, "voiced_only": voiced_only,
             "note_features": len(rows), "note_features_precision_ge_0.8": len(good),
             "median_precision": float(np.median([r["precision"] for r in rows])) if rows else None,
             "distinct_notes_ge_0.8": sorted({r["class"] for r in good}),
+            "mode_note_features_ge_0.8": sum(1 for r in prec.values() if r["mode_precision"] >= 0.8
+                                             and r["mode_class"] != "unvoiced"),
+            "median_mode_precision": float(np.median([r["mode_precision"] for r in rows])) if rows else None,
+            "mode_unvoiced_features": sum(1 for r in prec.values() if r["mode_class"] == "unvoiced"),
             "goal_met": desc.n_features >= 1024 and len(good) >= 50,
             "max_auroc_error_bound": float(np.nanmax(desc.auroc_error)),
             "top_features": top, "best_precision": by_prec[:show]}
@@ -61,9 +65,11 @@ def main() -> None:
     p.add_argument("--show", type=int, default=15)
     p.add_argument("--min-auroc", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--voiced-only", action="store_true",
+                   help="rank only pitched frames: of the feature's k most active voiced frames, how many are the note")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    res = run(args.workspace, args.sae, args.k, args.show, args.min_auroc, args.device)
+    res = run(args.workspace, args.sae, args.k, args.show, args.min_auroc, args.device, args.voiced_only)
     if args.json:
         print(json.dumps(res, indent=2))
         return
@@ -74,11 +80,16 @@ def main() -> None:
         labels = ", ".join(f"{x['attribute']} {x['class']} {x['score']:.3f} (mass {x['mass_fraction']:.2f})"
                            for x in f["labels"])
         print(f"  {f['feature']:>5} density {f['density']:.4f} single {f['single_label_score']:.2f}: {labels}")
-    print(f"features whose best pitch label is a note: {res['note_features']}; precision@{res['k']} >= 0.8: "
+    print(f"features whose best pitch label is a note: {res['note_features']}; precision@{res['k']}"
+          f"{' (voiced frames only)' if res['voiced_only'] else ''} >= 0.8: "
           f"{res['note_features_precision_ge_0.8']} (median {res['median_precision']}); goal >= 50: "
           f"{'met' if res['goal_met'] else 'NOT met'}; notes: {', '.join(res['distinct_notes_ge_0.8'])}")
+    print(f"upper bound (most common class among the top {res['k']} frames, any label): "
+          f"{res['mode_note_features_ge_0.8']} features with a note at >= 0.8; median share "
+          f"{res['median_mode_precision']}; {res['mode_unvoiced_features']} features whose top frames are mostly unvoiced")
     for r in res["best_precision"]:
-        print(f"  {r['feature']:>5} {r['class']:>4} AUROC {r['auroc']:.3f} precision@{res['k']} {r['precision']:.2f}")
+        print(f"  {r['feature']:>5} {r['class']:>4} AUROC {r['auroc']:.3f} precision@{res['k']} {r['precision']:.2f}"
+              f" (most common: {r['mode_class']} {r['mode_precision']:.2f})")
 
 
 if __name__ == "__main__":

@@ -246,6 +246,11 @@ def test_top_frame_precision(known):
     for j in range(1, N_NOTES):
         assert prec[j]["precision"] == 1.0 and prec[j]["frames"] == 50
     assert 0 not in prec and 8 not in prec      # unvoiced best label skipped; dead feature skipped
+    assert prec[3]["mode_class"] == "A1" and prec[3]["mode_precision"] == 1.0
+    # Ranking only pitched frames: no feature's top frames are then unvoiced.
+    voiced = top_frame_precision(ws, "known", desc, k=50, among_classes_only=True)
+    assert all(r["mode_class"] != "unvoiced" for r in voiced.values())
+    assert all(voiced[j]["precision"] == 1.0 for j in range(1, N_NOTES))
 
 
 def test_rare_classes_are_not_labels(known):
