@@ -112,24 +112,26 @@ class FeatureDescription:
         """``(attribute, class name)`` of every class column."""
         return [(a, c) for a in self.attributes for c in self.class_names[a]]
 
-    def mass_fraction(self) -> np.ndarray:
-        """``[F, C]``: ``mass`` over the feature's total mass (per attribute; 0 for dead features)."""
-        out = np.zeros_like(self.mass, dtype=np.float64)
+    def mass_fraction(self, rows: slice | None = None) -> np.ndarray:
+        """``[F, C]`` (or ``rows`` of it): ``mass`` over the feature's total mass, per attribute
+        (0 for dead features)."""
+        mass = self.mass[rows if rows is not None else slice(None)].astype(np.float64)
+        out = np.zeros_like(mass)
         for a, at in self.offsets.items():
-            block = self.mass[:, at:at + len(self.class_names[a])].astype(np.float64)
+            block = mass[:, at:at + len(self.class_names[a])]
             total = block.sum(axis=1, keepdims=True)
             out[:, at:at + block.shape[1]] = np.divide(block, total, out=np.zeros_like(block), where=total > 0)
         return out
 
-    def label_scores(self) -> np.ndarray:
+    def label_scores(self, rows: slice | None = None) -> np.ndarray:
         """``[F, C]`` AUROC as a label score: NaN for classes with fewer than ``min_class_frames`` frames."""
         keep = self.class_frames >= max(1, int(self.min_class_frames))
-        return np.where(keep[None, :], self.auroc.astype(np.float64), np.nan)
+        return np.where(keep[None, :], self.auroc[rows if rows is not None else slice(None)].astype(np.float64), np.nan)
 
-    def ranking(self) -> np.ndarray:
+    def ranking(self, rows: slice | None = None) -> np.ndarray:
         """``[F, C]`` class columns per feature, best label first (AUROC, then mass fraction; NaN last)."""
-        score = np.nan_to_num(self.label_scores(), nan=-1.0)
-        return np.argsort(-(score + 1e-9 * self.mass_fraction()), axis=1, kind="stable")
+        score = np.nan_to_num(self.label_scores(rows), nan=-1.0)
+        return np.argsort(-(score + 1e-9 * self.mass_fraction(rows)), axis=1, kind="stable")
 
     def single_label_score(self) -> np.ndarray:
         """``[F]``: mass fraction of each feature's best label (0 for dead features)."""
@@ -142,12 +144,12 @@ class FeatureDescription:
         self._check(feature)
         if self.density[feature] <= 0:
             return []
-        order, frac = self._rank_one(feature), self._frac_one(feature)
+        one = slice(int(feature), int(feature) + 1)
+        order, frac, score = self.ranking(one)[0], self.mass_fraction(one)[0], self.label_scores(one)[0]
         cols = self.columns()
-        ok = self.class_frames >= max(1, int(self.min_class_frames))
         out = []
         for c in order:
-            if not (ok[c] and np.isfinite(self.auroc[feature, c])):
+            if not np.isfinite(score[c]):
                 continue
             a, name = cols[c]
             out.append({"attribute": a, "class": name, "score": round(float(self.auroc[feature, c]), 4),
@@ -169,21 +171,6 @@ class FeatureDescription:
     def to_json(self, features: Sequence[int] | None = None, top: int | None = 5) -> dict[str, Any]:
         feats = range(self.n_features) if features is None else features
         return {"sae": self.sae_name, "features": [self.describe(int(j), top) for j in feats]}
-
-    def _frac_one(self, feature: int) -> np.ndarray:
-        row = self.mass[feature].astype(np.float64)
-        out = np.zeros_like(row)
-        for a, at in self.offsets.items():
-            n = len(self.class_names[a])
-            total = row[at:at + n].sum()
-            if total > 0:
-                out[at:at + n] = row[at:at + n] / total
-        return out
-
-    def _rank_one(self, feature: int) -> np.ndarray:
-        ok = self.class_frames >= max(1, int(self.min_class_frames))
-        score = np.where(ok, np.nan_to_num(self.auroc[feature].astype(np.float64), nan=-1.0), -1.0)
-        return np.argsort(-(score + 1e-9 * self._frac_one(feature)), kind="stable")
 
     def _check(self, feature: int) -> None:
         if not 0 <= int(feature) < self.n_features:
