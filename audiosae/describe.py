@@ -30,14 +30,13 @@ frames in the same non-zero bin are also counted as ties, so the only error is t
 
     |AUROC_hist - AUROC_exact| <= 0.5 * sum_{b >= 1} p_b q_b     (stored as auroc_error[j, c])
 
-with ``p_b`` / ``q_b`` the fractions of class-``c`` / other frames in bin ``b``.  The bound is
-exact bookkeeping, not an estimate: it is the mass of the pairs whose order the histogram does
-not know.  With 64 bins (each 1.19x wide) it is typically below 0.01; ``auroc_error.max()``
-says it for a given SAE.
+with ``p_b`` / ``q_b`` the fractions of class-``c`` / other frames in bin ``b``: exactly the pairs
+whose order the histogram does not know.  With 64 bins (each 1.19x wide) it was <= 0.005 on
+real music; ``auroc_error`` holds it for every (feature, class).
 
-The result is saved atomically next to the SAE (``saes/<name>/describe.safetensors``, arrays
-plus a JSON header with the schema version, class names, the SAE fingerprint and a fingerprint
-of the corpus + attribute spec + bins); ``load_description`` returns None when it is stale.
+Saved atomically beside the SAE (``saes/<name>/describe.safetensors``: arrays + JSON header with
+schema version, class names, SAE fingerprint, fingerprint of corpus + attribute spec + bins);
+``load_description`` returns None when it is stale.
 """
 
 from __future__ import annotations
@@ -102,11 +101,8 @@ class FeatureDescription:
 
     @property
     def offsets(self) -> dict[str, int]:
-        out, at = {}, 0
-        for a in self.attributes:
-            out[a] = at
-            at += len(self.class_names[a])
-        return out
+        starts = np.cumsum([0] + [len(self.class_names[a]) for a in self.attributes])
+        return {a: int(starts[i]) for i, a in enumerate(self.attributes)}
 
     def columns(self) -> list[tuple[str, str]]:
         """``(attribute, class name)`` of every class column."""
@@ -250,9 +246,26 @@ def _corpus_key(workspace: Workspace, bins: int) -> str:
 
 def describe_features(workspace: Workspace, sae_name: str, *, bins: int = DEFAULT_BINS, device: str = "cpu",
                       chunk_elements: int = CHUNK_ELEMENTS, progress: ProgressSink = null_progress,
-                      cancel: CancelToken | None = None, save: bool = True) -> FeatureDescription:
+                      cancel: CancelToken | None = None, save: bool = True, threads: int | None = None
+                      ) -> FeatureDescription:
     """Stream the corpus through SAE ``sae_name``, label every feature, save the result (atomically,
-    only after the last batch: a cancelled run leaves no file)."""
+    only after the last batch: a cancelled run leaves no file).
+
+    ``threads``: torch's intra-op threads meanwhile (process-wide, restored after; None: as they
+    are).  On a busy machine 1 beats 2 by 2-3x (see benchmarks/bench_describe.py).
+    """
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _describe(workspace, sae_name, bins, device, chunk_elements, progress, cancel, save)
+    finally:
+        if threads:
+            torch.set_num_threads(previous)
+
+
+def _describe(workspace: Workspace, sae_name: str, bins: int, device: str, chunk_elements: int,
+              progress: ProgressSink, cancel: CancelToken | None, save: bool) -> FeatureDescription:
     cancel = cancel or CancelToken()
     started = time.monotonic()
     dev = pick_device(device)
@@ -358,7 +371,8 @@ def load_description(workspace: Workspace, sae_name: str, bins: int = DEFAULT_BI
 
 
 def load_or_describe(workspace: Workspace, sae_name: str, *, bins: int = DEFAULT_BINS, device: str = "cpu",
-                     progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> FeatureDescription:
+                     progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
+                     threads: int | None = None) -> FeatureDescription:
     """The cached description when current, else a fresh one (a job: the studio runs it in a worker)."""
     if sae_name not in workspace.sae_names():
         raise WorkspaceError(f"{workspace.root}: no SAE named {sae_name!r}; available: "
@@ -367,7 +381,8 @@ def load_or_describe(workspace: Workspace, sae_name: str, *, bins: int = DEFAULT
     if desc is not None:
         progress(Progress("describe", 1, 1, "loaded"))
         return desc
-    return describe_features(workspace, sae_name, bins=bins, device=device, progress=progress, cancel=cancel)
+    return describe_features(workspace, sae_name, bins=bins, device=device, progress=progress, cancel=cancel,
+                             threads=threads)
 
 
 # ---- search ------------------------------------------------------------------------------------
@@ -405,8 +420,7 @@ def search_features(desc: FeatureDescription, query: str, *, min_score: float = 
     score = au[np.arange(desc.n_features), best]
     keep = np.flatnonzero((score >= min_score) & (desc.density > 0))
     keep = keep[np.argsort(-score[keep], kind="stable")][:limit]
-    frac = desc.mass_fraction()
-    names = desc.columns()
+    frac, names = desc.mass_fraction(), desc.columns()
     return [{"feature": int(j), "score": round(float(score[j]), 4), "attribute": names[cols[best[j]]][0],
              "class": names[cols[best[j]]][1], "mass_fraction": round(float(frac[j, cols[best[j]]]), 4),
              "density": float(desc.density[j])} for j in keep]
@@ -447,8 +461,7 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
     ``among_classes_only``: rank only the frames whose class is not in ``skip_classes`` (e.g.
     "of its 50 most active pitched frames, how many are that note")."""
     cancel = cancel or CancelToken()
-    at = desc.offsets[attribute]
-    n_a = len(desc.class_names[attribute])
+    at, n_a = desc.offsets[attribute], len(desc.class_names[attribute])
     au = np.nan_to_num(desc.label_scores()[:, at:at + n_a], nan=-1.0)
     best = au.argmax(axis=1)
     skip = {desc.class_names[attribute].index(c) for c in skip_classes if c in desc.class_names[attribute]}
@@ -459,8 +472,7 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
     sae = SparseAutoencoder.load(workspace.sae_dir(sae_name), device=dev)
     store = workspace.frame_store()
     sel = torch.tensor(feats, device=dev)
-    run_val = torch.full((len(feats), k), -1.0, device=dev)
-    run_cls = torch.full((len(feats), k), -1, dtype=torch.int64, device=dev)
+    run_val, run_cls = (torch.full((len(feats), k), -1, dtype=t, device=dev) for t in (torch.float32, torch.int64))
     rows = max(1, CHUNK_ELEMENTS // max(1, len(feats)))
     with torch.inference_mode():
         for shard_no in range(len(store.manifest.shards)):
@@ -474,16 +486,12 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
                 merged = torch.cat([run_val, ft], dim=1)
                 run_val, idx = torch.topk(merged, k, dim=1)
                 run_cls = torch.cat([run_cls, y[None, :].expand(len(feats), -1)], dim=1).gather(1, idx)
-    vals, labs = run_val.cpu().numpy(), run_cls.cpu().numpy()
-    names = desc.class_names[attribute]
-    out = {}
+    vals, labs, names, out = run_val.cpu().numpy(), run_cls.cpu().numpy(), desc.class_names[attribute], {}
     for i, j in enumerate(feats):
-        real = vals[i] > 0
-        n_real = max(1, int(real.sum()))
-        hits = int((labs[i][real] == best[j]).sum())
-        mode = int(np.bincount(labs[i][real], minlength=len(names)).argmax()) if real.any() else int(best[j])
-        out[j] = {"feature": j, "class": names[int(best[j])], "auroc": float(au[j, best[j]]),
-                  "frames": int(real.sum()), "precision": hits / n_real,
-                  # the most common class among those frames: the best precision any pitch label could have
-                  "mode_class": names[mode], "mode_precision": int((labs[i][real] == mode).sum()) / n_real}
+        top, n_real = labs[i][vals[i] > 0], max(1, int((vals[i] > 0).sum()))
+        mode = int(np.bincount(top, minlength=len(names)).argmax()) if top.size else int(best[j])
+        # mode: the most common class among those frames, the best precision any label could have
+        out[j] = {"feature": j, "class": names[int(best[j])], "auroc": float(au[j, best[j]]), "frames": int(top.size),
+                  "precision": int((top == best[j]).sum()) / n_real, "mode_class": names[mode],
+                  "mode_precision": int((top == mode).sum()) / n_real}
     return out

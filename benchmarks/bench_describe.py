@@ -114,22 +114,21 @@ def run(frames: int = 270_000, features: int = 4096, density: float = 0.05, devi
 
     from audiosae.describe import describe_features
 
-    if threads:
-        torch.set_num_threads(threads)
 
     folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="bench-describe-"))
     t0 = time.perf_counter()
     ws = synthetic_hour(folder / "ws", frames, features, density)
     setup = time.perf_counter() - t0
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    desc = describe_features(ws, "bench", device=device)
+    desc = describe_features(ws, "bench", device=device, threads=threads)
     seconds, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
     out = {"frames": frames, "features": features, "target_density": density,
            "measured_density": float(desc.density.mean()), "classes": int(desc.auroc.shape[1]),
            "bins": desc.bins, "seconds": round(seconds, 2), "setup_seconds": round(setup, 2),
            "cpu_user_seconds": round(r1.ru_utime - r0.ru_utime, 2), "cpu_sys_seconds": round(r1.ru_stime - r0.ru_stime, 2),
            "frames_per_second": round(frames / seconds), "max_auroc_error_bound": float(np.nanmax(desc.auroc_error)),
-           "mean_auroc_error_bound": float(np.nanmean(desc.auroc_error)), "torch_threads": torch.get_num_threads(),
+           "mean_auroc_error_bound": float(np.nanmean(desc.auroc_error)),
+           "torch_threads": threads or torch.get_num_threads(),
            "goal_seconds": 120, "ok": seconds <= 120}
     if not keep:
         import shutil
@@ -143,13 +142,13 @@ def main() -> None:
     p.add_argument("--features", type=int, default=4096)
     p.add_argument("--density", type=float, default=0.05)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's). On a machine shared with other busy processes 1 thread "
-                        "was 2x faster than 2: idle OpenMP workers spin waiting for a core")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads while describing (default 1, as `audiosae describe`; 0 = torch's default). "
+                        "On the shared 2-core machine 1 thread was 2-3x faster than 2: idle OpenMP workers spin")
     p.add_argument("--keep", type=Path, default=None, help="build the workspace here and keep it")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    res = run(args.frames, args.features, args.density, args.device, args.keep, args.threads)
+    res = run(args.frames, args.features, args.density, args.device, args.keep, args.threads or None)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
