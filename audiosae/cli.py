@@ -241,18 +241,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write a Neuronpedia-style export (explanations, density, top activations)")
     ds.add_argument("--threads", type=int, default=1,
                     help="CPU threads while labelling (default 1: on a busy machine 1 was 2-3x faster than 2)")
-
-    ds = sub.add_parser("describe", parents=[common], help="label every SAE feature with its best attribute classes",
-                        description="Streams the corpus through SAE NAME and scores every feature against every "
-                                    "pitch / loudness / timbre class (one-vs-rest AUROC of its activation, and the "
-                                    "share of its activation mass per class). Cached next to the SAE; recomputed "
-                                    "when the SAE, the corpus or the attribute spec changes.")
-    ds.add_argument("workspace", type=Path)
-    ds.add_argument("--sae", required=True, help="SAE name in the workspace")
-    ds.add_argument("--feature", type=int, default=None, metavar="J", help="only feature J (default: all)")
-    ds.add_argument("--top", type=int, default=5, metavar="N", help="labels per feature, best first (default 5)")
-    ds.add_argument("--neuronpedia", type=Path, default=None, metavar="OUT.json",
-                    help="also write a Neuronpedia-style export (explanations, density, top activations)")
     return p
 
 

@@ -441,33 +441,6 @@ def cmd_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
     if args.top < 1:
         raise AudioSAEError(f"--top must be at least 1, got {args.top}")
     ws = Workspace.open(args.workspace)
-    desc = load_or_describe(ws, args.sae, device=args.device, progress=progress, cancel=cancel)
-    if args.feature is not None and not 0 <= args.feature < desc.n_features:
-        raise AudioSAEError(f"feature {args.feature} is out of range (0..{desc.n_features - 1})")
-    feats = [args.feature] if args.feature is not None else range(desc.n_features)
-    data = desc.to_json(feats, top=args.top)
-    lines = [f"SAE {args.sae}: {desc.n_features} features over {desc.n_frames} frames "
-             f"(score = one-vs-rest AUROC; mass = share of the feature's activation on the class)"]
-    for item in data["features"]:
-        labels = ", ".join(f"{x['attribute']} {x['class']} {x['score']:.2f} (mass {x['mass_fraction']:.2f})"
-                           for x in item["labels"]) or "dead (never active)"
-        lines.append(f"{item['feature']:>5}  density {item['density']:.4f}  single-label "
-                     f"{item['single_label_score']:.2f}  {labels}")
-    if args.neuronpedia is not None:
-        neuronpedia_export(ws, desc, args.neuronpedia, top=args.top)
-        lines.append(f"wrote the Neuronpedia-style export {args.neuronpedia}")
-        if args.json and not args.quiet:
-            print(f"audiosae: wrote {args.neuronpedia}", file=sys.stderr)
-    return {"text": "\n".join(lines), "json": data}
-
-def cmd_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
-    """Every feature's best attribute labels (``audiosae.describe``)."""
-    from .describe import load_or_describe, neuronpedia_export
-    from .workspace import Workspace
-
-    if args.top < 1:
-        raise AudioSAEError(f"--top must be at least 1, got {args.top}")
-    ws = Workspace.open(args.workspace)
     desc = load_or_describe(ws, args.sae, device=args.device, progress=progress, cancel=cancel,
                             threads=args.threads or None)
     if args.feature is not None and not 0 <= args.feature < desc.n_features:
