@@ -433,6 +433,7 @@ def cmd_export_lanes(args: argparse.Namespace, *, progress: ProgressSink, cancel
     return {"text": text, "json": {"out": str(out), "frames": analysis.n_frames, "sae": models.sae.cfg.name,
                                    "active_features": len(features), "sonic_visualiser": {k: str(v) for k, v in sv.items()}}}
 
+
 def cmd_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     """Every feature's best attribute labels (``audiosae.describe``)."""
     from .describe import load_or_describe, neuronpedia_export
