@@ -244,10 +244,17 @@ def test_export_writes_the_audio_the_panel_plays_and_a_sidecar(make_panel, qtbot
     assert side["scope"] == "selection" and (side["start"], side["end"]) == (1.0, 3.5)
     assert side["sae"] == models.sae.cfg.name and side["workspace"] == str(ws.root)
     assert side["backend"] == "mel" and side["input"] == "clip.wav" and side["sample_rate"] == rate
+    # The level rule (steering.level): what the panel plays and exports is matched and limited.
+    assert side["level"]["rule"] == "matched+limited" and side["level"]["chunks"] == renderer.n_chunks
+    assert np.abs(audio).max() <= 10 ** (-1 / 20) + 1e-6 and side["level"]["peak_after"] <= 10 ** (-1 / 20) + 1e-6
 
     with qtbot.waitSignal(panel.export_failed, timeout=5000) as failed:
         assert panel.export_steered(str(tmp_path / "steered.mp3")) is None
     assert ".wav or .flac" in failed.args[0]
+    for bad in (float("nan"), float("inf"), -1.0):  # refused: the controls keep 12.5
+        panel.set_alpha(bad)
+        assert panel.alpha == 12.5 and panel.alpha_spin.value() == 12.5
+    assert "alpha must be" in panel.status_text()
 
 
 def test_without_an_audio_device_the_panel_says_so_and_still_works(make_panel, qtbot, monkeypatch):
