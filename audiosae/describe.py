@@ -17,13 +17,14 @@ best first by AUROC (then mass fraction).  Its ``single_label_score`` is the fra
 activation mass (within the best label's attribute) that falls on the best label's class:
 1 for a feature that fires only on one note, about the class's frame share for a random one.
 Dead features (never active) have no labels and score 0.  Classes with fewer than
-``MIN_CLASS_FRAMES`` corpus frames are never labels (a note heard for a fraction of a second
-gets AUROC near 1 from almost any feature by chance); their AUROC is still stored.
+``MIN_CLASS_FRAMES`` corpus frames are never labels (an AUROC from a handful of frames is mostly
+chance); their AUROC is still stored.
 
 **How AUROC stays cheap.**  Activations are sparse (most ``f_j`` are exactly 0), so per batch
 only the active entries are touched: each is put in one of ``bins`` log-spaced bins
 (``feature_index.histogram_edges``, ``1e-3 .. sqrt(d_sae)``; values outside go to the end bins)
-and counted per (class, feature, bin) for each attribute (one ``scatter_add_``).  The zero
+and counted per (class, feature, bin) for each attribute (one ``scatter_add_`` into an int32
+``[C, F, bins]`` array: 111 MB for 4,096 features x 106 classes x 64 bins).  The zero
 "bin" is never counted: it is the class's frame count minus its active frames.  AUROC then
 comes from the cumulative histograms.  Ties at 0 are real ties and are counted exactly (0.5);
 frames in the same non-zero bin are also counted as ties, so the only error is theirs::
@@ -31,8 +32,9 @@ frames in the same non-zero bin are also counted as ties, so the only error is t
     |AUROC_hist - AUROC_exact| <= 0.5 * sum_{b >= 1} p_b q_b     (stored as auroc_error[j, c])
 
 with ``p_b`` / ``q_b`` the fractions of class-``c`` / other frames in bin ``b``: exactly the pairs
-whose order the histogram does not know.  With 64 bins (each 1.19x wide) it was <= 0.005 on
-real music; ``auroc_error`` holds it for every (feature, class).
+whose order the histogram does not know.  With 64 bins (each 1.19x wide), on 121k frames of real
+music (mel, SAEs of 1,024-4,096 features, density 7-28 %) it averaged 1e-4..2e-3 and was at most
+0.009..0.026; ``auroc_error`` holds it for every (feature, class).
 
 Saved atomically beside the SAE (``saes/<name>/describe.safetensors``: arrays + JSON header with
 schema version, class names, SAE fingerprint, fingerprint of corpus + attribute spec + bins);
@@ -68,7 +70,7 @@ DESCRIBE_FILE = "describe.safetensors"
 DESCRIBE_KIND = "audiosae.describe"
 DEFAULT_BINS = 64
 MIN_CLASS_FRAMES = 50   # a label's class needs this many corpus frames (0.67 s at 75 Hz)
-CHUNK_ELEMENTS = 2 * INDEX_CHUNK_ELEMENTS  # frames x features per batch: a 16 MB [B, F] block (below glibc's 32 MB mmap cap)
+CHUNK_ELEMENTS = 2 * INDEX_CHUNK_ELEMENTS  # frames x features per batch: 16 MB [B, F] (< glibc mmap cap)
 
 
 @dataclass
