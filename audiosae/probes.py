@@ -549,6 +549,10 @@ def _inner_split(store: FrameStore, fraction: float, seed: int) -> tuple[FrameSt
     return store.with_splits(split_of), {"train_sources": len(order) - n_val, "val_sources": n_val}
 
 
+def _has_sources(store: FrameStore) -> bool:
+    return bool(store.source_table()) if hasattr(store, "source_table") else False
+
+
 def _input_stats(store: FrameStore, feats_fn, attrs: list[str], n_classes: Mapping[str, int], d_features: int,
                  batch_size: int, seed: int, dev: torch.device, cancel: CancelToken | None
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -636,8 +640,13 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
                   progress=progress, cancel=cancel)
     selection: dict[str, Any] = {"grid": grid}
     history: list[dict[str, Any]] = []
+    inner = _inner_split(store, inner_fraction, seed) if len(grid) > 1 else None
+    if len(grid) > 1 and inner is None and _has_sources(store):
+        # one training source: nothing to hold out but the store's val split, which may be the
+        # fold being measured; take the grid's middle strength and its full epoch count
+        grid = [grid[len(grid) // 2]]
+        selection["on"] = "none (one training source)"
     if len(grid) > 1:
-        inner = _inner_split(store, inner_fraction, seed)
         if inner is not None:
             sel_store, info = inner
             selection.update(on="inner source split", **info)
@@ -665,13 +674,12 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
         history += final_history
         early_stopping = "inner split (fixed epochs on all training frames)"
     else:
-        has_val = int(store.n_frames("val")) > 0
+        has_val = int(store.n_frames("val")) > 0 and selection.get("on") is None
         final, history = _fit_heads(store, feats_fn, [_Head(a, grid[0], max_epochs) for a in attrs], n_classes,
                                     d_features, use_val=has_val, stage="train probes", **common)
-        selection.update(on=None, chosen={a: grid[0] for a in attrs})
-        early_stopping = "val_loss" if has_val else "train_loss"
-        if not has_val:     # keep the old behaviour: stop on the training loss
-            pass
+        selection.setdefault("on", None)
+        selection["chosen"] = {a: grid[0] for a in attrs}
+        early_stopping = "val_loss" if has_val else "none (fixed epochs)"
 
     out_w, out_b = {}, {}
     for a, r in zip(attrs, final):
@@ -779,7 +787,8 @@ def cross_validate_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n
                                      probes.class_names.get(a), where=f"fold {i + 1}/{k} ({', '.join(held)})")
                 if line:
                     warnings.append(line)
-        results.append({"sources": held, "l2": probes.metrics.get("l2"), "evaluation": ev})
+        results.append({"sources": held, "l2": probes.metrics.get("l2"),
+                        "l2_chosen_on": probes.metrics["selection"].get("on"), "evaluation": ev})
         progress(Progress("cross-validate probes", i + 1, k, f"fold {i + 1}/{k}"))
     return {"n_folds": k, "folds": results, "summary": summarize_folds([r["evaluation"] for r in results]),
             "warnings": warnings}

@@ -336,8 +336,12 @@ class ShardStore:
     def source_table(self) -> dict[str, tuple[str, str, int]]:
         """``{source_id: (split_key, split, n_frames)}`` of the sources with frames; the key
         does not depend on where the files lie (``corpus.split_key``)."""
-        return {sid: (split_key(sid, rec.path), self._split_of.get(sid, rec.split), int(rec.n_frames))
-                for sid, rec in self.manifest.sources.items() if rec.n_frames > 0}
+        table = {}
+        for sid, rec in self.manifest.sources.items():
+            side = self._split_of.get(sid, rec.split)
+            if rec.n_frames > 0 and side in ("train", "val"):    # not those a view leaves out
+                table[sid] = (split_key(sid, rec.path), side, int(rec.n_frames))
+        return table
 
     def with_splits(self, split_of: dict[str, str]) -> "ShardStore":
         """The same shards with the sources assigned to splits anew: ``split_of[source_id]`` is

@@ -378,6 +378,13 @@ def test_cross_validation_by_source_holds_each_source_out_once_and_reports_the_s
     cv = cross_validate_probes(sourced_frames(3, 60, 1), sae=None, n_classes=N_CLASSES, n_folds=5,
                                max_epochs=2, batch_size=128, l2=1e-3)
     assert cv["n_folds"] == 3
+    assert all(f["l2_chosen_on"] is None for f in cv["folds"])          # one strength: nothing to choose
+    # two sources: each fold trains on one, so the strength cannot be chosen without looking at
+    # the held-out fold; the grid's middle value is used instead
+    cv = cross_validate_probes(sourced_frames(2, 60, 1), sae=None, n_classes=N_CLASSES, n_folds=5,
+                               max_epochs=2, batch_size=128, l2=[1e-4, 1e-2, 1e-1])
+    assert cv["n_folds"] == 2
+    assert all(f["l2_chosen_on"] == "none (one training source)" and f["l2"]["pitch"] == 1e-2 for f in cv["folds"])
     with pytest.raises(AudioSAEError):
         cross_validate_probes(make_store(), sae=None, n_classes=N_CLASSES)
 
@@ -457,6 +464,9 @@ def test_regrouped_store_counts_and_streams_the_chosen_sources(tiny_user_workspa
     assert view.n_frames("train") == sum(n for _, _, n in table.values()) - table[one][2]
     assert sum(b["latents"].shape[0] for b in view.iter_batches("val", 64, shuffle=True)) == table[one][2]
     assert store.n_frames("val") != 0 and store.source_table() == table       # the original is untouched
+    two = sorted(table)[:2]
+    part = store.with_splits({two[0]: "train", two[1]: "val"})                  # the others are left out
+    assert set(part.source_table()) == set(two) and part.source_table()[two[1]][1] == "val"
 
 
 def test_train_writes_cross_validated_probe_metrics_and_the_report_keys(tiny_user_workspaces):
