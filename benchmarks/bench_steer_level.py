@@ -69,7 +69,11 @@ def main() -> None:
         raise SystemExit("the excerpt is empty: lower --offset")
     sr = backend.sample_rate
     src_db = loudness_db(wave, sr)
-    extra = {"method": args.method} if args.method else {}
+    extra: dict = {"method": args.method} if args.method else {}
+    if args.method == "mass-mean":
+        from audiosae.steering.methods import workspace_class_means
+
+        extra["means"] = workspace_class_means(ws, name, sae, args.attribute)
     print(f"{args.audio.name}: {wave.shape[1] / sr:.1f} s at {sr} Hz, backend {ws.backend_name}, SAE {name}, "
           f"source loudness {src_db:.1f} dB, peak {20 * np.log10(np.abs(wave).max()):+.1f} dBFS")
     print(f"{'alpha':>6} | {'raw peak':>9} {'raw dL':>7} {'raw max frame':>13} | {'peak':>7} {'dL':>6} "
