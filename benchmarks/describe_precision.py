@@ -5,8 +5,8 @@ features whose best pitch label is a note, the precision of that note among thei
 
 Goal (issue "every feature labelled automatically"): for an SAE of width >= 1,024, at least 50
 features whose best pitch label is a note have precision >= 0.8 among their 50 most active
-corpus frames.  Features count when their best pitch AUROC is at least ``--min-auroc`` (0.5:
-every live feature with a note as best pitch class).
+corpus frames.  Features count when they are active on at least ``--k`` frames and their best
+pitch AUROC is at least ``--min-auroc`` (0.5: every such feature with a note as best pitch class).
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ def run(workspace: Path, sae: str, k: int = 50, show: int = 15, min_auroc: float
     single = desc.single_label_score()
     best = [desc.labels(j, top=1) for j in range(desc.n_features)]
     live = [j for j in range(desc.n_features) if best[j]]
-    order = sorted(live, key=lambda j: (-best[j][0]["score"] * single[j], j))
+    active = np.rint(desc.density * desc.n_frames)
+    # features active on fewer than k frames are left out: a feature seen on 3 frames is "pure" by chance
+    order = sorted((j for j in live if active[j] >= k), key=lambda j: (-best[j][0]["score"] * single[j], j))
     top = [{**desc.describe(j, top=3)} for j in order[:show]]
     t0 = time.perf_counter()
     prec = top_frame_precision(ws, sae, desc, k=k, device=device, among_classes_only=voiced_only)
     precision_s = time.perf_counter() - t0
-    rows = [r for r in prec.values() if r["auroc"] >= min_auroc]
+    rows = [r for r in prec.values() if r["auroc"] >= min_auroc and r["frames"] >= k]
     good = [r for r in rows if r["precision"] >= 0.8]
     by_prec = sorted(rows, key=lambda r: (-r["precision"], -r["auroc"]))
     return {"workspace": str(workspace), "sae": sae, "features": desc.n_features, "frames": desc.n_frames,
@@ -49,7 +51,8 @@ def run(workspace: Path, sae: str, k: int = 50, show: int = 15, min_auroc: float
             "median_precision": float(np.median([r["precision"] for r in rows])) if rows else None,
             "distinct_notes_ge_0.8": sorted({r["class"] for r in good}),
             "mode_note_features_ge_0.8": sum(1 for r in prec.values() if r["mode_precision"] >= 0.8
-                                             and r["mode_class"] != "unvoiced"),
+                                             and r["mode_class"] != "unvoiced" and r["frames"] >= k),
+            "features_under_k_frames": sum(1 for r in prec.values() if r["frames"] < k),
             "median_mode_precision": float(np.median([r["mode_precision"] for r in rows])) if rows else None,
             "mode_unvoiced_features": sum(1 for r in prec.values() if r["mode_class"] == "unvoiced"),
             "goal_met": desc.n_features >= 1024 and len(good) >= 50,
@@ -75,12 +78,13 @@ def main() -> None:
         return
     print(f"{res['sae']}: {res['features']} features ({res['live_features']} live) over {res['frames']} frames; "
           f"describe {res['describe_seconds']} s, precision pass {res['precision_seconds']} s")
-    print("top labelled features (best AUROC x single-label score):")
+    print(f"top labelled features active on >= {res['k']} frames (best AUROC x single-label score):")
     for f in res["top_features"]:
         labels = ", ".join(f"{x['attribute']} {x['class']} {x['score']:.3f} (mass {x['mass_fraction']:.2f})"
                            for x in f["labels"])
         print(f"  {f['feature']:>5} density {f['density']:.4f} single {f['single_label_score']:.2f}: {labels}")
-    print(f"features whose best pitch label is a note: {res['note_features']}; precision@{res['k']}"
+    print(f"features whose best pitch label is a note, active on >= {res['k']} frames: {res['note_features']} "
+          f"({res['features_under_k_frames']} more are active on fewer); precision@{res['k']}"
           f"{' (voiced frames only)' if res['voiced_only'] else ''} >= 0.8: "
           f"{res['note_features_precision_ge_0.8']} (median {res['median_precision']}); goal >= 50: "
           f"{'met' if res['goal_met'] else 'NOT met'}; notes: {', '.join(res['distinct_notes_ge_0.8'])}")
