@@ -118,11 +118,31 @@ def build_parser() -> argparse.ArgumentParser:
                                    "linear probes on each SAE's features and on the raw latent (baseline). "
                                    "Re-running after an interruption resumes from the last checkpoint.")
     t.add_argument("workspace", type=Path)
-    t.add_argument("--expansion", type=_ints, default=[4, 8, 16], help="widths as multiples of the latent dim (default 4,8,16)")
-    t.add_argument("--l1", type=_floats, default=[0.005, 0.02, 0.05], help="L1 coefficients (default 0.005,0.02,0.05)")
-    t.add_argument("--epochs", type=int, default=10, help="passes over the training frames (default 10)")
-    t.add_argument("--batch-size", type=int, default=4096)
-    t.add_argument("--seed", type=int, default=0)
+    from . import defaults as D
+
+    def _csv(values: Any) -> str:
+        return ",".join(f"{v:g}" for v in values)
+
+    t.add_argument("--expansion", type=_ints, default=list(D.DEFAULT_EXPANSIONS),
+                   help=f"widths as multiples of the latent dim (default {_csv(D.DEFAULT_EXPANSIONS)})")
+    t.add_argument("--l1", type=_floats, default=None,
+                   help=f"sparsity coefficients lambda: L1 for relu-rmsnorm (default {_csv(D.DEFAULT_L1S)}), "
+                        f"L0 for jumprelu (default {_csv(D.DEFAULT_L0S)})")
+    t.add_argument("--architecture", choices=D.ARCHITECTURE_CHOICES, default=D.DEFAULT_ARCHITECTURE,
+                   help="SAE architecture, SAELens' names (default relu-rmsnorm: the paper's ReLU + L1 + RMSNorm)")
+    t.add_argument("--k", type=_ints, default=None,
+                   help=f"active features per frame of topk/batchtopk, a grid like --l1 (default {_csv(D.DEFAULT_KS)})")
+    t.add_argument("--no-rmsnorm", dest="rmsnorm", action="store_const", const=False, default=None,
+                   help="no RMSNorm on the code (SAELens' plain forward)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--frames", type=int, default=None,
+                        help="SAE budget in training frames (default: max(%g epochs, %d steps), stopping earlier "
+                             "when the held-out loss stops improving)" % (D.SAE_EPOCHS_EQUIVALENT, D.SAE_MIN_STEPS))
+    budget.add_argument("--epochs", type=int, default=None,
+                        help="a fixed number of passes over the training frames instead (no plateau stop)")
+    t.add_argument("--batch-size", type=int, default=D.SAE_BATCH_SIZE,
+                   help=f"frames per SAE step (default {D.SAE_BATCH_SIZE})")
+    t.add_argument("--seed", type=int, default=D.SEED)
     t.add_argument("--checkpoint-seconds", type=float, default=None, help=argparse.SUPPRESS)  # crash tests
 
     r = sub.add_parser("report", parents=[common], help="the paper-style table: sparsity, L0, dead, FVU, probe accuracy")

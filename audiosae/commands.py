@@ -78,16 +78,42 @@ def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
 def cmd_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     from .devices import pick_device
     from .report import format_report
-    from .training import TrainSettings, train_workspace
+    from .training import train_workspace
     from .workspace import Workspace
 
     ws = Workspace.open(args.workspace)
-    settings = TrainSettings(expansions=args.expansion, l1s=args.l1, epochs=args.epochs,
-                             batch_size=args.batch_size, seed=args.seed)
+    settings = train_settings_from_args(args)
+    if not args.quiet:
+        print(describe_train_estimate(ws, settings, str(pick_device(args.device))), file=sys.stderr, flush=True)
     extra = {"checkpoint_every_s": args.checkpoint_seconds} if args.checkpoint_seconds is not None else {}
     report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel,
                              **extra)
     return {"text": format_report(report), "json": report}
+
+
+def train_settings_from_args(args: argparse.Namespace) -> Any:
+    """``audiosae train``'s options as ``TrainSettings`` (defaults from ``audiosae.defaults``)."""
+    from . import defaults as D
+    from .training import TrainSettings
+
+    arch = getattr(args, "architecture", D.DEFAULT_ARCHITECTURE)
+    l1s = args.l1 if args.l1 is not None else (D.DEFAULT_L0S if arch == "jumprelu" else D.DEFAULT_L1S)
+    return TrainSettings(expansions=args.expansion, l1s=l1s, epochs=args.epochs, frames=getattr(args, "frames", None),
+                         batch_size=args.batch_size, seed=args.seed, architecture=arch,
+                         rmsnorm=getattr(args, "rmsnorm", None), ks=args.k if getattr(args, "k", None) else D.DEFAULT_KS)
+
+
+def describe_train_estimate(ws: Any, settings: Any, device: str) -> str:
+    """The line ``audiosae train`` prints before it starts: the SAE budget and its time bound."""
+    from .training import estimate_train_seconds
+
+    store = ws.frame_store()
+    n_train = int(store.n_frames("train"))
+    est = estimate_train_seconds(settings, store.d_in, n_train, device=device)
+    how = "stops earlier when the held-out loss stops improving" if est["stops_on_plateau"] else "fixed length"
+    return (f"SAE grid: {len(settings.sae_configs(store.d_in))} SAEs, up to {est['steps']} steps of "
+            f"{settings.batch_size} frames ({est['epochs_equivalent']:.1f} passes over {n_train} training frames), "
+            f"about {est['seconds'] / 60:.1f} min at most on this machine ({how}); then the probes")
 
 
 def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:

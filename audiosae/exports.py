@@ -9,6 +9,13 @@ saying that the features are ``f = h / sqrt(mean(h^2) + eps)``, which SAELens' o
 does not compute.  ``import_saelens`` reads both our exports (exactly) and plain SAELens
 ``standard`` SAEs (adding our RMSNorm, with a warning on the returned SAE).
 
+The other architectures map onto SAELens' as SAELens names them: ``topk`` -> ``"topk"``
+(with ``k``), ``jumprelu`` -> ``"jumprelu"`` (with the ``threshold`` tensor), and
+``batchtopk`` -> ``"jumprelu"`` with its estimated threshold on every feature (SAELens saves
+BatchTopK SAEs for inference that way).  Without RMSNorm (``--no-rmsnorm``) SAELens' own
+forward computes exactly our features and reconstruction; with it, the ``hidden_norm``
+block and the note say what SAELens leaves out.
+
 Sonic Visualiser: every lane is a headerless ``time,value[,label]`` CSV in seconds, which SV
 imports as a time-value layer: open the audio, then File > Import Annotation Layer, choose
 the CSV, and in the import dialog set column 1 to "Time", column 2 to "Value" (and column 3,
@@ -34,6 +41,7 @@ from .probes import META_FILE as PROBES_META_FILE
 from .probes import WEIGHTS_FILE as PROBES_WEIGHTS_FILE
 from .probes import ProbeSet
 from .sae import DEFAULT_RMS_EPS, SAEConfig, SparseAutoencoder
+from .sae.config import parse_architecture
 from .storage import SCHEMA_VERSION, atomic_write_bytes, atomic_write_json, load_tensors, read_json, save_tensors
 
 __all__ = [
@@ -46,6 +54,8 @@ SAELENS_CFG_FILE = "cfg.json"
 SAELENS_WEIGHTS_FILE = "sae_weights.safetensors"
 EXPORT_KIND = "audiosae.saelens_export"
 _PARAMS = ("W_enc", "b_enc", "W_dec", "b_dec")
+# our architecture -> SAELens' architecture of the saved (inference) SAE
+SAELENS_ARCHITECTURE = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
 
 FORWARD_NOTE = (
     "audiosae SAE: h = relu(x @ W_enc + b_enc); f = h / sqrt(mean(h^2) + eps) (parameter-free RMSNorm over "
@@ -77,10 +87,12 @@ def export_saelens(sae: SparseAutoencoder, folder: str | Path, *, probes: ProbeS
             raise AudioSAEError(f"cannot export these probes with SAE {sae.cfg.name!r}: {exc}") from None
     cfg = sae.cfg
     tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in _PARAMS}
+    if sae.threshold is not None:
+        tensors["threshold"] = sae.threshold.detach().to("cpu", torch.float32).contiguous()
     fingerprint = sae.fingerprint()
     save_tensors(folder / SAELENS_WEIGHTS_FILE, tensors,
                  metadata={"kind": EXPORT_KIND, "d_in": cfg.d_in, "d_sae": cfg.d_sae, "rms_eps": cfg.rms_eps,
-                           "fingerprint": fingerprint})
+                           "architecture": cfg.label, "fingerprint": fingerprint})
     if probes is not None:
         probes.save(folder)
     sae_meta = _json_safe(dict(sae.metadata))
@@ -95,7 +107,7 @@ def export_saelens(sae: SparseAutoencoder, folder: str | Path, *, probes: ProbeS
         **_json_safe(dict(metadata or {})),
     }
     out = {
-        "architecture": "standard",
+        "architecture": SAELENS_ARCHITECTURE[cfg.architecture],
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "dtype": "float32",
@@ -103,20 +115,29 @@ def export_saelens(sae: SparseAutoencoder, folder: str | Path, *, probes: ProbeS
         "apply_b_dec_to_input": False,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "l1_coefficient": cfg.l1_coefficient,
         "metadata": saelens_meta,
-        # Ours: the forward pass has a parameter-free RMSNorm that SAELens' standard SAE lacks.
-        "hidden_norm": {"type": "rms", "eps": cfg.rms_eps, "parameters": 0,
-                        "applied_to": "h = relu(x @ W_enc + b_enc), over the d_sae axis, before decoding"},
-        "note": FORWARD_NOTE,
         "audiosae": {
             "schema_version": SCHEMA_VERSION, "kind": EXPORT_KIND, "name": cfg.name,
+            "architecture": cfg.label, "rmsnorm": cfg.rmsnorm, "k": cfg.k,
             "l1_coefficient": cfg.l1_coefficient, "rms_eps": cfg.rms_eps, "fingerprint": fingerprint,
             "sae_metadata": sae_meta, "metrics": _json_safe(dict(sae.metrics)),
             "probes": ({"weights": PROBES_WEIGHTS_FILE, "meta": PROBES_META_FILE,
                         "attributes": probes.attributes} if probes is not None else None),
         },
     }
+    if cfg.architecture == "relu":
+        out["l1_coefficient"] = cfg.l1_coefficient
+    elif cfg.architecture == "topk":
+        out.update(k=cfg.k, rescale_acts_by_decoder_norm=False)
+    if cfg.rmsnorm:
+        # Ours: the forward pass has a parameter-free RMSNorm that SAELens' SAEs lack.
+        out["hidden_norm"] = {"type": "rms", "eps": cfg.rms_eps, "parameters": 0,
+                              "applied_to": "h (the SAE's activations), over the d_sae axis, before decoding"}
+        out["note"] = FORWARD_NOTE if cfg.architecture == "relu" else (
+            f"audiosae {cfg.label} SAE: f = h / sqrt(mean(h^2) + eps) (parameter-free RMSNorm over the d_sae "
+            "features of each frame, eps in hidden_norm.eps) is decoded, x_hat = f @ W_dec + b_dec; SAELens' "
+            f"'{out['architecture']}' forward decodes h directly, so its reconstruction differs (its feature "
+            "activations h are ours before the norm); load the folder with audiosae.exports.import_saelens.")
     atomic_write_json(folder / SAELENS_CFG_FILE, out)
     return folder
 
@@ -141,9 +162,11 @@ def import_saelens(folder: str | Path, device: str | torch.device = "cpu") -> Sp
     if ours is not None and isinstance(ours.get("schema_version"), int) and ours["schema_version"] > SCHEMA_VERSION:
         raise WorkspaceError(f"{cfg_path}: written by a newer audiosae (schema {ours['schema_version']}); upgrade")
     architecture = raw.get("architecture", "standard")
-    if architecture != "standard":
+    if architecture not in ("standard", "topk", "jumprelu"):
         raise WorkspaceError(f"{cfg_path}: SAELens architecture {architecture!r} is not supported; "
-                             "audiosae reads 'standard' (ReLU) SAEs only")
+                             "audiosae reads 'standard' (ReLU), 'topk' and 'jumprelu' SAEs")
+    if architecture == "topk" and raw.get("rescale_acts_by_decoder_norm"):
+        raise WorkspaceError(f"{cfg_path}: TopK with rescale_acts_by_decoder_norm is not supported")
     norm = raw.get("normalize_activations", "none")
     if norm not in (None, "none", "expected_average_only_in"):
         # Input-dependent normalisations cannot be folded into the weights.
@@ -153,10 +176,12 @@ def import_saelens(folder: str | Path, device: str | torch.device = "cpu") -> Sp
     except (KeyError, TypeError, ValueError) as exc:
         raise WorkspaceError(f"{cfg_path}: SAELens config lacks a valid {exc.args[0] if exc.args else 'd_in/d_sae'}"
                              " (positive integers 'd_in' and 'd_sae' are required)") from None
-    tensors = load_tensors(weights_path, kind="SAELens weights", expect={
-        "W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)})
+    expect = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if architecture == "jumprelu":
+        expect["threshold"] = (d_sae,)
+    tensors = load_tensors(weights_path, kind="SAELens weights", expect=expect)
     weights = {}
-    for name in _PARAMS:
+    for name in expect:
         t = tensors[name].to(torch.float32)
         if not torch.isfinite(t).all():
             raise WorkspaceError(f"{weights_path}: tensor {name!r} contains NaN or inf")
@@ -166,16 +191,28 @@ def import_saelens(folder: str | Path, device: str | torch.device = "cpu") -> Sp
         weights["b_enc"] = (weights["b_enc"].double() - weights["b_dec"].double() @ weights["W_enc"].double()).float()
 
     eps, l1, name = DEFAULT_RMS_EPS, 0.0, folder.name or "imported"
+    arch = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}[architecture]
+    rmsnorm, k = True, raw.get("k") if architecture == "topk" else None
     hidden = raw.get("hidden_norm") if isinstance(raw.get("hidden_norm"), dict) else {}
-    if ours is not None:
-        eps = _finite(hidden.get("eps", ours.get("rms_eps")), cfg_path, "hidden_norm.eps", positive=True)
-        l1 = _finite(ours.get("l1_coefficient", 0.0), cfg_path, "audiosae.l1_coefficient")
-        name = str(ours.get("name") or name)
-    elif isinstance(raw.get("l1_coefficient"), (int, float)) and math.isfinite(raw["l1_coefficient"]) \
-            and raw["l1_coefficient"] >= 0:
-        l1 = float(raw["l1_coefficient"])
     try:
-        sae_cfg = SAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=l1, rms_eps=eps, name=name)
+        if ours is not None:
+            # Exports from before architectures existed have no "architecture" here: relu-rmsnorm.
+            arch, rmsnorm = parse_architecture(str(ours.get("architecture", "relu-rmsnorm")))
+            rmsnorm = bool(ours.get("rmsnorm", rmsnorm))
+            k = ours.get("k")
+            eps = _finite(hidden.get("eps", ours.get("rms_eps")), cfg_path, "hidden_norm.eps", positive=True)
+            l1 = _finite(ours.get("l1_coefficient", 0.0), cfg_path, "audiosae.l1_coefficient")
+            name = str(ours.get("name") or name)
+        elif arch == "relu" and isinstance(raw.get("l1_coefficient"), (int, float)) \
+                and math.isfinite(raw["l1_coefficient"]) and raw["l1_coefficient"] >= 0:
+            l1 = float(raw["l1_coefficient"])
+        elif arch == "jumprelu" and isinstance(raw.get("l0_coefficient"), (int, float)) \
+                and math.isfinite(raw["l0_coefficient"]) and raw["l0_coefficient"] >= 0:
+            l1 = float(raw["l0_coefficient"])
+        if arch == "batchtopk" and ours is not None:
+            k = ours.get("k")
+        sae_cfg = SAEConfig(d_in=d_in, d_sae=d_sae, l1_coefficient=l1, rms_eps=eps, name=name, architecture=arch,
+                            rmsnorm=rmsnorm, k=k)
     except AudioSAEError as exc:
         raise WorkspaceError(f"{cfg_path}: {exc}") from None
     meta = dict(ours.get("sae_metadata") or {}) if ours is not None else {}

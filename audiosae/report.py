@@ -104,6 +104,7 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
             "l1": _number(cfg.get("l1_coefficient"), "l1_coefficient", cfg_path),
             **{k: _number(metrics.get(k), k, metrics_path)
                for k in ("sparsity", "l0", "dead_features", "dead_fraction", "fvu", "explained_variance", "mse")},
+            **_training_columns(cfg, metrics, metrics_path),
         }
         ev, facts = _probe_doc(ws, name) or ({}, {})
         row.update(_probe_columns(ev))
@@ -120,6 +121,16 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
     warnings = list(dict.fromkeys(w for r in [*rows, base_row] for w in r.get("probe_warnings", [])))
     return {"workspace": str(ws.root), "backend": ws.backend_name, "corpus": corpus, "saes": rows,
             "baseline": base_row, "probe_method": "; ".join(sorted(methods)) or None, "probe_warnings": warnings}
+
+
+def _training_columns(cfg: dict[str, Any], metrics: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Architecture and how training ended: ``converged`` is False for an SAE whose held-out loss
+    was still improving when its budget ran out, None for SAEs trained before it was recorded."""
+    converged = metrics.get("converged")
+    if converged is not None and not isinstance(converged, bool):
+        raise WorkspaceError(f"{path}: converged = {converged!r:.40} is not true/false; was the file edited?")
+    return {"architecture": str(cfg.get("architecture", "relu-rmsnorm")), "k": cfg.get("k"), "converged": converged,
+            **{k: _number(metrics.get(k), k, path) for k in ("steps", "frames", "dead_features_train")}}
 
 
 def best_sae(ws: Workspace, attribute: str = "pitch") -> str:
@@ -156,7 +167,8 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{_fmt(r.get('timbre_within1'), '.2f'):>5} {_fmt(r.get('timbre_mae_hz'), '.0f'):>5}")
 
     for r in report["saes"]:
-        lines.append(f"{r['sae']:<18} {_fmt(r['d_sae'], 'd'):>6} {_fmt(r['l1'], 'g'):>7} "
+        name = r["sae"] + (" *" if r.get("converged") is False else "")
+        lines.append(f"{name:<18} {_fmt(r['d_sae'], 'd'):>6} {_fmt(r['l1'], 'g'):>7} "
                      f"{_fmt(r['sparsity'], '.3f'):>8} {_fmt(r['l0'], '.1f'):>7} {_fmt(r['dead_features'], 'd'):>6} "
                      f"{_fmt(r['fvu'], '.3f'):>7} {probe_cells(r)}")
     b = report["baseline"]
@@ -170,6 +182,9 @@ def format_report(report: dict[str, Any]) -> str:
                  "validation frames; FVU = fraction of variance unexplained; probe accuracies: " + method +
                  (" (mean ± std over folds)" if "cross" in method else "") +
                  "; l±1 / t±1 = within one bin; l dB / t Hz = mean error between bin centres.")
+    if any(r.get("converged") is False for r in report["saes"]):
+        lines.append("* did not converge: its held-out loss was still improving when the budget ran out "
+                     "(train again with a larger --frames)")
     for w in report.get("probe_warnings") or []:
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -16,7 +16,10 @@ from .attributes import ATTRIBUTES
 from .errors import AudioSAEError
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .probes import L2_GRID, cross_validate_probes, range_warning, train_probes
-from .sae import SAEConfig, SparseAutoencoder, evaluate_sae, train_sae_grid
+from . import defaults as D
+from .sae import SAEConfig, SparseAutoencoder, evaluate_sae, grid_configs, train_sae_grid
+from .sae.config import default_name, parse_architecture
+from .sae.trainer import estimate_sae_seconds
 from .storage import atomic_write_json, read_json
 from .workspace import Workspace, remove_stale_temp_files
 
@@ -29,17 +32,43 @@ PROBE_MAX_EPOCHS = 40
 PROBE_PATIENCE = 4
 
 
-def sae_name(expansion: int, l1: float) -> str:
-    return f"x{expansion}-l1_{l1:g}"
+def sae_name(expansion: int, l1: float, architecture: str = D.DEFAULT_ARCHITECTURE, rmsnorm: bool | None = None,
+             k: int | None = None) -> str:
+    """``x8-l1_0.05`` for the paper's SAE; ``x8-topk32``, ``x8-jumprelu_l0_1`` (``-nonorm``) otherwise."""
+    arch, norm = parse_architecture(architecture)
+    return default_name(expansion, l1, arch, norm if rmsnorm is None else rmsnorm, k)
 
 
 @dataclass
 class TrainSettings:
-    expansions: Sequence[int]
-    l1s: Sequence[float]
-    epochs: int = 10
-    batch_size: int = 4096
-    seed: int = 0
+    """What ``audiosae train`` and the wizard train; the defaults are ``audiosae.defaults``.
+
+    ``epochs`` (fixed passes) or ``frames`` (a budget) set the SAE training length; with
+    neither, the default budget for the corpus with the plateau stop (``sae.trainer``).
+    ``l1s`` are the lambdas of relu/jumprelu grids, ``ks`` the k of topk/batchtopk grids.
+    """
+
+    expansions: Sequence[int] = D.DEFAULT_EXPANSIONS
+    l1s: Sequence[float] = D.DEFAULT_L1S
+    epochs: int | None = None
+    batch_size: int = D.SAE_BATCH_SIZE
+    seed: int = D.SEED
+    frames: int | None = None
+    architecture: str = D.DEFAULT_ARCHITECTURE
+    rmsnorm: bool | None = None            # None: the architecture's default (RMSNorm on)
+    ks: Sequence[int] = D.DEFAULT_KS
+
+    def sae_configs(self, d_in: int) -> list[SAEConfig]:
+        """The grid: (expansion, lambda) pairs, or (expansion, k) for topk/batchtopk."""
+        return grid_configs(d_in, [int(e) for e in self.expansions], [float(v) for v in self.l1s],
+                            architecture=self.architecture, rmsnorm=self.rmsnorm, ks=[int(k) for k in self.ks])
+
+    def sae_budget(self, n_train: int) -> dict:
+        """``epochs`` / ``frames`` for ``train_sae_grid``: what the user asked for, else the default budget."""
+        if self.epochs is not None:
+            return {"epochs": int(self.epochs)}
+        return {"frames": int(self.frames) if self.frames is not None
+                else D.default_sae_frames(n_train, self.batch_size)}
     # probes: cross-validated by source when the corpus has fewer than probe_cv_max_sources
     # sources (probe_folds folds; 0 or 1 = never), L2 chosen from probe_l2 inside training
     probe_folds: int = 5
@@ -55,8 +84,11 @@ class TrainSettings:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def fingerprint(self, d_in: int, corpus_frames: int) -> str:
-        blob = json.dumps([list(self.expansions), list(self.l1s), self.epochs, self.batch_size, self.seed,
-                           d_in, corpus_frames])
+        blob = [list(self.expansions), list(self.l1s), self.epochs, self.batch_size, self.seed, d_in, corpus_frames]
+        arch, norm = parse_architecture(self.architecture)
+        if self.epochs is None or (arch, self.rmsnorm if self.rmsnorm is not None else norm) != ("relu", True):
+            blob += [self.frames, arch, self.rmsnorm, list(self.ks) if arch in ("topk", "batchtopk") else None, 2]
+        blob = json.dumps(blob)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -132,15 +164,16 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
     for lam in settings.l1s:
         if lam < 0:
             raise AudioSAEError(f"L1 coefficient must be >= 0, got {lam}")
-    if settings.epochs < 1:
+    if settings.epochs is not None and settings.epochs < 1:
         raise AudioSAEError("epochs must be >= 1")
+    if settings.frames is not None and settings.frames < 1:
+        raise AudioSAEError("the frame budget must be >= 1")
     remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
     store = ws.frame_store()
     if store.n_frames("val") == 0:
         raise AudioSAEError("the corpus has no validation frames (it needs at least two sources)")
     fingerprint = settings.fingerprint(store.d_in, store.n_frames("train"))
-    configs = [SAEConfig(d_in=store.d_in, d_sae=store.d_in * e, l1_coefficient=lam, name=sae_name(e, lam))
-               for e in settings.expansions for lam in settings.l1s]
+    configs = settings.sae_configs(store.d_in)
 
     # 1. SAEs: skip the grid when every SAE is already saved with these settings.
     def saved(cfg: SAEConfig) -> bool:
@@ -154,8 +187,8 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         # Always the whole grid: its checkpoint is keyed by the full config list, so a run killed
         # while saving the SAEs resumes from the finished checkpoint (no training pass) instead
         # of refusing it as "other settings"; only the unsaved SAEs are written.
-        results = train_sae_grid(store, configs, epochs=settings.epochs, batch_size=settings.batch_size,
-                                 seed=settings.seed, device=device, progress=progress, cancel=cancel,
+        budget = settings.sae_budget(store.n_frames("train"))
+        results = train_sae_grid(store, configs, **budget, batch_size=settings.batch_size, seed=settings.seed, device=device, progress=progress, cancel=cancel,
                                  checkpoint_dir=ws.root / "checkpoints" / f"grid-{fingerprint}",
                                  checkpoint_every_s=checkpoint_every_s)
         results = [(sae, m) for sae, m in results if sae.cfg.name in todo]
@@ -164,7 +197,10 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
             progress(Progress("evaluate SAEs", i, len(results), sae.cfg.name))
             metrics = evaluate_sae(sae, store, "val", cancel=cancel)
             metrics.update(fingerprint=fingerprint, train=train_metrics, epochs=settings.epochs,
-                           backend=ws.backend_name)
+                           backend=ws.backend_name, architecture=sae.cfg.label, k=sae.cfg.k,
+                           converged=bool(train_metrics.get("converged")), steps=train_metrics.get("steps"),
+                           frames=train_metrics.get("frames"), plateau_step=train_metrics.get("plateau_step"),
+                           dead_features_train=train_metrics.get("dead_features_train"))
             sae.save(ws.sae_dir(sae.cfg.name), metrics=metrics,
                      extra={"backend": ws.backend_name, "expansion": sae.cfg.d_sae // sae.cfg.d_in})
 
@@ -184,3 +220,11 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
     from .report import workspace_report
 
     return workspace_report(ws)
+
+
+def estimate_train_seconds(settings: TrainSettings, d_in: int, n_train: int, *, device: str = "cpu",
+                           seconds_per_frame: float | None = None) -> dict[str, Any]:
+    """The SAE grid's budget and an upper bound of its time (``sae.trainer.estimate_sae_seconds``):
+    what ``audiosae train`` prints before it starts; the wizard calls it with its own calibration."""
+    return estimate_sae_seconds(settings.sae_configs(d_in), n_train, batch_size=settings.batch_size,
+                                seconds_per_frame=seconds_per_frame, device=device, **settings.sae_budget(n_train))

@@ -40,6 +40,7 @@ from audiosae.devices import available_devices, pick_device
 from audiosae.errors import AudioInputError, AudioSAEError, JobCancelled, WorkspaceError, printable
 from audiosae.frames import ArrayFrames
 from audiosae.jobs import CancelToken, Progress, ProgressSink, null_progress
+from audiosae import defaults as D
 from audiosae.training import TrainSettings, sae_name, train_workspace
 from audiosae.workspace import RAW_COLUMNS, WORKSPACE_FILE, Workspace, build_corpus
 
@@ -49,11 +50,13 @@ from .workers import JobHandle, JobRunner
 log = logging.getLogger("studio.wizard")
 
 WIDTH_CHOICES = (4, 8, 16, 32, 64, 128, 256)     # the paper's expansion range
-DEFAULT_WIDTHS = (4, 16)
-DEFAULT_L1S = (0.005, 0.02, 0.05, 0.15)          # the paper's lambda range is 0.005-0.15
-PAPER_L1_RANGE = (0.005, 0.15)
-DEFAULT_EPOCHS = 10
-DEFAULT_BATCH_SIZE = 4096
+# The grid and the SAE budget are the CLI's (``audiosae.defaults``); epochs 0 = "auto": the
+# default frame budget with the plateau stop.
+DEFAULT_WIDTHS = D.DEFAULT_EXPANSIONS
+DEFAULT_L1S = D.DEFAULT_L1S
+PAPER_L1_RANGE = D.PAPER_L1_RANGE                # the paper's lambda range is 0.005-0.15
+DEFAULT_EPOCHS = 0
+DEFAULT_BATCH_SIZE = D.SAE_BATCH_SIZE
 DEFAULT_BUILTIN_MINUTES = 10.0
 VAL_FRACTION = 0.1                                # build_corpus's default validation share
 PREVIEW_SOURCES = 4
@@ -444,9 +447,12 @@ class Estimate:
 
 
 def estimate_run(cal: Calibration, corpus_seconds: float, frame_rate: float, widths: Sequence[int],
-                 n_l1: int, epochs: int, *, extraction_needed: bool = True) -> Estimate:
+                 n_l1: int, epochs: int, *, extraction_needed: bool = True,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> Estimate:
     """Extrapolate the calibration to the corpus: extraction scales with its duration, SAE
-    training with epochs x training frames x configs, probes with frames x configs."""
+    training with its frame budget x configs (``epochs`` x training frames, or with epochs 0
+    the default budget, ``defaults.default_sae_frames``: an upper bound, since training stops
+    on a plateau), probes with frames x configs."""
     frames = corpus_seconds * frame_rate
     train_frames = frames * (1.0 - VAL_FRACTION)
     notes = [cal.note] if cal.note and extraction_needed else []
@@ -457,7 +463,8 @@ def estimate_run(cal: Calibration, corpus_seconds: float, frame_rate: float, wid
         else:
             extraction = cal.extraction_per_second * corpus_seconds
     per_frame = sum(cal.sae_per_frame.get(w, 0.0) * n_l1 for w in widths)
-    sae = epochs * train_frames * per_frame
+    sae_frames = epochs * train_frames if epochs > 0 else D.default_sae_frames(int(train_frames), batch_size)
+    sae = sae_frames * per_frame
     n_configs = len(widths) * n_l1
     probe_frame = (n_configs + 1) * (cal.probe_per_frame or 0.0) + PROBE_SAE_STEP_FRACTION * per_frame
     probes = PROBE_EPOCHS_EXPECTED * frames * probe_frame
@@ -1452,8 +1459,12 @@ class GridPage(QWizardPage):
         self.l1_note = _label(f"Paper range {PAPER_L1_RANGE[0]:g}\u2013{PAPER_L1_RANGE[1]:g}; larger \u03bb = "
                               "sparser features.", NOTE_STYLE, wrap=False)
         self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 10000)
+        self.epochs_spin.setRange(0, 10000)
+        self.epochs_spin.setSpecialValueText("auto (until converged)")
         self.epochs_spin.setValue(DEFAULT_EPOCHS)
+        self.epochs_spin.setToolTip("auto: train until the held-out loss stops improving, within a budget of "
+                                    f"max({D.SAE_EPOCHS_EQUIVALENT:g} epochs, {D.SAE_MIN_STEPS} steps); "
+                                    "a number: exactly that many passes over the training frames.")
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(16, 1 << 17)
         self.batch_spin.setSingleStep(256)
@@ -1464,7 +1475,7 @@ class GridPage(QWizardPage):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         self.l1_edit.setMinimumWidth(320)
-        self.epochs_spin.setMinimumWidth(100)
+        self.epochs_spin.setMinimumWidth(180)
         self.batch_spin.setMinimumWidth(100)
         form.addRow("Widths (expansion):", widths_row)
         form.addRow("", self.width_note)
@@ -1535,7 +1546,7 @@ class GridPage(QWizardPage):
         return values
 
     def train_settings(self) -> TrainSettings:
-        return TrainSettings(expansions=self.widths(), l1s=self.l1s(), epochs=self.epochs_spin.value(),
+        return TrainSettings(expansions=self.widths(), l1s=self.l1s(), epochs=self.epochs_spin.value() or None,
                              batch_size=self.batch_spin.value())
 
     @property
@@ -1582,7 +1593,8 @@ class GridPage(QWizardPage):
         if not problem:
             n_w, n_l = len(self.widths()), len(self.l1s())
             self.summary.setText(f"{n_w * n_l} SAE(s): {n_w} width(s) \u00d7 {n_l} \u03bb value(s), "
-                                 f"{self.epochs_spin.value()} epoch(s) of batches of {self.batch_spin.value()} frames.")
+                                 + (f"{self.epochs_spin.value()} epoch(s)" if self.epochs_spin.value()
+                                    else "trained until converged") + f", batches of {self.batch_spin.value()} frames.")
             extra = [v for v in self.l1s() if not PAPER_L1_RANGE[0] <= v <= PAPER_L1_RANGE[1]]
             self.l1_note.setText(
                 f"Paper range {PAPER_L1_RANGE[0]:g}\u2013{PAPER_L1_RANGE[1]:g}"
@@ -1680,7 +1692,8 @@ class GridPage(QWizardPage):
                           extraction.d_in, {w: v for w, v in sae_per_frame.items() if w != PROBE_KEY},
                           sae_per_frame.get(PROBE_KEY))
         est = estimate_run(cal, corpus_seconds, float(frame_rate), self.widths(), len(self.l1s()),
-                           self.epochs_spin.value(), extraction_needed=needs_extraction)
+                           self.epochs_spin.value(), extraction_needed=needs_extraction,
+                           batch_size=self.batch_spin.value())
         self.estimate = est
         self.estimate_label.setText(describe_estimate(est))
         parts = []

@@ -160,9 +160,30 @@ def test_plain_saelens_sae_imports_with_rmsnorm_warning(tmp_path):
 
 
 def test_unsupported_saelens_architecture_is_refused(tmp_path):
-    _write_plain_saelens(tmp_path, random_sae(), architecture="jumprelu")
-    with pytest.raises(WorkspaceError, match=r"cfg.json.*'jumprelu' is not supported"):
+    _write_plain_saelens(tmp_path, random_sae(), architecture="gated")     # jumprelu and topk are read now
+    with pytest.raises(WorkspaceError, match=r"cfg.json.*'gated' is not supported"):
         import_saelens(tmp_path)
+
+
+@pytest.mark.parametrize("arch,rmsnorm", [("topk", True), ("topk", False), ("batchtopk", True), ("jumprelu", False)])
+def test_every_architecture_round_trips_through_the_saelens_layout(arch, rmsnorm, tmp_path):
+    k = 4 if arch in ("topk", "batchtopk") else None
+    sae = SparseAutoencoder(SAEConfig(8, 32, 0.0 if k else 0.5, architecture=arch, rmsnorm=rmsnorm, k=k, name="t"))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.2, generator=torch.Generator().manual_seed(1))
+        if sae.threshold is not None:
+            sae.threshold.uniform_(0, 0.3, generator=torch.Generator().manual_seed(2))
+    export_saelens(sae, tmp_path)
+    cfg = json.loads((tmp_path / SAELENS_CFG_FILE).read_text())
+    assert cfg["architecture"] == {"topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}[arch]
+    assert ("hidden_norm" in cfg) is rmsnorm and cfg["audiosae"]["architecture"] == sae.cfg.label
+    if arch == "topk":
+        assert cfg["k"] == 4
+    back = import_saelens(tmp_path)
+    assert back.cfg == sae.cfg and back.fingerprint() == sae.fingerprint()
+    x = torch.randn(20, 8, generator=torch.Generator().manual_seed(3))
+    for a, b in zip(sae(x), back(x)):
+        assert torch.equal(a, b)
 
 
 # ---- lanes and activations on a hand-built analysis -------------------------------------------

@@ -143,7 +143,8 @@ def test_grid_trains_in_one_pass_and_lambda_controls_sparsity():
     n_batches = math.ceil(1200 / 100)
     # one statistics pass + one pass per epoch, whatever the number of configs
     assert [c for c in store.calls if c[0] == "train"] == [("train", 0)] + [("train", e) for e in range(epochs)]
-    assert store.batches == (epochs + 1) * n_batches
+    assert store.batches == (epochs + 1) * n_batches + 1  # + one batch of held-out validation frames
+    assert [c for c in store.calls if c[0] == "val"] == [("val", 0)]
     assert [sae.cfg.name for sae, _ in results] == [c.name for c in configs]
     train_events = [e for e in events if e.stage == "train SAEs" and e.metrics.get("configs")]
     assert train_events[-1].done == epochs * n_batches == train_events[-1].total
@@ -189,10 +190,11 @@ def test_kill_and_resume_ends_equal_to_an_uninterrupted_run(tmp_path):
     per_epoch = math.ceil(700 / 64)
 
     ckpt = tmp_path / "ckpt"
-    # Batches are counted per call.  1st call: the statistics pass (n) then epoch 0, cut at its
-    # 5th batch (4 done).  2nd call: resumes in epoch 0, then epochs 1 and 2, cut at 2n + 3.
+    # Batches are counted per call.  1st call: the statistics pass (n), the held-out batch, then
+    # epoch 0, cut at its 5th batch (4 done).  2nd call: the held-out batch, resumes in epoch 0,
+    # then epochs 1 and 2, cut at 2n + 4.
     expected_states = [(0, 4), (2, 2)]
-    for cut, (epoch, done) in zip((per_epoch + 5, 2 * per_epoch + 3), expected_states):
+    for cut, (epoch, done) in zip((per_epoch + 6, 2 * per_epoch + 4), expected_states):
         token = CancelToken()
         wrapped = CountingStore(store, cancel_after=cut, token=token)
         with pytest.raises(JobCancelled):

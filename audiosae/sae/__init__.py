@@ -1,5 +1,15 @@
 """Sparse autoencoders on latent frames: the paper's ReLU + RMSNorm SAE, grid training, evaluation.
 
+The package: ``config`` (``SAEConfig``, architectures, constants), ``model``
+(``SparseAutoencoder``: forward, files), ``stats`` (input normalisation), ``group`` (stacked
+training of one width: the hand-written backward below, and autograd for the other
+architectures), ``trainer`` (``train_sae_grid``: schedule, convergence rule, checkpoints,
+time estimate), ``evaluation``; the SAELens layout is ``audiosae.exports``.
+
+Besides the paper's SAE (the default, described below) an SAE can be ``topk``, ``batchtopk``
+or ``jumprelu`` (SAELens' names), each with or without the RMSNorm on the code; see
+``group._AutogradGroup`` for their losses.
+
 Architecture (Paek et al. 2025), per frame ``x`` of a codec latent::
 
     h     = ReLU(W_enc x + b_enc)          pre-norm code, the L1 term acts on it

@@ -1,0 +1,52 @@
+"""The one set of training defaults, read by the CLI (``audiosae train``), the studio's wizard
+and ``TrainSettings``; nothing here imports torch or Qt.
+
+The SAE budget: by default an SAE grid trains until its held-out loss (on the validation
+split) stops improving, within a budget of ``default_sae_frames(n_train, batch)`` training
+frames: ``SAE_EPOCHS_EQUIVALENT`` passes over the corpus, but at least ``SAE_MIN_STEPS``
+optimizer steps (a small corpus is revisited more often) and at most ``SAE_MAX_FRAMES``
+(a large corpus is sampled, not exhausted; the plateau stop usually ends earlier).
+"""
+
+from __future__ import annotations
+
+import math
+
+# The grid (the paper: widths 4x-256x, lambda 0.005-0.15).
+DEFAULT_EXPANSIONS: tuple[int, ...] = (4, 8, 16)
+DEFAULT_L1S: tuple[float, ...] = (0.005, 0.02, 0.05)
+DEFAULT_ARCHITECTURE = "relu-rmsnorm"
+ARCHITECTURE_CHOICES = ("relu-rmsnorm", "topk", "batchtopk", "jumprelu")
+DEFAULT_KS: tuple[int, ...] = (8, 16, 32)              # TopK / BatchTopK grids (k of d_in/16 .. d_in/4 at 128-d)
+DEFAULT_L0S: tuple[float, ...] = (0.5, 1.0, 2.0)       # JumpReLU lambda (SAELens' l0_coefficient convention)
+PAPER_L1_RANGE = (0.005, 0.15)
+
+# Optimisation.
+SAE_BATCH_SIZE = 512           # frames per SAE step: 8x the steps of 4096 for about the same compute on CPU
+                               # (the CPU path works in 256-row chunks anyway; Adam adds ~10 % a step)
+SAE_LR = 1e-3
+SAE_LR_WARMUP_FRACTION = 0.02  # linear learning-rate warm-up over this fraction of the budget
+SAE_L1_WARMUP_FRACTION = 0.05  # sparsity coefficient ramps from 0 over this fraction of the budget
+SAE_LR_DECAY_FRACTION = 0.2    # linear decay to 0 over the last 20 % (after a plateau: 25 % of the steps so far)
+SAE_EPOCHS_EQUIVALENT = 15
+SAE_MIN_STEPS = 1000
+SAE_MAX_FRAMES = 50_000_000
+# Convergence: the held-out loss (validation frames, lambda at full strength) is measured
+# SAE_EVALS_PER_BUDGET times over the budget; an SAE has converged when it improved by less
+# than SAE_PLATEAU_TOLERANCE (relative) over SAE_PLATEAU_PATIENCE measurements in a row.
+SAE_EVALS_PER_BUDGET = 60
+SAE_PLATEAU_PATIENCE = 4
+SAE_PLATEAU_TOLERANCE = 2e-3
+SAE_HELD_OUT_FRAMES = 8192
+
+# Probes and the rest of a run.
+PROBE_BATCH_SIZE = 4096
+SEED = 0
+
+
+def default_sae_frames(n_train: int, batch_size: int = SAE_BATCH_SIZE, *,
+                       epochs_equivalent: float = SAE_EPOCHS_EQUIVALENT, min_steps: int = SAE_MIN_STEPS,
+                       max_frames: int = SAE_MAX_FRAMES) -> int:
+    """The default SAE budget in training frames for a corpus of ``n_train`` training frames."""
+    frames = max(int(math.ceil(epochs_equivalent * n_train)), int(min_steps) * int(batch_size))
+    return max(int(batch_size), min(frames, int(max_frames)))
