@@ -210,12 +210,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES,
                    help="choose the grid that should train in about this long here (default 30)")
     p.add_argument("--no-build", action="store_true", help="train and report on --workspace as it is")
+    p.add_argument("--report-only", action="store_true", help="only print the table of --workspace (no build/train)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the report JSON instead of the table")
     args = p.parse_args(argv)
 
     from audiosae.workspace import Workspace
 
+    if args.report_only:
+        if args.workspace is None:
+            p.error("--report-only needs --workspace")
+        report = cli("report", str(args.workspace))
+        rows = report["saes"]
+        widths = sorted({int(r.get("expansion") or 0) for r in rows})
+        l1s = sorted({float(r["l1"]) for r in rows if r.get("l1") is not None})
+        ws = Workspace.open(args.workspace)
+        metrics = [ws.sae_dir(r["sae"]) / "metrics.json" for r in rows]
+        epochs = json.loads(metrics[0].read_text()).get("epochs", "?") if metrics else "?"
+        print(json.dumps(report, indent=2) if args.json else format_table(
+            report, stand_in=report.get("backend") == "mel", skipped=skipped_text(widths, l1s, epochs)))
+        return 0
     t0 = time.monotonic()
     if args.no_build:
         if args.workspace is None:
