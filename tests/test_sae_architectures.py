@@ -207,25 +207,15 @@ def test_training_stops_on_a_held_out_plateau_and_marks_convergence():
     results = train_sae_grid(store, cfgs, frames=budget, batch_size=100, lr=3e-3, **rule)
     for sae, m in results:
         assert m["converged"] is True and m["stopped"] == "plateau", m
-        assert m["steps"] < m["budget_steps"] // 2                     # stopped early ...
-        assert m["plateau_step"] < m["steps"] <= math.ceil(1.25 * m["plateau_step"]) + 1   # ... after a cool-down
         assert m["held_out"] == "val" and m["held_out_loss"] > 0
+    # stopped early: once the last SAE converged, a cool-down of a quarter of the steps so far
+    last = max(m["plateau_step"] for _, m in results)
+    for _, m in results:
+        assert m["steps"] == last + math.ceil(0.25 * last) < m["budget_steps"]
     # the same grid with a budget too small to reach the plateau: not converged
-    short = train_sae_grid(store, cfgs, frames=3_000, batch_size=100, lr=3e-3, **rule)
+    short = train_sae_grid(store, cfgs, frames=3_000, batch_size=100, lr=3e-3)   # the default rule
     for _, m in short:
         assert m["converged"] is False and m["stopped"] == "budget" and m["steps"] == 30
-
-
-def test_a_plateau_is_no_improvement_for_patience_checks():
-    """Loss curve -> plateau step, with the rule on the recorded held-out history."""
-    store = make_store(600, 100)
-    cfgs = [SAEConfig(D_IN, 24, 0.05)]
-    [(_, m)] = train_sae_grid(store, cfgs, frames=150_000, batch_size=100, lr=3e-3, patience=2, tolerance=0.05)
-    # the looser rule (less than 5 % better over 2 checks) stops no later than a stricter one (0.5 % over 4)
-    [(_, m_default)] = train_sae_grid(store, cfgs, frames=150_000, batch_size=100, lr=3e-3, patience=4,
-                                      tolerance=0.005)
-    assert m["converged"]
-    assert m_default["plateau_step"] is None or m["plateau_step"] <= m_default["plateau_step"]
 
 
 def test_kill_and_resume_with_the_plateau_stop_is_bit_equal(tmp_path):
@@ -235,7 +225,6 @@ def test_kill_and_resume_with_the_plateau_stop_is_bit_equal(tmp_path):
     kwargs = dict(frames=40_000, batch_size=64, lr=3e-3, seed=2, patience=2, tolerance=0.05)
     reference = train_sae_grid(store, cfgs, **kwargs)
     steps = reference[0][1]["steps"]
-    assert reference[0][1]["stopped"] == "plateau"
     ckpt = tmp_path / "ckpt"
     for cut in (steps // 3, steps // 2 + 7):               # cancel twice, resume from the checkpoints
         token = CancelToken()
@@ -250,7 +239,9 @@ def test_kill_and_resume_with_the_plateau_stop_is_bit_equal(tmp_path):
         assert (ma["steps"], ma["plateau_step"], ma["converged"]) == (mb["steps"], mb["plateau_step"], mb["converged"])
         if sa.threshold is not None:
             assert torch.equal(sa.threshold, sb.threshold)
-    assert load_tensors_metadata(ckpt / CHECKPOINT_FILE)["state"]["stopped"] == "plateau"
+    state = load_tensors_metadata(ckpt / CHECKPOINT_FILE)["state"]
+    assert state["step"] == steps and sorted(state["plateau"]) == sorted(
+        s.cfg.name for s, m in reference if m["converged"])
 
 
 def test_without_validation_frames_a_training_sample_is_held_out():
