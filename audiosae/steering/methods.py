@@ -101,7 +101,7 @@ def workspace_class_means(ws: Any, sae_name: str, sae: Any, attribute: str, *, c
     cache = Path(ws.root) / "steer" / f"class-means-{sae_name}-{attribute}.npz"
     if cache.is_file():
         try:
-            with np.load(cache) as data:
+            with np.load(cache, allow_pickle=False) as data:
                 if str(data["key"]) == key and data["sums"].shape == (n_classes, int(sae.cfg.d_sae)):
                     return ClassMeans(attribute, data["sums"], data["counts"])
         except (OSError, KeyError, ValueError):
