@@ -18,6 +18,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QWizard  # noqa: E402
 
+from audiosae.defaults import DEFAULT_EXPANSIONS  # noqa: E402
 from audiosae.corpus import builtin_sources  # noqa: E402
 from audiosae.workspace import Workspace, build_corpus, read_shard  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
@@ -267,7 +268,7 @@ def test_attribute_preview_and_time_estimate(qtbot, wizard, tmp_path):
     assert grid.estimate_label.text().startswith(("about", "under a minute"))
     assert "estimate" in grid.estimate_detail.text()
     with qtbot.waitSignal(grid.estimate_ready, timeout=60_000):
-        grid.set_widths([4, 8, 16])  # a new width is timed, the rest comes from the cache
+        grid.set_widths([*DEFAULT_EXPANSIONS, 2 * max(DEFAULT_EXPANSIONS)])  # a new width is timed, the rest cached
     assert grid.estimate_seconds > first
     wizard.setField("l1s", "0.02, abc")
     assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
