@@ -217,6 +217,20 @@ def cmd_steer(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
 DEMO_GRID = {"expansions": [4, 16], "l1s": [0.01, 0.05], "epochs": 20, "batch_size": 256}
 
 
+def _demo_target(ws: Any) -> str:
+    """A4, or the note nearest to it that the steering SAE's pitch probe saw in training (a
+    short corpus may hold no A4, and a class never seen has no direction to steer toward)."""
+    from .probes import ProbeSet
+    from .report import best_sae
+
+    spec = ws.attribute_spec
+    a4 = spec.parse_target("pitch", "A4")
+    trained = [k for k in ProbeSet.load(ws.probe_dir(best_sae(ws, "pitch"))).trained_classes("pitch") if k > 0]
+    if not trained or a4 in trained:
+        return "A4"
+    return spec.class_names("pitch")[min(trained, key=lambda k: (abs(k - a4), k))]
+
+
 def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     """Offline end to end: built-in tones -> mel -> SAE grid -> probes -> report -> steered example."""
     from .audio import save_audio
@@ -248,13 +262,14 @@ def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
     original = ws.root / "steer" / "demo-original.wav"
     save_audio(original, example.load(backend.sample_rate, backend.channels), backend.sample_rate)
     cancel.raise_if_cancelled()
-    steered_path = ws.root / "steer" / "demo-steered-A4.wav"
-    steer = steer_file(ws.root, original, attribute="pitch", target="A4", alpha=20.0, sae=None, start=None,
+    target = _demo_target(ws)
+    steered_path = ws.root / "steer" / f"demo-steered-{target}.wav"
+    steer = steer_file(ws.root, original, attribute="pitch", target=target, alpha=20.0, sae=None, start=None,
                        end=None, keep_residual=False, out=steered_path, device=args.device)
     elapsed = time.monotonic() - t0
     text = "\n".join([
         format_report(report), "",
-        f"steered example: {original} -> {steered_path} (pitch toward A4, alpha 20, SAE {steer['sae']})",
+        f"steered example: {original} -> {steered_path} (pitch toward {target}, alpha 20, SAE {steer['sae']})",
         _describe_level(steer) + _describe_shift(steer), "",
         f"demo finished in {elapsed:.0f} s (build {t_build:.0f} s, train {t_train:.0f} s); "
         f"workspace: {ws.root.resolve()}",
