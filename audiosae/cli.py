@@ -76,6 +76,22 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _folds(text: str) -> int:
+    """--probe-folds: 0 (or 1: no cross-validation) or a number of folds >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of folds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the number of folds must be >= 0 (0 = no cross-validation), got {value}")
+    return value
+
+
+def _class_weight_choice(value: str | None) -> str:
+    """``audiosae.defaults``' class weight (None or "balanced") as the CLI spells it."""
+    return "none" if value is None else str(value)
+
+
 def _alpha(text: str) -> float:
     """--alpha: a finite number >= 0 (argparse turns the error into exit status 2)."""
     from .errors import AudioSAEError
@@ -142,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a fixed number of passes over the training frames instead (no plateau stop)")
     t.add_argument("--batch-size", type=int, default=D.SAE_BATCH_SIZE,
                    help=f"frames per SAE step (default {D.SAE_BATCH_SIZE})")
+    t.add_argument("--probe-folds", type=_folds, default=D.PROBE_FOLDS, metavar="N",
+                   help=f"probe evaluation: cross-validate by whole source in N folds when the corpus has fewer "
+                        f"than {D.PROBE_CV_MAX_SOURCES} sources (default {D.PROBE_FOLDS}); 0 turns cross-validation "
+                        "off (probes are measured on the val split only, and train about N+1 times faster)")
+    t.add_argument("--class-weights", choices=D.CLASS_WEIGHT_CHOICES,
+                   default=_class_weight_choice(D.PROBE_CLASS_WEIGHT),
+                   help="probe cross-entropy weights: 'balanced' weighs every class the same (n / (K n_k)); "
+                        f"'none' every frame (default {_class_weight_choice(D.PROBE_CLASS_WEIGHT)})")
     t.add_argument("--seed", type=int, default=D.SEED)
     t.add_argument("--checkpoint-seconds", type=float, default=None, help=argparse.SUPPRESS)  # crash tests
 

@@ -98,9 +98,13 @@ def train_settings_from_args(args: argparse.Namespace) -> Any:
 
     arch = getattr(args, "architecture", D.DEFAULT_ARCHITECTURE)
     l1s = args.l1 if args.l1 is not None else (D.DEFAULT_L0S if arch == "jumprelu" else D.DEFAULT_L1S)
+    weights = getattr(args, "class_weights", None)
+    class_weight = D.PROBE_CLASS_WEIGHT if weights is None else (None if weights == "none" else str(weights))
+    folds = getattr(args, "probe_folds", None)
     return TrainSettings(expansions=args.expansion, l1s=l1s, epochs=args.epochs, frames=getattr(args, "frames", None),
                          batch_size=args.batch_size, seed=args.seed, architecture=arch,
-                         rmsnorm=getattr(args, "rmsnorm", None), ks=args.k if getattr(args, "k", None) else D.DEFAULT_KS)
+                         rmsnorm=getattr(args, "rmsnorm", None), ks=args.k if getattr(args, "k", None) else D.DEFAULT_KS,
+                         probe_folds=D.PROBE_FOLDS if folds is None else int(folds), probe_class_weight=class_weight)
 
 
 def describe_train_estimate(ws: Any, settings: Any, device: str) -> str:
@@ -113,7 +117,24 @@ def describe_train_estimate(ws: Any, settings: Any, device: str) -> str:
     how = "stops earlier when the held-out loss stops improving" if est["stops_on_plateau"] else "fixed length"
     return (f"SAE grid: {len(settings.sae_configs(store.d_in))} SAEs, up to {est['steps']} steps of "
             f"{settings.batch_size} frames ({est['epochs_equivalent']:.1f} passes over {n_train} training frames), "
-            f"about {est['seconds'] / 60:.1f} min at most on this machine ({how}); then the probes")
+            f"about {est['seconds'] / 60:.1f} min at most on this machine ({how}); then the probes"
+            + _describe_probe_settings(settings, ws))
+
+
+def _describe_probe_settings(settings: Any, ws: Any) -> str:
+    """`` (cross-validated by source, 5 folds; balanced class weights)`` for the estimate line."""
+    try:
+        n_sources = len(ws.frame_store().source_table())
+    except (AttributeError, AudioSAEError):
+        n_sources = 0
+    if settings.probe_folds >= 2 and 2 <= n_sources < settings.probe_cv_max_sources:
+        how = f"cross-validated by source, {min(settings.probe_folds, n_sources)} folds"
+    elif settings.probe_folds >= 2:
+        how = f"on the val split ({n_sources} sources: no cross-validation from {settings.probe_cv_max_sources})"
+    else:
+        how = "on the val split (cross-validation off)"
+    weights = "balanced class weights" if settings.probe_class_weight == "balanced" else "no class weights"
+    return f" ({how}; {weights})"
 
 
 def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:

@@ -41,6 +41,13 @@ SAE_HELD_OUT_FRAMES = 8192
 
 # Probes and the rest of a run.
 PROBE_BATCH_SIZE = 4096
+# Probe evaluation: cross-validated by whole source (PROBE_FOLDS folds) when the corpus has
+# fewer than PROBE_CV_MAX_SOURCES sources; PROBE_FOLDS 0 or 1 = never (the val split only).
+PROBE_FOLDS = 5
+PROBE_CV_MAX_SOURCES = 20
+# Cross-entropy class weights: None (every frame weighs the same) or "balanced" (n / (K n_k)).
+PROBE_CLASS_WEIGHT: str | None = None
+CLASS_WEIGHT_CHOICES = ("none", "balanced")     # the CLI's / wizard's spelling of the two
 SEED = 0
 
 

@@ -71,10 +71,10 @@ class TrainSettings:
                 else D.default_sae_frames(n_train, self.batch_size)}
     # probes: cross-validated by source when the corpus has fewer than probe_cv_max_sources
     # sources (probe_folds folds; 0 or 1 = never), L2 chosen from probe_l2 inside training
-    probe_folds: int = 5
-    probe_cv_max_sources: int = 20
+    probe_folds: int = D.PROBE_FOLDS
+    probe_cv_max_sources: int = D.PROBE_CV_MAX_SOURCES
     probe_l2: Sequence[float] = L2_GRID
-    probe_class_weight: str | None = None
+    probe_class_weight: str | None = D.PROBE_CLASS_WEIGHT
     probe_max_epochs: int = PROBE_MAX_EPOCHS
 
     def probe_fingerprint(self, sae_fingerprint: str) -> str:
@@ -168,6 +168,10 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         raise AudioSAEError("epochs must be >= 1")
     if settings.frames is not None and settings.frames < 1:
         raise AudioSAEError("the frame budget must be >= 1")
+    if int(settings.probe_folds) < 0:
+        raise AudioSAEError(f"probe folds must be >= 0 (0 or 1 = no cross-validation), got {settings.probe_folds}")
+    if settings.probe_class_weight not in (None, "balanced"):
+        raise AudioSAEError(f"probe class weights must be None or 'balanced', got {settings.probe_class_weight!r}")
     remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
     store = ws.frame_store()
     if store.n_frames("val") == 0:
