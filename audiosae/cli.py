@@ -186,11 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--end", type=float, default=None, help="steer until this time (s)")
     s.add_argument("--keep-residual", action="store_true", help="add back x - SAE(x) so only the steered direction changes")
     s.add_argument("--out", type=Path, required=True, help="output audio (.wav or .flac)")
-    s.add_argument("--method", choices=["paper", "mass-mean"], default="paper",
-                   help="direction: 'paper' = the probe's row for the target class (default); 'mass-mean' = "
-                        "mean SAE features of the target class minus those of the other classes over the "
-                        "workspace's training frames (cached in WORKSPACE/steer). Both have the same length, "
-                        "so alpha means the same")
+    s.add_argument("--method", choices=D.STEER_METHODS, default=D.DEFAULT_STEER_METHOD,
+                   help="how the features are steered: 'paper' = add the probe's row for the target class "
+                        "(default); 'mass-mean' = mean SAE features of the target class minus the other classes' "
+                        "(over the workspace's training frames, cached in WORKSPACE/steer); 'orthogonal' = "
+                        "mass-mean without its parts along the other attributes' probes; 'solve' = per frame the "
+                        "smallest step reaching the target class while holding the other probes (alpha = budget); "
+                        "'clamp' = mass-mean with features kept in their training range; 'top-features' = "
+                        "mass-mean on the features that carry the class only; '+match' = loudness matched per "
+                        "frame after decoding. Same step length for all, so alpha means the same")
     s.add_argument("--no-limit", dest="limit", action="store_false",
                    help="write the raw decoded level: no loudness match to the input, no limiter (the output "
                         "may be far over full scale). Default: the steered audio's loudness is matched to the "

@@ -154,14 +154,14 @@ def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha
     """Steer ``audio`` with the workspace's SAE + probes; write ``out`` and its JSON side-car.
 
     The audio goes through the level rule (``steering.level``): its side-car's ``level`` says
-    what was done.  ``limit=False`` writes the raw decoded level.  ``method``: ``"paper"`` (probe
-    row) or ``"mass-mean"`` (difference of class means over the workspace's training frames)."""
+    what was done.  ``limit=False`` writes the raw decoded level.  ``method``: one of
+    ``steering.methods.METHODS`` (``"paper"``: the probe row; see that module)."""
     from .audio import load_audio, probe_audio, save_audio
     from .probes import ProbeSet
     from .report import best_sae
     from .sae import SparseAutoencoder, _json_safe
     from .steering import check_alpha, steer_wave
-    from .steering.methods import check_method, workspace_class_means
+    from .steering.methods import check_method, prepare_method
     from .workspace import Workspace
 
     alpha = check_alpha(alpha)  # before any file or model is read
@@ -178,9 +178,9 @@ def steer_file(ws_path: Path, audio: Path, *, attribute: str, target: str, alpha
     probes = ProbeSet.load(ws.probe_dir(name))
     warnings: list[str] = []
     wave = load_audio(audio, backend.sample_rate, backend.channels, on_warning=warnings.append)
+    context = prepare_method(ws, name, model, probes, attribute, method)
     result = steer_wave(backend, model, probes, spec, wave, attribute, target_class, alpha,
-                        start=start, end=end, keep_residual=keep_residual, limit=limit, method=method,
-                        means=workspace_class_means(ws, name, model, attribute) if method == "mass-mean" else None)
+                        start=start, end=end, keep_residual=keep_residual, limit=limit, context=context)
     out = Path(out)
     if out.suffix.lower() not in {".wav", ".flac"}:
         raise AudioSAEError(f"{out}: output must end in .wav or .flac")

@@ -50,6 +50,12 @@ PROBE_CLASS_WEIGHT: str | None = None
 CLASS_WEIGHT_CHOICES = ("none", "balanced")     # the CLI's / wizard's spelling of the two
 SEED = 0
 
+# Steering methods (``audiosae.steering.methods`` documents them; named here, torch-free, for the
+# CLI's choices).  Every base method also exists as "<method>+match" (loudness matched per frame).
+STEER_BASE_METHODS = ("paper", "mass-mean", "orthogonal", "solve", "clamp", "top-features")
+STEER_METHODS = STEER_BASE_METHODS + tuple(m + "+match" for m in STEER_BASE_METHODS)
+DEFAULT_STEER_METHOD = "paper"   # chosen later by the steering evaluation (issue 12)
+
 
 def default_sae_frames(n_train: int, batch_size: int = SAE_BATCH_SIZE, *,
                        epochs_equivalent: float = SAE_EPOCHS_EQUIVALENT, min_steps: int = SAE_MIN_STEPS,

@@ -101,13 +101,23 @@ def steer_features(sae: SparseAutoencoder, f: torch.Tensor, direction: torch.Ten
     return torch.where(mask.to(f.device)[:, None], steered, f)
 
 
-def steer_latents(sae: SparseAutoencoder, latents: torch.Tensor, direction: torch.Tensor, alpha: float, *,
-                  mask: torch.Tensor | None = None, keep_residual: bool = False) -> torch.Tensor:
-    """Latents [T, D] -> steered latents [T, D] through the SAE (decoder of the steered features)."""
+def steer_latents(sae: SparseAutoencoder, latents: torch.Tensor, direction: torch.Tensor | None, alpha: float, *,
+                  mask: torch.Tensor | None = None, keep_residual: bool = False, context: Any = None,
+                  target: int | None = None) -> torch.Tensor:
+    """Latents [T, D] -> steered latents [T, D] through the SAE (decoder of the steered features).
+
+    ``context`` (a ``methods.SteeringContext``) steers with its method toward ``target``
+    instead of adding ``direction``."""
     with torch.no_grad():  # not inference_mode: callers may feed the result to the SAE again
         x = latents.to(next(sae.parameters()).device, torch.float32)
         _, f = sae.encode(x)
-        x_steered = sae.decode(steer_features(sae, f, direction, alpha, mask))
+        if context is not None:
+            if target is None:
+                raise AudioSAEError("steer_latents: a steering context needs the target class")
+            f_steered = context.steer_features(f, int(target), alpha, mask)
+        else:
+            f_steered = steer_features(sae, f, direction, alpha, mask)
+        x_steered = sae.decode(f_steered)
         if keep_residual:
             x_steered = x_steered + (x - sae.decode(f))
         if mask is not None and keep_residual:
@@ -174,31 +184,49 @@ def attribute_shift(spec: AttributeSpec, reference: FrameAttributes, steered: Fr
 def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec,
                wave: np.ndarray, attribute: str, target: int, alpha: float, *, start: float | None = None,
                end: float | None = None, keep_residual: bool = False, measure_shift: bool = True,
-               limit: bool = True, level: LevelRule | None = None, method: str = "paper",
-               means: Any = None) -> SteerResult:
+               limit: bool = True, level: LevelRule | None = None, method: str | None = None,
+               means: Any = None, context: Any = None) -> SteerResult:
     """Steer a whole clip (already at the backend's rate and channel count).
 
     The result goes through the level rule (``steering.level``): loudness matched to ``wave``
     unless loudness is the target, then a true-peak limiter to -1 dBFS.  ``limit=False``
     keeps the raw decoded level (over full scale if that is what the decoder gave);
     ``level`` overrides the rule.  ``report["level"]`` says what was done.
-    ``method``: where the direction comes from (``steering.methods``): ``"paper"`` (the probe
-    row) or ``"mass-mean"`` (difference of class means; ``means``: the ``ClassMeans`` of this
-    SAE and attribute, e.g. ``methods.workspace_class_means``).  Same length, same alpha.
+    ``method``: how the features are steered (``steering.methods.METHODS``; default ``"paper"``,
+    the probe row).  ``context``: a ``methods.prepare_method`` result (what the method needs from
+    the workspace); without one it is prepared here from ``means`` (the ``ClassMeans`` of this SAE
+    and attribute, needed by the corpus methods).  Every method has the same alpha scale.
+    ``+match`` methods match the loudness per frame (two latent hops) instead of per 0.2 s.
     """
-    from .methods import check_method, steering_direction
+    from dataclasses import replace
+
+    from .methods import DEFAULT_METHOD, check_method, match_block_seconds, prepare_method
 
     alpha = check_alpha(alpha)
     if attribute not in ATTRIBUTES:
         raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
-    check_method(method)
+    if method is not None:
+        check_method(method)
+    if context is not None:
+        if method is not None and method != context.method:
+            raise AudioSAEError(f"method {method!r} differs from the prepared context's {context.method!r}")
+        if context.attribute != attribute:
+            raise AudioSAEError(f"the steering context is for {context.attribute}, not {attribute}")
+    else:
+        context = prepare_method(None, "", sae, probes, attribute, method or DEFAULT_METHOD, means=means)
+    method = context.method
     rule = level if level is not None else rule_for(attribute, limit=limit)
+    if context.match_frames and rule.match_loudness:
+        rule = replace(rule, block_seconds=match_block_seconds(backend.hop_length, backend.sample_rate))
     encoded = backend.encode_long(wave)
     latents = torch.from_numpy(encoded.latents)
     times = backend.frame_centers(latents.shape[0])
     mask = frame_mask(latents.shape[0], times, start, end)
-    direction = steering_direction(method, probes, attribute, target, means=means)
-    steered = steer_latents(sae, latents, direction, alpha, mask=mask, keep_residual=keep_residual)
+    with torch.no_grad():
+        _, f_all = sae.encode(latents.to(next(sae.parameters()).device, torch.float32))
+        direction = context.direction(target, f_all[mask.to(f_all.device)])
+    steered = steer_latents(sae, latents, None, alpha, mask=mask, keep_residual=keep_residual, context=context,
+                            target=target)
     plain = steer_latents(sae, latents, direction, 0.0, mask=mask, keep_residual=keep_residual)
     n = wave.shape[1]
     out_wave = backend.decode(steered, reference=wave)[:, :n]
@@ -209,7 +237,7 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     report: dict[str, Any] = {
         "attribute": attribute, "target": spec.class_names(attribute)[target], "alpha": alpha,
         "keep_residual": keep_residual, "start": start, "end": end, "method": method,
-        "direction_norm": float(direction.norm()), "alpha_unit": "0.1 * sqrt(F) (alpha 10 = one feature-vector length)",
+        "direction_norm": float(direction.norm()), **context.describe(),
         "level": level_report.to_dict(),
     }
     if measure_shift:
