@@ -103,6 +103,54 @@ def _alpha(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _alpha_list(text: str) -> list[float]:
+    """--alpha of steer-eval: comma-separated finite numbers >= 0."""
+    values = [_alpha(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one alpha")
+    return values
+
+
+def _method_list(text: str) -> list[str] | None:
+    """--method of steer-eval: 'all' (None) or comma-separated method names."""
+    from .steering.methods import METHODS
+
+    if text.strip() == "all":
+        return None
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in METHODS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(bad) or text!r}; choose 'all' or "
+                                         f"from {', '.join(METHODS)}")
+    return names
+
+
+class _EvalAttribute(argparse.Action):
+    """--attribute of steer-eval: the attribute of the --target values that follow it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        setattr(namespace, self.dest, values)
+        namespace.eval_pending = values  # an --attribute must be followed by a --target
+
+
+class _EvalTarget(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        targets = list(getattr(namespace, self.dest, None) or [])
+        targets.append((getattr(namespace, "attribute", None) or "pitch", values))
+        setattr(namespace, self.dest, targets)
+        namespace.eval_pending = None
+
+
+def _check_eval_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """steer-eval's checks that need several options (usage errors: exit status 2)."""
+    if getattr(args, "eval_pending", None):
+        parser.error(f"--attribute {args.eval_pending} needs a --target after it")
+    if args.start is not None and args.start < 0:
+        parser.error(f"--start must be >= 0, got {args.start}")
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        parser.error(f"--end ({args.end}) must be after --start ({args.start})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .devices import DEVICE_CHOICES
 
@@ -289,6 +337,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write a Neuronpedia-style export (explanations, density, top activations)")
     ds.add_argument("--threads", type=int, default=1,
                     help="CPU threads while labelling (default 1: on a busy machine 1 was 2-3x faster than 2)")
+    se = sub.add_parser("steer-eval", parents=[common], help="evaluate steering methods x alphas on clips (JSON + PNG)",
+                        description="Steers every CLIP toward each target with each method at each alpha and measures, "
+                                    "with the label extractors, the target hit rate, the shift of the other attributes, "
+                                    "level/clipping and a Frechet/MMD distance to the unsteered audio. Writes "
+                                    "steer-eval.json and one PNG matrix per target to --out and prints the tables.")
+    se.add_argument("workspace", type=Path)
+    se.add_argument("--audio", nargs="+", type=Path, required=True, metavar="CLIP", help="audio files to steer")
+    se.add_argument("--sae", default=None, help="SAE name (default: best pitch probe accuracy)")
+    se.add_argument("--attribute", action=_EvalAttribute, choices=["pitch", "loudness", "timbre"], default="pitch",
+                    help="attribute of the --target values that follow (repeatable; default pitch)")
+    se.add_argument("--target", action=_EvalTarget, dest="eval_targets", default=None,
+                    help="a target class of the last --attribute (repeatable; default: pitch A4)")
+    se.add_argument("--alpha", type=_alpha_list, default=None, metavar="A,B,...",
+                    help="steering strengths (default the paper's 1,10,20,30)")
+    se.add_argument("--method", type=_method_list, default=None, metavar="all|M1,M2",
+                    help="methods (default all; the paper's is always a row)")
+    se.add_argument("--start", type=float, default=None, help="steer only from this time (s); measured inside and outside")
+    se.add_argument("--end", type=float, default=None, help="steer only until this time (s)")
+    se.add_argument("--keep-residual", action="store_true", help="add back x - SAE(x)")
+    se.add_argument("--no-limit", dest="limit", action="store_false", help="evaluate the raw decoded level")
+    se.add_argument("--out", type=Path, default=None, metavar="DIR", help="output folder (default WORKSPACE/steer/eval)")
+    se.set_defaults(command="steer_eval", post_parse=_check_eval_args)
     return p
 
 
@@ -319,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "post_parse", None) is not None:
+            args.post_parse(parser, args)
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     cancel = CancelToken()

@@ -523,3 +523,31 @@ def cmd_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
         if args.json and not args.quiet:
             print(f"audiosae: wrote {args.neuronpedia}", file=sys.stderr)
     return {"text": "\n".join(lines), "json": data}
+
+
+def cmd_steer_eval(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    """Every method x alpha on the clips (``steering.evaluate``): JSON + PNG matrices, and the tables."""
+    from .audio import probe_audio
+    from .steering.control import PAPER_ALPHAS
+    from .steering.eval_plot import format_tables
+    from .steering.evaluate import EvaluationRequest, evaluate_steering
+    from .workspace import Workspace
+
+    for clip in args.audio:
+        probe_audio(clip)  # a bad input file fails before any model loads
+    ws = Workspace.open(args.workspace)
+    request = EvaluationRequest(ws, list(args.audio), targets=args.eval_targets or [("pitch", "A4")],
+                                alphas=args.alpha or list(PAPER_ALPHAS), methods=args.method, sae=args.sae,
+                                start=args.start, end=args.end, keep_residual=args.keep_residual, limit=args.limit,
+                                device=args.device)
+    evaluation = evaluate_steering(request, progress=progress, cancel=cancel)
+    files = evaluation.save(args.out if args.out is not None else ws.root / "steer" / "eval")
+    text = format_tables(evaluation) + f"\nwrote {files['json']}" + "".join(f"\nwrote {p}" for p in files["png"])
+    matrices = {f"{a} {t}": {m: evaluation.matrix(m, attribute=a, target=t).values.tolist()
+                             for m in ("hit_rate", "loudness_shift_db", "centroid_change_pct", "frechet", "mmd",
+                                       "clipped_fraction")} for a, t in evaluation.targets}
+    data = {"files": files, "methods": evaluation.methods, "alphas": evaluation.alphas, "matrices": matrices,
+            "best": [evaluation.best_method(attribute=a, target=t) for a, t in evaluation.targets]}
+    from .steering.eval_metrics import json_clean
+
+    return {"text": text, "json": json_clean(data)}

@@ -1,0 +1,459 @@
+"""Steering evaluation: every method at every alpha on a set of clips, measured with the
+extractors that made the labels (issue 12, item 3).  One path for the CLI (``audiosae
+steer-eval``) and the studio: both build an ``EvaluationRequest`` and call ``evaluate_steering``.
+
+A **cell** is one (clip, attribute, target, method, alpha).  It steers the clip with
+``control.steer_wave`` (the same call, level rule and defaults as ``audiosae steer``) and
+compares the steered audio with the unsteered reconstruction (alpha 0, same path: the
+steering's own effect) and with the original (what the listener hears changed):
+
+* target: ``hit_rate`` (fraction of the steered clip's voiced / labelled frames in the target
+  class; for pitch the class is a MIDI note: pitch class and octave) and the distance in classes;
+* every attribute's shift (``eval_metrics.attribute_shifts``: loudness dB over frames louder
+  than -50 dB in the reference, median relative centroid change in %, pitch in semitones on
+  voiced frames, class-change rates); the target attribute's own shift is kept apart;
+* level and clipping of the audio as written (peak dBFS, samples at/over full scale);
+* distribution distances between the steered and the reference audio on an embedding
+  (``embedding``: Fréchet distance and MMD; offline log-mel + MFCC by default);
+* with a selection (``start``/``end``): all of the above inside it, and outside it the change
+  that should not be there (max |delta| of the samples, attributes and distances).
+
+``SteeringEvaluation`` holds the cells; ``matrix(metric)`` gives methods x alphas tables,
+``best_method()`` picks a method by the documented rule ``BEST_METHOD_RULE``, ``save(folder)``
+writes ``steer-eval.json`` (schema-versioned, atomic) and one PNG matrix per target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import AudioSAEError
+from ..jobs import CancelToken, Progress, ProgressSink, null_progress
+from ..storage import SCHEMA_VERSION, atomic_write_json, read_json_object
+from . import eval_metrics as EM
+from .control import PAPER_ALPHAS, check_alpha, frame_mask, measure, steer_wave
+from .embedding import EmbeddingCache, LogMelMfccEmbedding, embedding_name, frechet_distance, mmd
+
+KIND = "audiosae.steering_evaluation"
+JSON_NAME = "steer-eval.json"
+HIT_GOAL = 0.5
+# The issue's isolation goals at the alpha that first reaches HIT_GOAL: the bounds the score
+# divides each non-target shift by.
+GOALS = {"loudness_db": 3.0, "centroid_pct": 15.0, "pitch_semitones": 1.0, "clipped_fraction": 0.001}
+BEST_METHOD_RULE = (
+    "For each method, alpha* = the smallest alpha whose mean hit rate (over the clips) is >= 0.5. "
+    "Cost at alpha* = sum over the non-target attributes of (shift / goal): mean |delta loudness| / 3 dB, "
+    "median |delta centroid| / 15 %, mean |delta pitch| / 1 semitone, plus clipped fraction / 0.1 %, "
+    "all against the unsteered reconstruction. Methods that reach the hit goal rank first, by cost, "
+    "then by alpha*, then by Fréchet distance; the others follow by their best hit rate.")
+# Flat per-cell metrics (``cell["summary"]``) that ``matrix`` can tabulate.
+METRICS = ("hit_rate", "hit_rate_all_frames", "target_distance", "loudness_shift_db", "centroid_change_pct",
+           "pitch_shift_semitones", "loudness_shift_db_vs_original", "centroid_change_pct_vs_original",
+           "frechet", "mmd", "frechet_vs_original", "mmd_vs_original", "peak_dbfs", "clipped_fraction",
+           "outside_max_abs_delta", "outside_max_abs_delta_beyond_guard", "outside_loudness_max_abs_db")
+
+
+@dataclass
+class Clip:
+    """A clip to steer: ``wave`` [C, N] at the backend's rate and channel count."""
+
+    name: str
+    wave: np.ndarray
+
+
+@dataclass
+class EvaluationRequest:
+    """What to evaluate.  ``workspace``: a path, a ``Workspace`` or loaded models
+    (``analysis.LoadedModels``).  ``clips``: paths, ``Clip``s, ``(name, wave)`` pairs or waves
+    (at the backend's rate).  ``targets``: ``(attribute, target)`` pairs, the target as
+    ``AttributeSpec.parse_target`` reads it ('A4', '-12 dB', a class index).  ``methods``: None =
+    every method of ``steering.methods.METHODS``.  ``embedding``: None = ``LogMelMfccEmbedding``;
+    any object with ``name`` and ``embed(wave, sample_rate) -> [n, d]`` (CLAP, VGGish...)."""
+
+    workspace: Any
+    clips: Sequence[Any]
+    targets: Sequence[tuple[str, Any]] = (("pitch", "A4"),)
+    alphas: Sequence[float] = PAPER_ALPHAS
+    methods: Sequence[str] | None = None
+    sae: str | None = None
+    start: float | None = None
+    end: float | None = None
+    keep_residual: bool = False
+    limit: bool = True
+    device: str | None = "auto"
+    embedding: Any = None
+    guard_seconds: float = 0.1
+
+
+def available_methods() -> tuple[str, ...]:
+    from . import methods as M
+
+    return tuple(M.METHODS)
+
+
+def resolve_methods(methods: Sequence[str] | str | None) -> list[str]:
+    """``None``/``"all"`` -> every method; otherwise the names, checked; ``paper`` always first."""
+    from .methods import check_method
+
+    if methods is None or methods == "all" or list(methods) == ["all"]:
+        names = list(available_methods())
+    else:
+        names = [methods] if isinstance(methods, str) else list(methods)
+        for name in names:
+            check_method(name)
+    names = list(dict.fromkeys(names))
+    if "paper" not in names:
+        names.insert(0, "paper")  # the paper's row is in every matrix (the baseline)
+    return ["paper"] + [n for n in names if n != "paper"]
+
+
+def _load_models(request: EvaluationRequest) -> Any:
+    from ..analysis import LoadedModels
+
+    if isinstance(request.workspace, LoadedModels):
+        models = request.workspace
+    else:
+        models = LoadedModels.load(request.workspace, request.sae, device=request.device)
+    if models.backend is None:
+        raise AudioSAEError("; ".join(p.line() for p in models.missing)
+                            or "the workspace's codec could not be loaded")
+    return models
+
+
+def _load_clips(clips: Sequence[Any], backend: Any) -> list[Clip]:
+    from ..audio import load_audio
+
+    out: list[Clip] = []
+    for i, item in enumerate(clips):
+        if isinstance(item, Clip):
+            clip = item
+        elif isinstance(item, (str, Path)):
+            clip = Clip(Path(item).name, load_audio(item, backend.sample_rate, backend.channels))
+        elif isinstance(item, tuple) and len(item) == 2:
+            clip = Clip(str(item[0]), np.asarray(item[1], np.float32))
+        else:
+            clip = Clip(f"clip{i}", np.asarray(item, np.float32))
+        wave = np.asarray(clip.wave, np.float32)
+        if wave.ndim == 1:
+            wave = wave[None]
+        if wave.ndim != 2 or wave.shape[0] != backend.channels:
+            raise AudioSAEError(f"{clip.name}: expected audio [{backend.channels}, N] at {backend.sample_rate} Hz, "
+                                f"got shape {list(wave.shape)}")
+        out.append(Clip(clip.name, wave))
+    if not out:
+        raise AudioSAEError("no clip to evaluate")
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):  # cells are found by clip name
+        out = [Clip(f"{i}:{c.name}", c.wave) for i, c in enumerate(out)]
+    return out
+
+
+def _steer_kwargs(models: Any, method: str, attribute: str, target: int, cancel: CancelToken,
+                  cache: dict) -> dict[str, Any]:
+    """What ``steer_wave`` needs besides the method's name (its class means, its context)."""
+    from . import methods as M
+
+    key = (method, attribute)
+    if key not in cache:
+        prepare = getattr(M, "prepare_method", None)
+        if prepare is not None:  # one call prepares any method (its class means, cached in WORKSPACE/steer)
+            cache[key] = {"context": prepare(models.workspace, models.sae.cfg.name, models.sae, models.probes,
+                                             attribute, method, cancel=cancel)}
+        elif method == "mass-mean":
+            cache[key] = {"means": M.workspace_class_means(models.workspace, models.sae.cfg.name, models.sae,
+                                                           attribute, cancel=cancel)}
+        else:
+            cache[key] = {}
+    return cache[key]
+
+
+class _Measure:
+    """``control.measure`` once per distinct wave (the reconstruction and the original are the
+    reference of every cell)."""
+
+    def __init__(self, spec: Any, backend: Any):
+        self.spec, self.backend, self._cache = spec, backend, {}
+
+    def __call__(self, wave: np.ndarray, times: np.ndarray) -> Any:
+        w = np.ascontiguousarray(wave, np.float32)
+        key = hashlib.sha1(w.tobytes() + np.asarray(times).tobytes()).hexdigest()
+        if key not in self._cache:
+            self._cache[key] = measure(self.spec, w, self.backend, times)
+        return self._cache[key]
+
+
+def _parts(wave: np.ndarray, spans: list[tuple[int, int]], min_samples: int) -> list[np.ndarray]:
+    return [wave[:, a:b] for a, b in spans if b - a >= min_samples]
+
+
+def _distances(embed: EmbeddingCache, sr: int, steered: np.ndarray, reference: np.ndarray,
+               spans: list[tuple[int, int]]) -> dict[str, float]:
+    """Fréchet distance and MMD between the embeddings of the two waves over ``spans``."""
+    min_samples = int(0.2 * sr)
+    a = _parts(steered, spans, min_samples)
+    b = _parts(reference, spans, min_samples)
+    if not a:
+        return {"frechet": math.nan, "mmd": math.nan, "vectors": 0}
+    ea = np.concatenate([embed(x, sr) for x in a])
+    eb = np.concatenate([embed(x, sr) for x in b])
+    if len(ea) < 2 or len(eb) < 2:
+        return {"frechet": math.nan, "mmd": math.nan, "vectors": int(len(ea))}
+    return {"frechet": frechet_distance(ea, eb), "mmd": mmd(ea, eb), "vectors": int(len(ea))}
+
+
+def _summary(attribute: str, target: dict, vs_recon: dict, vs_orig: dict, level: dict,
+             outside: dict | None) -> dict[str, float]:
+    def shift(block: dict, attr: str, key: str) -> float:
+        return math.nan if attr == attribute else block["shifts"][attr][key]
+
+    out = {"hit_rate": target["hit_rate"], "hit_rate_all_frames": target["hit_rate_all_frames"],
+           "target_distance": target["distance"],
+           "loudness_shift_db": shift(vs_recon, "loudness", "mean_abs_db"),
+           "centroid_change_pct": shift(vs_recon, "timbre", "median_abs_pct"),
+           "pitch_shift_semitones": shift(vs_recon, "pitch", "mean_abs_semitones"),
+           "loudness_shift_db_vs_original": shift(vs_orig, "loudness", "mean_abs_db"),
+           "centroid_change_pct_vs_original": shift(vs_orig, "timbre", "median_abs_pct"),
+           "frechet": vs_recon["frechet"], "mmd": vs_recon["mmd"],
+           "frechet_vs_original": vs_orig["frechet"], "mmd_vs_original": vs_orig["mmd"],
+           "peak_dbfs": level["peak_dbfs"], "clipped_fraction": level["clipped_fraction"]}
+    if outside is not None:
+        out["outside_max_abs_delta"] = outside["samples"]["max_abs_delta"]
+        out["outside_max_abs_delta_beyond_guard"] = outside["samples"]["max_abs_delta_beyond_guard"]
+        out["outside_loudness_max_abs_db"] = outside["shifts"]["loudness"]["max_abs_db"]
+    return out
+
+
+def evaluate_steering(request: EvaluationRequest, *, progress: ProgressSink = null_progress,
+                      cancel: CancelToken | None = None) -> "SteeringEvaluation":
+    """Run every cell of ``request`` (see the module docstring); a job: ``progress`` gets one
+    event per cell, ``cancel`` is checked between cells."""
+    cancel = cancel or CancelToken()
+    alphas = [check_alpha(a) for a in request.alphas]
+    if not alphas:
+        raise AudioSAEError("no alpha to evaluate")
+    if request.start is not None and request.end is not None and request.end <= request.start:
+        raise AudioSAEError(f"the selection must end after it starts (start {request.start}, end {request.end})")
+    methods = resolve_methods(request.methods)
+    models = _load_models(request)
+    backend, spec = models.backend, models.spec
+    targets = []
+    for attribute, target in request.targets:
+        k = spec.parse_target(attribute, target)
+        targets.append((attribute, k, spec.class_names(attribute)[k]))
+    if not targets:
+        raise AudioSAEError("no (attribute, target) to evaluate")
+    clips = _load_clips(request.clips, backend)
+    embedding = request.embedding if request.embedding is not None else LogMelMfccEmbedding()
+    embed, meas, contexts = EmbeddingCache(embedding), _Measure(spec, backend), {}
+    sr = int(backend.sample_rate)
+    total = len(clips) * len(targets) * len(methods) * len(alphas)
+    cells: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    selection = request.start is not None or request.end is not None
+    for clip in clips:
+        n = clip.wave.shape[1]
+        span = EM.sample_range(request.start, request.end, sr, n)
+        outside_spans = [(0, span[0]), (span[1], n)]
+        for attribute, k, target_name in targets:
+            for method in methods:
+                cancel.raise_if_cancelled()
+                extra = _steer_kwargs(models, method, attribute, k, cancel, contexts)
+                for alpha in alphas:
+                    cancel.raise_if_cancelled()
+                    progress(Progress("steer-eval", len(cells), total,
+                                      f"{clip.name}: {attribute} {target_name}, {method}, alpha {alpha:g}"))
+                    res = steer_wave(backend, models.sae, models.probes, spec, clip.wave, attribute, k, alpha,
+                                     start=request.start, end=request.end, keep_residual=request.keep_residual,
+                                     measure_shift=False, limit=request.limit, method=method, **extra)
+                    times = backend.frame_centers(res.latents.shape[0])
+                    inside = frame_mask(len(times), times, request.start, request.end).numpy()
+                    steered_fa = meas(res.wave, times)
+                    recon_fa, orig_fa = meas(res.reconstruction, times), meas(clip.wave, times)
+                    target = EM.target_hit(spec, steered_fa, attribute, k, inside)
+                    target["hit_rate_reconstruction"] = EM.target_hit(spec, recon_fa, attribute, k, inside)["hit_rate"]
+                    target["hit_rate_original"] = EM.target_hit(spec, orig_fa, attribute, k, inside)["hit_rate"]
+                    vs_recon = {"shifts": EM.attribute_shifts(spec, recon_fa, steered_fa, inside),
+                                **_distances(embed, sr, res.wave, res.reconstruction, [span])}
+                    vs_orig = {"shifts": EM.attribute_shifts(spec, orig_fa, steered_fa, inside),
+                               **_distances(embed, sr, res.wave, clip.wave, [span])}
+                    level = EM.level_metrics(res.wave, res.report.get("level"))
+                    outside = None
+                    if selection and not inside.all():
+                        outside = {"samples": EM.outside_change(res.wave, res.reconstruction, sr, span,
+                                                                request.guard_seconds),
+                                   "shifts": EM.attribute_shifts(spec, recon_fa, steered_fa, ~inside),
+                                   **_distances(embed, sr, res.wave, res.reconstruction, outside_spans)}
+                    cells.append({
+                        "clip": clip.name, "attribute": attribute, "target": target_name, "target_class": int(k),
+                        "method": method, "alpha": float(alpha), "target_metrics": target,
+                        "vs_reconstruction": vs_recon, "vs_original": vs_orig, "level": level, "outside": outside,
+                        "summary": _summary(attribute, target, vs_recon, vs_orig, level, outside)})
+    progress(Progress("steer-eval", total, total, "done"))
+    meta = {"workspace": str(models.workspace.root), "sae": models.sae.cfg.name,
+            "backend": models.workspace.backend_name, "sample_rate": sr,
+            "clips": [{"name": c.name, "seconds": c.wave.shape[1] / sr} for c in clips],
+            "targets": [{"attribute": a, "target": name, "class": int(k)} for a, k, name in targets],
+            "methods": methods, "alphas": alphas, "start": request.start, "end": request.end,
+            "keep_residual": request.keep_residual, "limit": request.limit,
+            "embedding": getattr(embedding, "describe", lambda: {"name": embedding_name(embedding)})(),
+            "loud_gate_db": EM.LOUD_GATE_DB, "guard_seconds": request.guard_seconds,
+            "hit_goal": HIT_GOAL, "goals": GOALS, "best_method_rule": BEST_METHOD_RULE,
+            "seconds": time.monotonic() - t0}
+    return SteeringEvaluation(meta=meta, cells=cells)
+
+
+@dataclass
+class Matrix:
+    """``values[i, j]``: ``metric`` for ``methods[i]`` at ``alphas[j]`` (mean over the clips)."""
+
+    metric: str
+    methods: list[str]
+    alphas: list[float]
+    values: np.ndarray
+
+    def get(self, method: str, alpha: float) -> float:
+        return float(self.values[self.methods.index(method), self.alphas.index(float(alpha))])
+
+
+@dataclass
+class SteeringEvaluation:
+    meta: dict[str, Any]
+    cells: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.meta["methods"])
+
+    @property
+    def alphas(self) -> list[float]:
+        return [float(a) for a in self.meta["alphas"]]
+
+    @property
+    def targets(self) -> list[tuple[str, str]]:
+        return [(t["attribute"], t["target"]) for t in self.meta["targets"]]
+
+    def select(self, *, clip: str | None = None, attribute: str | None = None, target: str | None = None,
+               method: str | None = None, alpha: float | None = None) -> list[dict[str, Any]]:
+        """The cells that match every given field."""
+        want = {"clip": clip, "attribute": attribute, "target": target, "method": method,
+                "alpha": None if alpha is None else float(alpha)}
+        return [c for c in self.cells if all(v is None or c[k] == v for k, v in want.items())]
+
+    def _default_target(self, attribute: str | None, target: str | None) -> tuple[str | None, str | None]:
+        if attribute is None and target is None and len(self.targets) == 1:
+            return self.targets[0]
+        return attribute, target
+
+    def matrix(self, metric: str, *, clip: str | None = None, attribute: str | None = None,
+               target: str | None = None) -> Matrix:
+        """Methods x alphas table of ``metric`` (one of ``METRICS``), the mean over the matching
+        cells' finite values (NaN where there is none)."""
+        if metric not in METRICS:
+            raise AudioSAEError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+        attribute, target = self._default_target(attribute, target)
+        values = np.full((len(self.methods), len(self.alphas)), np.nan)
+        for i, m in enumerate(self.methods):
+            for j, a in enumerate(self.alphas):
+                xs = [c["summary"].get(metric) for c in self.select(clip=clip, attribute=attribute, target=target,
+                                                                     method=m, alpha=a)]
+                xs = [float(x) for x in xs if x is not None and math.isfinite(float(x))]
+                if xs:
+                    values[i, j] = float(np.mean(xs))
+        return Matrix(metric, self.methods, self.alphas, values)
+
+    def best_method(self, *, clip: str | None = None, attribute: str | None = None,
+                    target: str | None = None) -> dict[str, Any]:
+        """The method ``BEST_METHOD_RULE`` picks, with every method's row of the ranking."""
+        attribute, target = self._default_target(attribute, target)
+        if attribute is None:
+            raise AudioSAEError("best_method needs an attribute and target when several were evaluated")
+        mats = {m: self.matrix(m, clip=clip, attribute=attribute, target=target)
+                for m in ("hit_rate", "loudness_shift_db", "centroid_change_pct", "pitch_shift_semitones",
+                          "clipped_fraction", "frechet")}
+        parts = {"loudness": ("loudness_shift_db", GOALS["loudness_db"]),
+                 "timbre": ("centroid_change_pct", GOALS["centroid_pct"]),
+                 "pitch": ("pitch_shift_semitones", GOALS["pitch_semitones"])}
+        rows = []
+        for i, method in enumerate(self.methods):
+            hits = mats["hit_rate"].values[i]
+            reached = [j for j, h in enumerate(hits) if math.isfinite(h) and h >= HIT_GOAL]
+            row: dict[str, Any] = {"method": method, "best_hit_rate": float(np.nanmax(hits)) if
+                                   np.isfinite(hits).any() else math.nan}
+            if reached:
+                j = reached[0]
+                components = {a: float(mats[key].values[i, j]) / goal for a, (key, goal) in parts.items()
+                              if a != attribute and math.isfinite(mats[key].values[i, j])}
+                clip_frac = float(mats["clipped_fraction"].values[i, j])
+                components["clipping"] = (clip_frac if math.isfinite(clip_frac) else 0.0) / GOALS["clipped_fraction"]
+                row.update(alpha=self.alphas[j], hit_rate=float(hits[j]), cost=float(sum(components.values())),
+                           components=components, meets_goals=all(v <= 1.0 for v in components.values()),
+                           frechet=float(mats["frechet"].values[i, j]))
+            else:
+                row.update(alpha=None, hit_rate=None, cost=math.inf, components={}, meets_goals=False,
+                           frechet=math.nan)
+            rows.append(row)
+
+        def key(r: dict[str, Any]) -> tuple:
+            if r["alpha"] is None:
+                return (1, -(r["best_hit_rate"] if math.isfinite(r["best_hit_rate"]) else -1.0), 0.0, 0.0)
+            fd = r["frechet"] if math.isfinite(r["frechet"]) else math.inf
+            return (0, r["cost"], r["alpha"], fd)
+
+        ranking = sorted(rows, key=key)
+        best = ranking[0]
+        return {"attribute": attribute, "target": target, "clip": clip, "rule": BEST_METHOD_RULE,
+                "method": best["method"] if best["alpha"] is not None else None, "alpha": best["alpha"],
+                "ranking": ranking}
+
+    # ---- files ---------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        best = []
+        for attribute, target in self.targets:
+            best.append(self.best_method(attribute=attribute, target=target))
+        return EM.json_clean({"schema_version": SCHEMA_VERSION, "kind": KIND, **self.meta, "best": best,
+                              "cells": self.cells})
+
+    def save(self, folder: str | Path, *, png: bool = True) -> dict[str, Any]:
+        """``folder/steer-eval.json`` and one ``steer-eval-<attribute>-<target>.png`` matrix per
+        target (written atomically).  Returns the paths."""
+        from .eval_plot import png_name, write_matrix_png
+
+        folder = Path(folder)
+        paths: dict[str, Any] = {"json": str(folder / JSON_NAME), "png": []}
+        if png:
+            for attribute, target in self.targets:
+                path = folder / png_name(attribute, target)
+                write_matrix_png(self, path, attribute=attribute, target=target)
+                paths["png"].append(str(path))
+        atomic_write_json(folder / JSON_NAME, {**self.to_json(), "files": paths})
+        return paths
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SteeringEvaluation":
+        path = Path(path)
+        if path.is_dir():
+            path = path / JSON_NAME
+        data = read_json_object(path, kind="steering evaluation", document_kind=KIND)
+        cells = data.pop("cells", [])
+        for key in ("schema_version", "kind", "best", "files"):
+            data.pop(key, None)
+
+        def restore(value: Any) -> Any:  # null -> NaN in the numbers the matrices average
+            if isinstance(value, dict):
+                return {k: restore(v) for k, v in value.items()}
+            return math.nan if value is None else value
+
+        for cell in cells:
+            cell["summary"] = restore(cell.get("summary", {}))
+        return cls(meta=data, cells=cells)
+
+
+__all__ = ["BEST_METHOD_RULE", "Clip", "EvaluationRequest", "GOALS", "HIT_GOAL", "JSON_NAME", "KIND", "METRICS",
+           "Matrix", "SteeringEvaluation", "available_methods", "evaluate_steering", "resolve_methods"]
