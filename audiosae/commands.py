@@ -43,7 +43,7 @@ def cmd_backends(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
 def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     from .codecs import backend_spec
     from .corpus import builtin_sources, user_sources
-    from .workspace import Workspace, build_corpus
+    from .workflows import train as flow
 
     backend_spec(args.backend)  # unknown name -> error listing the known ones, before any work
     problems: list = []
@@ -55,11 +55,11 @@ def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
             detail = "; ".join(str(p) for p in problems[:5])
             raise AudioSAEError(f"no usable audio found in {', '.join(map(str, args.audio))}"
                                 + (f" ({detail})" if detail else ""))
-    ws = Workspace.create(args.workspace, args.backend, _backend_options(args))
+    request = flow.BuildRequest(workspace=args.workspace, backend=args.backend, sources=sources,
+                                backend_options=_backend_options(args), problems=problems, device=args.device,
+                                crepe_model=args.crepe_model, seed=args.seed, shard_frames=args.shard_frames)
     t0 = time.monotonic()
-    extra = {"shard_frames": args.shard_frames} if args.shard_frames else {}
-    summary = build_corpus(ws, sources, device=args.device, problems=problems, seed=args.seed,
-                           crepe_model=args.crepe_model, progress=progress, cancel=cancel, **extra)
+    ws, summary = flow.run_build(request, progress=progress, cancel=cancel)
     elapsed = time.monotonic() - t0
     lines = [f"workspace {ws.root}: {summary.sources_done} source(s), {summary.frames} frames "
              f"({summary.train_frames} train / {summary.val_frames} validation), "
@@ -78,33 +78,33 @@ def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
 def cmd_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     from .devices import pick_device
     from .report import format_report
-    from .training import train_workspace
+    from .workflows import train as flow
     from .workspace import Workspace
 
     ws = Workspace.open(args.workspace)
     settings = train_settings_from_args(args)
+    device = str(pick_device(args.device))
     if not args.quiet:
-        print(describe_train_estimate(ws, settings, str(pick_device(args.device))), file=sys.stderr, flush=True)
-    extra = {"checkpoint_every_s": args.checkpoint_seconds} if args.checkpoint_seconds is not None else {}
-    report = train_workspace(ws, settings, device=str(pick_device(args.device)), progress=progress, cancel=cancel,
-                             **extra)
+        print(describe_train_estimate(ws, settings, device), file=sys.stderr, flush=True)
+    request = flow.TrainRequest(workspace=ws.root, settings=settings, device=device,
+                                checkpoint_every_s=args.checkpoint_seconds)
+    report = flow.run_train(request, progress=progress, cancel=cancel)
     return {"text": format_report(report), "json": report}
 
 
 def train_settings_from_args(args: argparse.Namespace) -> Any:
-    """``audiosae train``'s options as ``TrainSettings`` (defaults from ``audiosae.defaults``)."""
+    """``audiosae train``'s options as ``TrainSettings``: ``workflows.train.train_settings``, the
+    wizard's resolution of the defaults too (an option not given is ``audiosae.defaults``' value)."""
     from . import defaults as D
-    from .training import TrainSettings
+    from .workflows.train import train_settings
 
-    arch = getattr(args, "architecture", D.DEFAULT_ARCHITECTURE)
-    l1s = args.l1 if args.l1 is not None else (D.DEFAULT_L0S if arch == "jumprelu" else D.DEFAULT_L1S)
     weights = getattr(args, "class_weights", None)
     class_weight = D.PROBE_CLASS_WEIGHT if weights is None else (None if weights == "none" else str(weights))
     folds = getattr(args, "probe_folds", None)
-    return TrainSettings(expansions=args.expansion, l1s=l1s, epochs=args.epochs, frames=getattr(args, "frames", None),
-                         batch_size=args.batch_size, seed=args.seed, architecture=arch,
-                         rmsnorm=getattr(args, "rmsnorm", None), ks=args.k if getattr(args, "k", None) else D.DEFAULT_KS,
-                         probe_folds=D.PROBE_FOLDS if folds is None else int(folds), probe_class_weight=class_weight)
+    return train_settings(expansions=args.expansion, l1s=args.l1, architecture=getattr(args, "architecture", None),
+                          ks=getattr(args, "k", None), rmsnorm=getattr(args, "rmsnorm", None), epochs=args.epochs,
+                          frames=getattr(args, "frames", None), batch_size=args.batch_size, seed=args.seed,
+                          probe_folds=D.PROBE_FOLDS if folds is None else int(folds), probe_class_weight=class_weight)
 
 
 def describe_train_estimate(ws: Any, settings: Any, device: str) -> str:

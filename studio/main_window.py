@@ -275,7 +275,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: StudioSettings | None = None, *, device: str | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
-        from .app import guard_singleton_refcounts
+        from .qt_guard import guard_singleton_refcounts
 
         guard_singleton_refcounts()   # PySide6 6.12.0 on Python 3.11 (see there); a no-op elsewhere
         preload_heavy_imports()

@@ -1,0 +1,17 @@
+"""Workflows: the jobs that the CLI and the studio both run, as plain functions.
+
+A workflow takes a typed request, a progress sink and a cancel token (``audiosae.jobs``), and
+returns a plain result.  ``audiosae.commands`` (the CLI) only turns arguments into requests
+and prints what comes back; the studio's view-models build the same requests from what the
+user chose.  Neither resolves a default itself: ``train.train_settings`` is the one place
+``audiosae.defaults`` becomes a ``TrainSettings``.
+
+- ``train``: ``BuildRequest`` / ``run_build`` (``audiosae build``), ``TrainRequest`` /
+  ``run_train`` (``audiosae train``), ``RunPlan`` / ``build_and_train`` (the wizard's run).
+- ``audio_plan``: what a run will read before it runs: ``AudioChoice``, header scans, the
+  attribute preview, what a workspace folder holds.
+- ``train_plan``: the time estimate before training (calibration on this machine and its
+  extrapolation to the corpus) and its wording.
+
+Nothing here imports Qt.
+"""

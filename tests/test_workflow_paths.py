@@ -1,0 +1,179 @@
+"""One path for every job (issue 13): ``audiosae build``/``train`` and the studio's wizard reach the
+same workflow functions (``audiosae.workflows.train.run_build`` / ``run_train``), and with nothing
+changed they ask for equal requests: the wizard's defaults are the CLI's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtWidgets import QWizard  # noqa: E402
+
+from audiosae import defaults as D  # noqa: E402
+from audiosae.cli import EXIT_ERROR, EXIT_OK, main  # noqa: E402
+from audiosae.errors import AudioSAEError  # noqa: E402
+from audiosae.workflows import train as flow  # noqa: E402
+from studio.settings import StudioSettings  # noqa: E402
+from studio.wizard import PAGE_ATTRIBUTES, PAGE_BACKEND, PAGE_GRID, PAGE_RUN, TrainingWizard  # noqa: E402
+from studio.workers import JobRunner  # noqa: E402
+
+from .qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401  (fail on Qt leaks)
+
+MINUTES = 0.3
+
+
+class Stopped(AudioSAEError):
+    """Raised by a spy once it has recorded its call: the test needs the request, not the work."""
+
+
+def spy_on(monkeypatch, name: str, *, pass_through: int = 0) -> list:
+    """Record each call of ``flow.<name>``; the first ``pass_through`` calls run the real function,
+    later ones raise ``Stopped``."""
+    real = getattr(flow, name)
+    calls: list = []
+
+    def spy(request, *, progress, cancel):
+        calls.append(request)
+        if len(calls) <= pass_through:
+            return real(request, progress=progress, cancel=cancel)
+        raise Stopped(f"{name} reached")
+
+    monkeypatch.setattr(flow, name, spy)
+    return calls
+
+
+@pytest.fixture
+def runner():
+    jobs = JobRunner()
+    yield jobs
+    assert jobs.shutdown(), "a wizard job did not stop"
+
+
+@pytest.fixture
+def wizard(qtbot, runner, tmp_path):
+    settings = StudioSettings(tmp_path / "settings.ini")
+    settings.compute_device = "cpu"
+    wiz = TrainingWizard(runner, settings)
+    qtbot.addWidget(wiz)
+    wiz.show()
+    yield wiz
+    wiz.close()
+
+
+def next_page(wiz: TrainingWizard, expected: int) -> None:
+    button = wiz.button(QWizard.WizardButton.NextButton)
+    assert button.isEnabled(), f"Next is disabled on page {wiz.currentId()}"
+    button.click()
+    assert wiz.currentId() == expected
+
+
+def drive_to_run(wiz: TrainingWizard) -> None:
+    """Every page left at its default (the backend is mel, CREPE tiny, the grid untouched)."""
+    next_page(wiz, PAGE_BACKEND)
+    wiz.backend_page.select_backend("mel")
+    next_page(wiz, PAGE_ATTRIBUTES)
+    wiz.setField("crepe_model", "tiny")
+    next_page(wiz, PAGE_GRID)
+    next_page(wiz, PAGE_RUN)
+
+
+def test_cli_and_wizard_reach_the_same_build_and_train_workflows(qtbot, monkeypatch, wizard, tmp_path):
+    builds = spy_on(monkeypatch, "run_build", pass_through=1)
+    trains = spy_on(monkeypatch, "run_train")
+
+    # The CLI: build for real (the train step below needs a corpus), then train up to the workflow call.
+    ws = tmp_path / "cli-ws"
+    assert main(["build", str(ws), "--builtin", "tones", "--minutes", str(MINUTES), "--device", "cpu",
+                 "--crepe-model", "tiny", "--quiet"]) == EXIT_OK
+    assert main(["train", str(ws), "--device", "cpu", "--quiet"]) == EXIT_ERROR  # the spy stops it
+    assert len(builds) == 1 and len(trains) == 1
+    cli_build, cli_train = builds[0], trains[0]
+
+    # The wizard, on a new folder with the same audio: its run job calls run_build (the spy stops it).
+    wizard.audio_page.use_builtin("tones", MINUTES)
+    wizard.setField("workspace", str(tmp_path / "wizard-ws"))
+    drive_to_run(wizard)
+    run = wizard.run_page
+    qtbot.waitUntil(lambda: run.state in ("failed", "done"), timeout=60_000)
+    assert run.state == "failed" and "run_build reached" in run.error
+    assert len(builds) == 2
+    wiz_build = builds[1]
+    for key in ("backend", "backend_options", "device", "crepe_model", "seed", "shard_frames", "problems"):
+        assert getattr(wiz_build, key) == getattr(cli_build, key), key
+    assert [s.label for s in wiz_build.sources] == [s.label for s in cli_build.sources]
+    assert Path(wiz_build.workspace).name == "wizard-ws"
+
+    # The wizard on the CLI's built workspace (no audio: it trains the corpus as it is).
+    wizard.close()
+    wiz2 = TrainingWizard(wizard.runner, wizard.audio_page.settings, initial_folder=ws)
+    qtbot.addWidget(wiz2)
+    wiz2.show()
+    try:
+        assert wiz2.audio_page.workspace_status.kind == "existing"
+        drive_to_run(wiz2)
+        run = wiz2.run_page
+        qtbot.waitUntil(lambda: run.state in ("failed", "done"), timeout=60_000)
+        assert run.state == "failed" and "run_train reached" in run.error
+    finally:
+        wiz2.close()
+    assert len(builds) == 2 and len(trains) == 2   # nothing to build: straight to training
+    wiz_train = trains[1]
+    assert Path(wiz_train.workspace).resolve() == Path(cli_train.workspace).resolve()
+    assert wiz_train.device == cli_train.device == "cpu"
+    # Equal settings, field by field, and they are audiosae.defaults' values.
+    assert wiz_train.settings == cli_train.settings
+    s = cli_train.settings
+    assert (s.expansions, s.l1s, s.ks) == (D.DEFAULT_EXPANSIONS, D.DEFAULT_L1S, D.DEFAULT_KS)
+    assert (s.architecture, s.rmsnorm, s.epochs, s.frames) == (D.DEFAULT_ARCHITECTURE, None, None, None)
+    assert (s.batch_size, s.seed, s.probe_folds) == (D.SAE_BATCH_SIZE, D.SEED, D.PROBE_FOLDS)
+
+
+@pytest.mark.parametrize("flags, page", [
+    (["--architecture", "topk", "--k", "4,12", "--expansion", "2,8", "--frames", "300000"],
+     dict(architecture="topk", k_text="4, 12", widths=[2, 8], frames=300000)),
+    (["--architecture", "jumprelu", "--no-rmsnorm", "--epochs", "3", "--batch-size", "256"],
+     dict(architecture="jumprelu", rmsnorm=False, epochs=3, batch_size=256)),
+    (["--l1", "0.01,0.1"], dict(l1_text="0.01, 0.1")),
+])
+def test_the_training_page_and_the_cli_resolve_choices_alike(qtbot, runner, flags, page):
+    """The same choices made on the training page and as ``audiosae train`` flags give equal settings
+    (jumprelu's lambda grid follows the architecture's default on both)."""
+    from audiosae.cli import build_parser
+    from audiosae.commands import train_settings_from_args
+    from studio.models.wizard import TrainingModel
+
+    cli = train_settings_from_args(build_parser().parse_args(["train", "WS", *flags]))
+    model = TrainingModel(runner)
+    arch = page.pop("architecture", None)
+    if arch:
+        model.update(architecture=arch)
+    model.update(**page)
+    assert model.problem() == ""
+    assert model.train_settings() == cli
+    if arch == "jumprelu":
+        assert tuple(model.l1s()) == D.DEFAULT_L0S
+
+
+def test_the_training_page_offers_the_architectures_and_the_budget(qtbot, wizard):
+    page = wizard.grid_page
+    combo = page.architecture_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == list(D.ARCHITECTURE_CHOICES)
+    assert combo.currentText() == D.DEFAULT_ARCHITECTURE and page.rmsnorm_box.isChecked()
+    assert page.k_edit.text() == ", ".join(f"{k:g}" for k in D.DEFAULT_KS)
+    assert page.train_settings() == flow.train_settings()
+    page.set_architecture("topk")
+    assert page.k_edit.isVisibleTo(page) and not page.l1_edit.isVisibleTo(page)
+    wizard.setField("ks", "8, x")
+    assert "'x' is not a whole number" in page.message.text() and not page.isComplete()
+    wizard.setField("ks", "8, 24")
+    settings = page.train_settings()
+    assert settings.architecture == "topk" and settings.ks == (8, 24)
+    assert [c.k for c in settings.sae_configs(128)] == [8, 24] * len(D.DEFAULT_EXPANSIONS)
+    wizard.setField("epochs", 2)
+    assert not page.frames_spin.isEnabled()   # epochs and frames are exclusive, as on the CLI
+    wizard.setField("epochs", 0)
+    wizard.setField("frames", 500_000)
+    assert page.train_settings().frames == 500_000 and page.train_settings().epochs is None
