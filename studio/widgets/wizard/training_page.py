@@ -95,6 +95,7 @@ class GridPage(QWizardPage):
         self.frames_spin.setToolTip("SAE budget in training frames (`audiosae train --frames`); training still "
                                     "stops earlier on a plateau.  Ignored when epochs are set.")
         self.budget_note = label("", NOTE_STYLE)
+        self.budget_note.setMinimumWidth(640)   # the form keeps fields at their size hint: a wrapped label's is narrow
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(16, 1 << 17)
         self.batch_spin.setSingleStep(256)
@@ -281,8 +282,8 @@ class GridPage(QWizardPage):
         frames = m.frames or D.default_sae_frames(n_train, m.batch_size)
         how = "your budget" if m.frames else (f"the default: max({D.SAE_EPOCHS_EQUIVALENT:g} passes, "
                                               f"{D.SAE_MIN_STEPS} steps)")
-        return (f"Up to {frames:,} training frames ({frames / n_train:.1f} passes over about {n_train:,}; {how}), "
-                "stopping earlier when the held-out loss stops improving.")
+        return (f"Up to {frames:,} training frames ({frames / n_train:.1f} passes over about {n_train:,}; {how}); "
+                "stops earlier when the held-out loss stops improving.")
 
     def _context(self) -> EstimateContext | None:
         wizard = self.wizard()
