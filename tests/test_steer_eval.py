@@ -220,6 +220,24 @@ def test_alpha_zero_changes_nothing_and_alpha_ten_hits_the_target(evaluation):
     assert ev.best_method()["method"] in ev.methods
 
 
+def test_a_cell_is_reproduced_by_its_steer_kwargs(evaluation, demo_ws, flute):
+    """What the studio does to audition a cell: the same steer_wave call, the same audio."""
+    from audiosae.analysis import LoadedModels
+    from audiosae.steering import steer_wave
+    from audiosae.steering.methods import prepare_method
+
+    ev, _ = evaluation
+    cell = ev.select(method="mass-mean", alpha=10.0)[0]
+    kwargs = ev.steer_kwargs(cell)
+    models = LoadedModels.load(demo_ws, ev.meta["sae"], device="cpu")
+    ctx = prepare_method(models.workspace, ev.meta["sae"], models.sae, models.probes, kwargs["attribute"],
+                         kwargs["method"])
+    args = {k: v for k, v in kwargs.items() if k not in ("attribute", "target", "alpha", "method")}
+    res = steer_wave(models.backend, models.sae, models.probes, models.spec, flute, kwargs["attribute"],
+                     kwargs["target"], kwargs["alpha"], context=ctx, measure_shift=False, **args)
+    assert EM.level_metrics(res.wave, res.report["level"])["peak_dbfs"] == pytest.approx(cell["level"]["peak_dbfs"])
+
+
 def test_json_and_png_are_written_and_read_back(evaluation, tmp_path):
     import matplotlib.image
 

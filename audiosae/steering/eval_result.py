@@ -71,6 +71,14 @@ class SteeringEvaluation:
                 "alpha": None if alpha is None else float(alpha)}
         return [c for c in self.cells if all(v is None or c[k] == v for k, v in want.items())]
 
+    def steer_kwargs(self, cell: dict[str, Any]) -> dict[str, Any]:
+        """The ``control.steer_wave`` arguments that reproduce ``cell`` (to audition it): pass
+        them with the clip's wave and, for ``context=``, ``methods.prepare_method(...)``."""
+        return {"attribute": cell["attribute"], "target": int(cell["target_class"]), "alpha": float(cell["alpha"]),
+                "method": cell["method"], "start": self.meta.get("start"), "end": self.meta.get("end"),
+                "keep_residual": bool(self.meta.get("keep_residual", False)),
+                "limit": bool(self.meta.get("limit", True))}
+
     def _default_target(self, attribute: str | None, target: str | None) -> tuple[str | None, str | None]:
         if attribute is None and target is None and len(self.targets) == 1:
             return self.targets[0]
