@@ -7,8 +7,8 @@ Every function works on a batch of frames ``f`` ``[T, F]`` and needs no corpus b
 * ``project_out``: a direction with its components along the span of other probes' rows
   removed, and (for an SAE with RMSNorm) per frame also along the frame itself, so that no
   non-target logit moves to first order even through the RMSNorm that follows.
-* ``solve_frames``: per frame, the smallest step that lifts the target class over every other
-  class of its attribute by a margin while holding every other logit, within a budget.
+* ``line_search``: per frame, the shortest step along a (per-frame) direction that lifts the
+  target class over every other class of its attribute by a margin, within a budget.
 * ``clamp_range``: features kept inside ``[0, max seen in training]``.
 * ``top_features``: a direction restricted to the features that carry the target class.
 """
@@ -19,10 +19,11 @@ from typing import Callable
 
 import torch
 
-# Margin (nats) by which ``solve_frames`` lifts the target class's logit over every other class
+# Margin (nats) by which ``line_search`` lifts the target class's logit over every other class
 # of the attribute: p(target) >= 1 / (1 + (K - 1) e^-3), 0.95 against any single other class.
 SOLVE_MARGIN = 3.0
-SOLVE_ITERATIONS = 6          # Gauss-Newton steps through the RMSNorm (one is exact without it)
+SOLVE_GRID = 24               # step lengths tried per frame (evenly spaced up to the budget)...
+SOLVE_REFINE = 8              # ...then bisections: the length is found to budget / (24 * 2^8)
 TOP_FEATURE_SHARE = 0.8       # top-features: the fewest features carrying this share of the class's evidence
 _RCOND = 1e-6
 
@@ -60,47 +61,44 @@ def project_out(direction: torch.Tensor, basis: torch.Tensor, f: torch.Tensor | 
     return (dt * scale).to(f.dtype)
 
 
-def target_logits(logits: torch.Tensor, target: int, margin: float = SOLVE_MARGIN) -> torch.Tensor:
-    """``logits`` ``[T, K]`` with the target column raised (never lowered) to ``margin`` over the
-    largest other column: what ``solve_frames`` aims at for the target attribute."""
+def class_margin(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """``z_target - max_{j != target} z_j`` per frame (``logits`` ``[T, K]``)."""
     others = logits.clone()
     others[:, target] = -torch.inf
-    want = torch.maximum(logits[:, target], others.max(dim=1).values + margin)
-    out = logits.clone()
-    out[:, target] = want
-    return out
+    return logits[:, target] - others.max(dim=1).values
 
 
-def solve_frames(f: torch.Tensor, logits_fn: Callable[[torch.Tensor], torch.Tensor], weights: torch.Tensor,
-                 desired: torch.Tensor, budget: float, normalize: Callable[[torch.Tensor], torch.Tensor],
-                 iterations: int = SOLVE_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per frame, the least-norm step ``delta`` with ``logits(normalize(f + delta)) = desired``.
+def line_search(f: torch.Tensor, directions: torch.Tensor, margin_fn: Callable[[torch.Tensor], torch.Tensor],
+                budget: float, normalize: Callable[[torch.Tensor], torch.Tensor], *, margin: float = SOLVE_MARGIN,
+                grid: int = SOLVE_GRID, refine: int = SOLVE_REFINE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame, the shortest step ``s * d_t`` (``s`` in ``[0, budget]``, ``d_t`` = row ``t`` of
+    ``directions``, unit length) with ``margin_fn(normalize(f + s d_t)) >= margin``.
 
-    ``weights`` ``[R, F]``: every probe row stacked (target attribute and the others, the rows
-    ``logits_fn`` multiplies by); ``desired`` ``[T, R]``: the target attribute's logits with the
-    target lifted (``target_logits``), the other attributes' logits as they are.  Least norm via
-    the pseudo-inverse of the stacked rows (batched over frames: one ``[T, R] @ [R, F]``), then a
-    few Gauss-Newton steps through ``normalize`` (RMSNorm shrinks ``f + delta``; for an SAE
-    without it the first step is exact).  ``||delta||`` is capped at ``budget`` per frame (a frame
-    that needs more gets the capped step: it moves toward the target without reaching it).
-    Returns ``(normalize(f + delta), delta)``."""
-    pinv = torch.linalg.pinv(weights.double(), rtol=_RCOND).to(f.dtype)   # [F, R]
-    delta = torch.zeros_like(f)
-    current = f
-    for step in range(max(1, iterations)):
-        residual = desired - logits_fn(current)                          # [T, R]
-        if step == 0 and not bool((residual.abs() > 1e-6).any()):
+    Batched over frames: ``grid`` evenly spaced lengths, then ``refine`` bisections between the
+    last length short of the margin and the first that reaches it.  A frame already at the
+    margin gets ``s = 0``; one that does not reach it within the budget gets the whole budget.
+    Returns ``(normalize(f + s d), s)``."""
+    t = f.shape[0]
+    lo = torch.zeros(t, dtype=f.dtype, device=f.device)
+    hi = torch.full((t,), float(budget), dtype=f.dtype, device=f.device)
+    done = margin_fn(normalize(f)) >= margin
+    found = done.clone()
+    hi = torch.where(done, lo, hi)
+    for i in range(1, grid + 1):
+        if bool(found.all()):
             break
-        # RMSNorm scales f + delta by g = 1 / rms(f + delta): a change s moves the logits by ~ g W s.
-        raw = f + delta
-        rn = raw.norm(dim=1, keepdim=True)
-        gain = torch.where(rn > 0, normalize(raw).norm(dim=1, keepdim=True) / rn.clamp_min(1e-30),
-                           torch.ones_like(rn))
-        delta = delta + (residual @ pinv.T) / gain
-        norm = delta.norm(dim=1, keepdim=True)
-        delta = delta * torch.clamp(budget / norm.clamp_min(1e-30), max=1.0)
-        current = normalize(f + delta)
-    return current, delta
+        s = budget * i / grid
+        ok = (margin_fn(normalize(f + s * directions)) >= margin) & ~found
+        hi = torch.where(ok, torch.full_like(hi, s), hi)
+        lo = torch.where(~found & ~ok, torch.full_like(lo, s), lo)
+        found |= ok
+    move = found & ~done
+    for _ in range(refine if bool(move.any()) else 0):
+        mid = (lo + hi) / 2
+        ok = margin_fn(normalize(f + mid[:, None] * directions)) >= margin
+        hi = torch.where(move & ok, mid, hi)
+        lo = torch.where(move & ~ok, mid, lo)
+    return normalize(f + hi[:, None] * directions), hi
 
 
 def clamp_range(f: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
@@ -125,5 +123,5 @@ def top_features(direction: torch.Tensor, evidence: torch.Tensor, share: float =
     return torch.where(keep & (direction > 0), direction, torch.zeros_like(direction))
 
 
-__all__ = ["SOLVE_ITERATIONS", "SOLVE_MARGIN", "TOP_FEATURE_SHARE", "clamp_range", "orthonormal_rows",
-           "project_out", "solve_frames", "target_logits", "top_features"]
+__all__ = ["SOLVE_GRID", "SOLVE_MARGIN", "SOLVE_REFINE", "TOP_FEATURE_SHARE", "class_margin", "clamp_range",
+           "line_search", "orthonormal_rows", "project_out", "top_features"]

@@ -28,11 +28,15 @@ feature-vector length), so alpha values compare across methods.
   RMSNorm: RMSNorm only rescales, and a step orthogonal to ``f`` changes ``||f||`` only at
   second order.  (At alpha 10 the rescaling is 1/sqrt(2): logits shrink toward their bias but
   keep their order.)
-* ``solve``: per frame, the least-norm step that lifts the target class ``SOLVE_MARGIN`` nats
-  over every other class of its attribute while holding every other probe logit
-  (``isolation.solve_frames``; pseudo-inverse of the stacked probe rows, batched over frames,
-  a few Gauss-Newton steps through the RMSNorm).  Here ``alpha * unit`` is a budget: frames
-  already at the target are left alone, the others get the step they need, capped at it.
+* ``solve``: per frame, the shortest step along the ``orthogonal`` direction (the probe row's,
+  projected the same way, when there are no class means) that lifts the target class
+  ``SOLVE_MARGIN`` nats over every other class of its attribute (``isolation.line_search``,
+  batched over frames).  Here ``alpha * unit`` is a budget: frames already at the target are
+  left alone, the others get the step they need, capped at it.  (A least-norm solve through the
+  pseudo-inverse of the stacked probe rows, which holds every other logit exactly, was tried
+  first: on real music it moved the probes to the target on every frame and the audio not at
+  all, even within the decoder's span: the least-norm step lies off the data and the
+  decode/re-encode loses it.)
 * ``clamp``: the mass-mean step, then every feature kept inside ``[0, max over the training
   frames]`` (codes of every architecture are >= 0; a steered code outside what the decoder saw
   in training is where decodes blow up).  The step is as long as the others' before the clip.
@@ -274,10 +278,11 @@ class SteeringContext:
         from .control import control_vector
 
         base = self.base
-        if base in ("paper", "solve"):
-            return control_vector(self.probes, self.attribute, int(target), normalize=False).cpu()
-        d = self._mass_mean(target)
-        if base == "orthogonal":
+        if base == "paper" or (base == "solve" and self.means is None):
+            d = control_vector(self.probes, self.attribute, int(target), normalize=False).cpu()
+        else:
+            d = self._mass_mean(target)
+        if base in ("orthogonal", "solve"):
             basis = self._basis()
             d = (d.double() - basis @ (basis.T @ d.double())).float()
         elif base == "top-features":
@@ -336,17 +341,11 @@ class SteeringContext:
         return torch.where(mask.to(f.device)[:, None], steered, f)
 
     def _solve(self, f: torch.Tensor, target: int, budget: float) -> torch.Tensor:
-        attrs = [self.attribute] + [a for a in self.probes.attributes if a != self.attribute]
-        weights = torch.cat([self.probes.weights[a].detach().to(f) for a in attrs])
-
-        def logits(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([self.probes.logits(x, a) for a in attrs], dim=1)
-
-        start = self.sae.normalize(f)
-        now = logits(start)
-        k_a = self.probes.n_classes(self.attribute)
-        desired = torch.cat([isolation.target_logits(now[:, :k_a], target), now[:, k_a:]], dim=1)
-        steered, _ = isolation.solve_frames(start, logits, weights, desired, budget, self.sae.normalize)
+        directions = isolation.project_out(self.raw_direction(target).to(f.device), self._basis().to(f.device),
+                                           f if self.rmsnorm else None, 1.0).to(f).expand_as(f)
+        steered, _ = isolation.line_search(
+            f, directions, lambda x: isolation.class_margin(self.probes.logits(x, self.attribute), target),
+            budget, self.sae.normalize)
         return steered
 
     def describe(self) -> dict[str, Any]:
