@@ -344,6 +344,65 @@ def test_trace_is_deterministic_with_a_seed(traced, models, generator):
     assert not np.allclose(other.latents[-1], trace.latents[-1])
 
 
+def _models_with(models: LoadedModels, architecture: str, rmsnorm: bool, k: int | None = None) -> LoadedModels:
+    """The workspace's SAE weights under another architecture, with its probes re-keyed to it."""
+    from audiosae.probes import ProbeSet, _sae_info
+    from audiosae.sae import SAEConfig, SparseAutoencoder
+
+    base = models.sae
+    cfg = SAEConfig(d_in=base.cfg.d_in, d_sae=base.cfg.d_sae, l1_coefficient=0.0, architecture=architecture,
+                    rmsnorm=rmsnorm, k=k)
+    sae = SparseAutoencoder(cfg)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(sae, name).copy_(getattr(base, name))
+        if sae.threshold is not None:   # a gate that closes on about half of the positive pre-activations
+            noise = torch.randn(256, base.cfg.d_in, generator=torch.Generator().manual_seed(3))
+            pre = (noise @ base.W_enc + base.b_enc).clamp_min(0)
+            sae.threshold.copy_(pre.median(dim=0).values)
+    probes = models.probes
+    rekeyed = ProbeSet(weights=dict(probes.weights), bias=dict(probes.bias), class_names=dict(probes.class_names),
+                       feature_kind="sae", sae=_sae_info(sae))
+    return LoadedModels(models.workspace, models.backend, sae, rekeyed, models.spec)
+
+
+@pytest.mark.parametrize("architecture,rmsnorm,k", [("topk", False, 4), ("jumprelu", True, None),
+                                                    ("batchtopk", False, 8)])
+def test_trace_follows_the_sae_s_own_encode_for_every_architecture(models, generator, architecture, rmsnorm, k):
+    variant = _models_with(models, architecture, rmsnorm, k)
+    sae = variant.sae
+    kw = dict(style=_unit(1), negative_style=_unit(2), seconds=SECONDS, seed=7, decode_final=False, steps=6)
+    full = tr.trace_generation(variant, generator, **kw)                              # f kept whole
+    slim = tr.trace_generation(variant, generator, full_features_limit=0, **kw)       # top features recomputed
+    assert full.meta["sae_architecture"] == sae.cfg.label and full.meta["sae_k"] == k
+    for source in tr.SOURCES:
+        whole, summary = full.features[source], slim.features[source]
+        assert whole.full is not None and summary.full is None
+        # the stored f is the SAE's: encode of the stored latents (float16) agrees
+        latents = torch.from_numpy((full.latents if source == "x_t" else full.x1_predictions).astype(np.float32))
+        with torch.no_grad():
+            f = sae.encode(latents)[1].numpy()
+        assert 0 < np.mean(f != 0) < 0.6                 # the architecture's sparsity, not ReLU's
+        off = np.abs(whole.full.astype(np.float32) - f) > 0.02 + 0.02 * np.abs(f)
+        assert off.mean() < 0.01                          # (float16 latents may flip a near-tie of TopK)
+        if architecture == "topk":
+            assert whole.l0.max() <= k
+        np.testing.assert_array_equal(whole.l0, (whole.full != 0).sum(-1))
+        np.testing.assert_array_equal(summary.l0, whole.l0)
+        # without the full f, the top features' per-frame f is still the SAE's: zero where the
+        # TopK code / JumpReLU gate is closed (a slice of the encoder through a ReLU is not)
+        np.testing.assert_array_equal(summary.top_index, whole.top_index)
+        expected = whole.full[:, :, whole.top_index].astype(np.float32)
+        np.testing.assert_allclose(summary.top.astype(np.float32), expected, atol=2e-3)
+        assert np.array_equal(summary.top == 0, expected == 0)
+    # the distributions are the probes' on those features
+    from audiosae.analysis import probe_distributions
+
+    with torch.no_grad():
+        expected = probe_distributions(variant.probes, sae.encode(torch.from_numpy(full.latents[0].astype(np.float32)))[1])
+    np.testing.assert_allclose(full.distributions["x_t"]["pitch"][0].astype(np.float32), expected["pitch"], atol=5e-3)
+
+
 def test_save_load_round_trip_and_corruption(traced, tmp_path, models):
     trace, _ = traced
     folder = tr.save_trace(trace, tmp_path / "t")

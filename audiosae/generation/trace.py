@@ -8,7 +8,7 @@ from passes the Euler update makes anyway, so tracing adds **no** DiT evaluation
 
 * the latents ``X_t`` and ``x̂1`` per state (float16, ``[S, T, 64]``; optional);
 * the probe class distributions per attribute per state (``[S, T, K]``, float16);
-* a summary of the SAE features per state: active-feature count per frame (``l0``,
+* a summary of the SAE features per state: active-feature count per frame (``l0``: non-zero code ``h``,
   ``[S, T]``), mean activation per feature (``[S, F]``), and the per-frame activations of the
   ``top_features`` features whose per-state mean activation peaks highest (``[S, T, k]``);
   the full ``f`` (``[S, T, F]``) only when ``S·T·F <= full_features_limit``;
@@ -50,12 +50,8 @@ trace, and the JSON and tensor files carry the same ``trace_id``.
 
 from __future__ import annotations
 
-import math
-import os
-import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -66,10 +62,21 @@ from .. import __version__
 from ..analysis import LoadedModels
 from ..errors import AudioSAEError, BackendError, WorkspaceError
 from ..jobs import CancelToken, Progress, ProgressSink, null_progress
-from ..storage import (SCHEMA_VERSION, atomic_write_json, check_schema, fsync_dir, load_tensors,
-                       load_tensors_metadata, read_json, read_json_object, require_int, save_tensors)
+from ..storage import SCHEMA_VERSION, atomic_write_json, read_json
 from .conditioning import LATENT_HOP, LATENT_SAMPLE_RATE, StyleEmbedding, frames_for_seconds, instrumental_tokens
 from .diffrhythm import CFM, DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, download_checkpoint, load_cfm, released_config
+# The trace's parts live in three sibling modules (trace_metric: the s_t metric and constants;
+# trace_files: Trace, save/load; trace_summary: prompts, batch summaries, report.png); their
+# names are importable from here, as before the split.
+from .trace_files import (FeatureSummary, Trace, TraceStep, _need, _remove_stale_siblings, _tensors,  # noqa: F401
+                          _trace_json, decode_state, is_trace_folder, load_trace, save_trace)
+from .trace_metric import (AUDIO_FILE, BATCH_KIND, CI_METHOD, DEFAULT_EPS, DEFAULT_FULL_FEATURES_LIMIT,  # noqa: F401
+                           DEFAULT_THRESHOLD, DEFAULT_TOP_FEATURES, FORMS, REPORT_JSON, REPORT_PNG,
+                           REQUIRED_BACKEND, SOURCES, SUMMARY_FILE, TENSORS_FILE, TRACE_FILE, TRACE_KIND,
+                           _check_distributions, _converged, _metrics, class_progress, convergence_step,
+                           endpoint_progress, mean_ci)
+from .trace_summary import (_batch_folders, _floats, _plot, builtin_prompts_path, read_prompts,  # noqa: F401
+                            summarise_traces, write_report)
 
 __all__ = [
     "TRACE_KIND", "BATCH_KIND", "TRACE_FILE", "TENSORS_FILE", "AUDIO_FILE", "SUMMARY_FILE", "REPORT_PNG",
@@ -80,188 +87,8 @@ __all__ = [
     "load_generator",
 ]
 
-TRACE_KIND = "audiosae.trace"
-BATCH_KIND = "audiosae.trace_batch"
-TRACE_FILE = "trace.json"
-TENSORS_FILE = "trace.safetensors"
-AUDIO_FILE = "final.wav"
-SUMMARY_FILE = "summary.json"
-REPORT_PNG = "report.png"
-REPORT_JSON = "report.json"
-SOURCES = ("x_t", "x1")          # the sampler state, and its predicted end point
-FORMS = ("endpoint", "paper")   # s_t forms: the project's (primary) and the paper's per-class one
-DEFAULT_THRESHOLD = 0.9
-DEFAULT_EPS = 1e-3
-DEFAULT_TOP_FEATURES = 64
-DEFAULT_FULL_FEATURES_LIMIT = 1 << 22   # elements of [S, T, F] saved (8 MB in float16 per source)
-REQUIRED_BACKEND = "diffrhythm-vae"
-CI_METHOD = "95% confidence interval of the mean over prompts, Student t with n-1 degrees of freedom"
 
-
-# ---- the metric -------------------------------------------------------------------------------------
-
-
-def _check_distributions(dists: np.ndarray) -> np.ndarray:
-    p = np.asarray(dists, dtype=np.float32)  # float32: a 95 s trace has ~4 M values per attribute
-    if p.ndim != 3 or p.shape[0] < 2:
-        raise AudioSAEError(f"distributions must be [steps >= 2, frames, classes], got {list(p.shape)}")
-    return p
-
-
-def endpoint_progress(dists: np.ndarray, eps: float = DEFAULT_EPS) -> tuple[np.ndarray, int]:
-    """Endpoint form ``s_t`` ``[S]`` for distributions ``[S, T, K]``, and the number of excluded frames.
-
-    ``s_t = mean over frames of clip(1 - |p_t - p_T|_1 / |p_0 - p_T|_1, 0, 1)``; frames with
-    ``|p_0 - p_T|_1 < eps`` are excluded; all excluded -> ones.
-    """
-    p = _check_distributions(dists)
-    final = p[-1]
-    span = np.abs(p[0] - final).sum(-1)                       # [T]
-    keep = span >= eps
-    if not keep.any():
-        return np.ones(p.shape[0]), int(p.shape[1])
-    distance = np.abs(p[:, keep] - final[keep]).sum(-1)        # [S, T']
-    per_frame = np.clip(1.0 - distance / span[keep], 0.0, 1.0)
-    return per_frame.mean(axis=1, dtype=np.float64), int(np.count_nonzero(~keep))
-
-
-def class_progress(dists: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray:
-    """Paper form ``s_t`` ``[S]``: per-class progress away from the start, ``|p_t - p_0| / |p_T - p_0|``.
-
-    Classes with ``|p_T,k - p_0,k| < eps / K`` are left out (only near-zero denominators: the
-    paper averages over all classes); ratios are clipped to [0, 1]; mean over a frame's
-    remaining classes, then over frames that have any; none -> ones.
-    """
-    p = _check_distributions(dists)
-    start = p[0]
-    span = np.abs(p[-1] - start)                               # [T, K]
-    keep = span >= eps / p.shape[2]  # the endpoint form's L1 budget, spread over the K classes
-    frames = keep.any(axis=1)
-    if not frames.any():
-        return np.ones(p.shape[0])
-    ratio = np.clip(np.abs(p - start) / np.where(keep, span, np.float32(1)), 0.0, 1.0)   # [S, T, K]
-    per_frame = (ratio * keep).sum(-1)[:, frames] / keep.sum(-1)[frames]
-    return per_frame.mean(axis=1, dtype=np.float64)
-
-
-def convergence_step(curve: Sequence[float] | np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> int:
-    """First index from which ``curve`` stays ``>= threshold`` to the end (``len(curve)`` if it never does)."""
-    if not 0.0 < threshold <= 1.0:
-        raise AudioSAEError(f"the convergence threshold must lie in (0, 1], got {threshold}")
-    below = np.flatnonzero(np.asarray(curve, dtype=np.float64) < threshold)
-    return 0 if below.size == 0 else int(below[-1] + 1)
-
-
-def _converged(step: int, steps: int) -> bool:
-    return step < steps - 1  # s_T = 1 by construction: reaching the threshold only there does not count
-
-
-# ---- the trace -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class FeatureSummary:
-    """SAE features per state.  ``l0`` ``[S, T]`` int16 active features per frame; ``mean``
-    ``[S, F]`` float32 mean ``f`` per feature; ``top_index`` ``[k]`` the features whose per-state
-    mean peaks highest (descending); ``top`` ``[S, T, k]`` float16 their ``f``; ``full``
-    ``[S, T, F]`` float16 or None."""
-
-    l0: np.ndarray
-    mean: np.ndarray
-    top_index: np.ndarray
-    top: np.ndarray
-    full: np.ndarray | None = None
-
-
-@dataclass
-class TraceStep:
-    """What a live view gets after each state: probe distributions per source and attribute
-    (``[T, K]`` float32) and the mean active-feature count per source."""
-
-    index: int
-    steps: int
-    t: float
-    distributions: dict[str, dict[str, np.ndarray]]
-    mean_l0: dict[str, float]
-
-
-@dataclass
-class Trace:
-    """A traced generation.  ``meta`` holds the JSON facts (prompt, seed, models, timings ...);
-    ``progress[source][form][attr]`` the ``s_t`` curves, ``convergence[source][form][attr]``
-    their convergence steps, ``excluded_frames[source][attr]`` the frames the endpoint form
-    left out."""
-
-    meta: dict[str, Any]
-    t_grid: np.ndarray                                    # [S] float32
-    distributions: dict[str, dict[str, np.ndarray]]        # source -> attr -> [S, T, K] float16
-    features: dict[str, FeatureSummary]                    # source -> summary
-    progress: dict[str, dict[str, dict[str, list[float]]]]
-    convergence: dict[str, dict[str, dict[str, int]]]
-    excluded_frames: dict[str, dict[str, int]]
-    final_latent: np.ndarray                               # [T, 64] float32
-    lyrics_tokens: np.ndarray                              # [T] int32
-    style: np.ndarray                                      # [1, 512] float32
-    negative_style: np.ndarray                             # [1, 512] float32
-    latents: np.ndarray | None = None                      # [S, T, 64] float16
-    x1_predictions: np.ndarray | None = None               # [S, T, 64] float16
-    audio: np.ndarray | None = None                        # [2, N] float32 at sample_rate
-    sample_rate: int = LATENT_SAMPLE_RATE
-    folder: Path | None = field(default=None, compare=False)
-
-    @property
-    def steps(self) -> int:
-        return int(self.t_grid.shape[0])
-
-    @property
-    def frames(self) -> int:
-        return int(self.final_latent.shape[0])
-
-    @property
-    def attributes(self) -> list[str]:
-        return list(self.meta["attributes"])
-
-    def s_t(self, attribute: str, source: str = "x_t", form: str = "endpoint") -> np.ndarray:
-        """The ``s_t`` curve ``[S]`` of one attribute."""
-        try:
-            return np.asarray(self.progress[source][form][attribute], dtype=np.float64)
-        except KeyError:
-            raise AudioSAEError(f"no {form} curve for {attribute!r} from {source!r} in this trace") from None
-
-    def convergence_step(self, attribute: str, source: str = "x_t", form: str = "endpoint",
-                         threshold: float | None = None) -> int:
-        """Stored convergence step, or recomputed for another ``threshold``."""
-        if threshold is None:
-            return int(self.convergence[source][form][attribute])
-        return convergence_step(self.s_t(attribute, source, form), threshold)
-
-    def recompute_metrics(self, threshold: float | None = None, eps: float | None = None) -> None:
-        """Recompute curves and convergence steps from the stored distributions."""
-        threshold = float(self.meta["threshold"] if threshold is None else threshold)
-        eps = float(self.meta["eps"] if eps is None else eps)
-        self.progress, self.convergence, self.excluded_frames = _metrics(
-            {s: {a: d.astype(np.float32) for a, d in per.items()} for s, per in self.distributions.items()},
-            threshold, eps)
-        self.meta["threshold"], self.meta["eps"] = threshold, eps
-
-
-def _metrics(dists: Mapping[str, Mapping[str, np.ndarray]], threshold: float, eps: float):
-    progress: dict[str, dict[str, dict[str, list[float]]]] = {}
-    convergence: dict[str, dict[str, dict[str, int]]] = {}
-    excluded: dict[str, dict[str, int]] = {}
-    for source, per_attr in dists.items():
-        progress[source] = {form: {} for form in FORMS}
-        convergence[source] = {form: {} for form in FORMS}
-        excluded[source] = {}
-        for attr, d in per_attr.items():
-            curve, dropped = endpoint_progress(d, eps)
-            paper = class_progress(d, eps)
-            progress[source]["endpoint"][attr] = [float(v) for v in curve]
-            progress[source]["paper"][attr] = [float(v) for v in paper]
-            convergence[source]["endpoint"][attr] = convergence_step(curve, threshold)
-            convergence[source]["paper"][attr] = convergence_step(paper, threshold)
-            excluded[source][attr] = dropped
-    return progress, convergence, excluded
+# ---- tracing one generation ------------------------------------------------------------------------
 
 
 def _style_tensor(style: StyleEmbedding | torch.Tensor | np.ndarray, name: str) -> tuple[torch.Tensor, dict]:
@@ -279,10 +106,12 @@ class _Analyser:
     """Runs the SAE and the probes on both sources of a state in one batch and keeps the results.
 
     The probes are applied as one matrix product over all attributes (softmax per attribute:
-    exactly ``ProbeSet.predict_proba``).  The whole ``f`` is kept only when it is saved; for
-    the top features, each frame's RMSNorm factor (``f / h``) is recorded so that their ``f``
-    can be rebuilt at the end from a ``[D, k]`` slice of the encoder, without keeping
-    ``[S, T, F]`` in memory or running the SAE again.
+    exactly ``ProbeSet.predict_proba``).  Features come from the SAE's own ``encode``, so every
+    architecture (ReLU, TopK, BatchTopK, JumpReLU; with or without RMSNorm) is traced as it
+    runs; a feature is active on a frame when its code ``h`` is non-zero.  The whole ``f`` is
+    kept only when it is saved; otherwise the top features' ``f`` is computed again at the end
+    from the kept latents, with ``encode`` in chunks (a TopK code or an RMSNorm factor depends
+    on the frame's whole pre-activation row, so a slice of the encoder cannot give it).
     """
 
     def __init__(self, sae: Any, probes: Any, steps: int, frames: int, latent_dim: int, *, store_full: bool):
@@ -299,7 +128,6 @@ class _Analyser:
         self.mean = np.zeros((n, steps, d_sae), dtype=np.float32)
         self.dists = {a: np.zeros((n, steps, frames, hi - lo), dtype=np.float32)
                       for a, (lo, hi) in zip(self.attributes, self.slices)}
-        self.scale = np.zeros((n, steps, frames), dtype=np.float32)
         self.latents = torch.zeros(n, steps, frames, latent_dim)  # float32, CPU
         self.features = np.zeros((n, steps, frames, d_sae), dtype=np.float16) if store_full else None
 
@@ -311,10 +139,8 @@ class _Analyser:
         probs = torch.cat([torch.softmax(logits[:, lo:hi], dim=-1) for lo, hi in self.slices], dim=-1)
         self.latents[:, k] = x.cpu()
         probs = probs.view(len(SOURCES), x.shape[1], -1).cpu().numpy()
-        self.l0[:, k] = (h > 0).sum(-1).cpu().numpy()
+        self.l0[:, k] = (h != 0).sum(-1).cpu().numpy()
         self.mean[:, k] = f.mean(1).cpu().numpy()
-        # f = h * scale per frame (RMSNorm); frames with no active feature have f = 0 anyway
-        self.scale[:, k] = (f.sum(-1) / h.sum(-1).clamp_min(1e-30)).cpu().numpy()
         if self.features is not None:
             self.features[:, k] = f.to(torch.float16).cpu().numpy()
         out: dict[str, dict[str, np.ndarray]] = {}
@@ -328,19 +154,28 @@ class _Analyser:
     def distributions(self) -> dict[str, dict[str, np.ndarray]]:
         return {s: {a: self.dists[a][i] for a in self.attributes} for i, s in enumerate(SOURCES)}
 
+    def _encoded_columns(self, i: int, order: np.ndarray) -> np.ndarray:
+        """``f[:, :, order]`` ``[S, T, k]`` float16 of source ``i``, from ``sae.encode`` of the kept
+        latents in chunks of at most ``MAX_CHUNK_ELEMENTS`` features."""
+        from ..sae import MAX_CHUNK_ELEMENTS
+
+        index = torch.from_numpy(order).to(self.sae.device)
+        steps, frames = int(self.latents.shape[1]), int(self.latents.shape[2])
+        out = np.zeros((steps, frames, len(order)), dtype=np.float16)
+        rows = max(1, MAX_CHUNK_ELEMENTS // self.sae.cfg.d_sae)
+        flat = self.latents[i].reshape(steps * frames, -1)
+        view = out.reshape(steps * frames, len(order))
+        for s in range(0, flat.shape[0], rows):
+            _, f = self.sae.encode(flat[s:s + rows].to(self.sae.device))
+            view[s:s + rows] = f[:, index].to(torch.float16).cpu().numpy()
+        return out
+
     def summaries(self, top_features: int) -> dict[str, FeatureSummary]:
         out = {}
         for i, source in enumerate(SOURCES):
             count = min(int(top_features), self.mean.shape[2])
             order = np.argsort(-self.mean[i].max(axis=0), kind="stable")[:count].astype(np.int64)
-            if self.features is not None:
-                top = self.features[i][:, :, order]
-            else:  # h of the chosen features only (h = relu(x W_enc + b_enc)), times each frame's factor
-                index = torch.from_numpy(order).to(self.sae.device)
-                x = self.latents[i].to(self.sae.device)
-                h = torch.relu(x @ self.sae.W_enc[:, index] + self.sae.b_enc[index])
-                scale = torch.from_numpy(self.scale[i]).to(self.sae.device)
-                top = (h * scale[..., None]).to(torch.float16).cpu().numpy()
+            top = self.features[i][:, :, order] if self.features is not None else self._encoded_columns(i, order)
             full = self.features[i] if self.features is not None else None
             out[source] = FeatureSummary(self.l0[i], self.mean[i], order, np.ascontiguousarray(top), full)
         return out
@@ -480,7 +315,8 @@ def trace_generation(
         "style": style_info, "negative_style": negative_info,
         "lyrics": {"instrumental": bool((tokens == 0).all()), "tokens": int((tokens != 0).sum())},
         "workspace": str(getattr(ws, "root", "")), "backend": REQUIRED_BACKEND, "sae": sae.cfg.name,
-        "sae_fingerprint": sae.fingerprint(), "d_sae": sae.cfg.d_sae, "attributes": attributes,
+        "sae_fingerprint": sae.fingerprint(), "d_sae": sae.cfg.d_sae, "sae_architecture": sae.cfg.label,
+        "sae_k": sae.cfg.k, "attributes": attributes,
         "class_names": {a: list(probes.class_names[a]) for a in attributes},
         "model": {"config": cfm.config.to_dict(), "dtype": str(cfm.dtype).removeprefix("torch."),
                   "device": str(cfm.device)},
@@ -506,181 +342,6 @@ def trace_generation(
         audio=audio, sample_rate=models.backend.sample_rate)
 
 
-# ---- files ---------------------------------------------------------------------------------------------
-
-
-def is_trace_folder(folder: str | Path) -> bool:
-    return (Path(folder) / TRACE_FILE).is_file()
-
-
-def _trace_json(trace: Trace) -> dict[str, Any]:
-    data = dict(trace.meta)
-    data.update(progress=trace.progress, convergence=trace.convergence, excluded_frames=trace.excluded_frames,
-                converged={s: {f: {a: _converged(v, trace.steps) for a, v in per.items()}
-                               for f, per in forms.items()} for s, forms in trace.convergence.items()},
-                t_grid=[float(v) for v in trace.t_grid],
-                files={"tensors": TENSORS_FILE, "audio": AUDIO_FILE if trace.audio is not None else None},
-                has_latents=trace.latents is not None)
-    return data
-
-
-def _tensors(trace: Trace) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {"t_grid": trace.t_grid.astype(np.float32),
-                                  "final_latent": trace.final_latent.astype(np.float32),
-                                  "lyrics_tokens": trace.lyrics_tokens.astype(np.int32),
-                                  "style": trace.style.astype(np.float32),
-                                  "negative_style": trace.negative_style.astype(np.float32)}
-    if trace.latents is not None:
-        out["latents"] = trace.latents.astype(np.float16, copy=False)
-    if trace.x1_predictions is not None:
-        out["x1_predictions"] = trace.x1_predictions.astype(np.float16, copy=False)
-    for source, per in trace.distributions.items():
-        for attr, d in per.items():
-            out[f"dist.{source}.{attr}"] = d.astype(np.float16, copy=False)
-    for source, summary in trace.features.items():
-        out[f"features.{source}.l0"] = summary.l0.astype(np.int16)
-        out[f"features.{source}.mean"] = summary.mean.astype(np.float32)
-        out[f"features.{source}.top_index"] = summary.top_index.astype(np.int64)
-        out[f"features.{source}.top"] = summary.top.astype(np.float16)
-        if summary.full is not None:
-            out[f"features.{source}.full"] = summary.full.astype(np.float16)
-    return out
-
-
-def save_trace(trace: Trace, folder: str | Path) -> Path:
-    """Write ``trace`` to ``folder`` (created or replaced as a whole; never half-written).
-
-    Refuses to replace a folder that exists, is not empty and is not a trace.
-    """
-    from ..audio import save_audio
-
-    folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not is_trace_folder(folder))):
-        raise WorkspaceError(f"{folder}: exists and is not a trace folder; choose another --out")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_siblings(folder)
-    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        save_tensors(tmp / TENSORS_FILE, _tensors(trace),
-                     {"schema_version": SCHEMA_VERSION, "kind": TRACE_KIND, "trace_id": trace.meta["trace_id"]})
-        if trace.audio is not None:
-            save_audio(tmp / AUDIO_FILE, trace.audio, trace.sample_rate)
-        atomic_write_json(tmp / TRACE_FILE, _trace_json(trace))  # last: it names what the folder holds
-        fsync_dir(tmp)
-        old = None
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        fsync_dir(folder.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    trace.folder = folder
-    return folder
-
-
-def _remove_stale_siblings(folder: Path) -> None:
-    """Delete what a ``save_trace`` killed mid-way (``kill -9``, power loss) left beside ``folder``:
-    its half-written ``.NAME.tmp-*`` folder and a ``.NAME.old-*`` copy that was being replaced."""
-    for pattern in (f".{folder.name}.tmp-*", f".{folder.name}.old-*"):
-        for stale in folder.parent.glob(pattern):
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
-
-
-def _need(data: Mapping[str, Any], key: str, path: Path) -> Any:
-    if key not in data:
-        raise WorkspaceError(f"{path}: trace file lacks {key!r}; was it edited by hand?")
-    return data[key]
-
-
-def load_trace(folder: str | Path, *, load_audio: bool = True) -> Trace:
-    """Read a folder written by ``save_trace``; anything missing, corrupt, mismatched or newer -> ``WorkspaceError``."""
-    folder = Path(folder)
-    path = folder / TRACE_FILE
-    if not folder.is_dir():
-        raise WorkspaceError(f"{folder}: trace folder not found")
-    data = read_json_object(path, kind="trace file", document_kind=TRACE_KIND)
-    steps = require_int(_need(data, "steps", path), "steps", path, "trace file", minimum=1)
-    frames = require_int(_need(data, "frames", path), "frames", path, "trace file", minimum=1)
-    attributes = _need(data, "attributes", path)
-    if not isinstance(attributes, list) or not all(isinstance(a, str) and a for a in attributes):
-        raise WorkspaceError(f"{path}: trace file 'attributes' must be a list of names, got {attributes!r:.60}")
-    tensor_path = folder / TENSORS_FILE
-    header = load_tensors_metadata(tensor_path, kind="trace tensors")
-    check_schema(header, tensor_path, kind="trace tensors")
-    if header.get("trace_id") != data.get("trace_id"):
-        raise WorkspaceError(f"{folder}: {TENSORS_FILE} belongs to another trace than {TRACE_FILE} "
-                             "(a file was replaced); re-run the trace")
-    d_sae = require_int(_need(data, "d_sae", path), "d_sae", path, "trace file", minimum=1)
-    expect: dict[str, tuple[int | None, ...]] = {
-        "t_grid": (steps,), "final_latent": (frames, 64), "lyrics_tokens": (frames,), "style": (1, 512),
-        "negative_style": (1, 512)}
-    for source in SOURCES:
-        for attr in attributes:
-            expect[f"dist.{source}.{attr}"] = (steps, frames, None)
-        expect[f"features.{source}.l0"] = (steps, frames)
-        expect[f"features.{source}.mean"] = (steps, d_sae)
-        expect[f"features.{source}.top_index"] = (None,)
-        expect[f"features.{source}.top"] = (steps, frames, None)
-    if data.get("has_latents"):
-        expect["latents"] = expect["x1_predictions"] = (steps, frames, 64)
-    tensors = {k: v.numpy() for k, v in load_tensors(tensor_path, kind="trace tensors", expect=expect).items()}
-    distributions = {s: {a: tensors[f"dist.{s}.{a}"] for a in attributes} for s in SOURCES}
-    features = {s: FeatureSummary(tensors[f"features.{s}.l0"], tensors[f"features.{s}.mean"],
-                                  tensors[f"features.{s}.top_index"], tensors[f"features.{s}.top"],
-                                  tensors.get(f"features.{s}.full")) for s in SOURCES}
-    try:
-        progress = {s: {f: {a: [float(v) for v in data["progress"][s][f][a]] for a in attributes} for f in FORMS}
-                    for s in SOURCES}
-        convergence = {s: {f: {a: int(data["convergence"][s][f][a]) for a in attributes} for f in FORMS}
-                       for s in SOURCES}
-        excluded = {s: {a: int(data["excluded_frames"][s][a]) for a in attributes} for s in SOURCES}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WorkspaceError(f"{path}: trace curves are incomplete ({type(exc).__name__}: {exc})") from None
-    for s in SOURCES:
-        for a in attributes:
-            if len(progress[s]["endpoint"][a]) != steps or len(progress[s]["paper"][a]) != steps:
-                raise WorkspaceError(f"{path}: the {a} curve of {s} does not have {steps} values")
-    audio, rate = None, LATENT_SAMPLE_RATE
-    audio_name = (data.get("files") or {}).get("audio")
-    if audio_name and load_audio:
-        import soundfile as sf
-
-        try:
-            wave, rate = sf.read(str(folder / audio_name), dtype="float32", always_2d=True)
-        except Exception as exc:
-            raise WorkspaceError(f"{folder / audio_name}: cannot read the final audio ({exc})") from None
-        audio = np.ascontiguousarray(wave.T)
-    meta = {k: v for k, v in data.items() if k not in ("progress", "convergence", "excluded_frames", "converged",
-                                                       "t_grid", "files", "has_latents")}
-    return Trace(meta=meta, t_grid=tensors["t_grid"], distributions=distributions, features=features,
-                 progress=progress, convergence=convergence, excluded_frames=excluded,
-                 final_latent=tensors["final_latent"], lyrics_tokens=tensors["lyrics_tokens"],
-                 style=tensors["style"], negative_style=tensors["negative_style"], latents=tensors.get("latents"),
-                 x1_predictions=tensors.get("x1_predictions"), audio=audio, sample_rate=int(rate), folder=folder)
-
-
-def decode_state(trace: Trace, backend: Any, index: int, which: str = "x_t") -> np.ndarray:
-    """Decode one state's ``X_t`` (``which="x_t"``) or ``x̂1`` (``"x1"``) with a latent backend -> ``[C, N]``."""
-    if which not in SOURCES:
-        raise AudioSAEError(f"which must be one of {', '.join(SOURCES)}, got {which!r}")
-    if not -trace.steps <= index < trace.steps:
-        raise AudioSAEError(f"state {index} out of range (0..{trace.steps - 1})")
-    stack = trace.latents if which == "x_t" else trace.x1_predictions
-    if stack is None:
-        if index in (-1, trace.steps - 1):
-            return backend.decode(trace.final_latent)
-        raise WorkspaceError("this trace was saved without per-state latents; re-run without --no-latents")
-    return backend.decode(stack[index].astype(np.float32))
-
-
 # ---- loading the generator --------------------------------------------------------------------------
 
 
@@ -704,27 +365,7 @@ def load_generator(*, variant: str | None = None, weights: str | Path | None = N
     return model
 
 
-# ---- batches -------------------------------------------------------------------------------------------
-
-
-def builtin_prompts_path() -> Path:
-    """The prompt list shipped with audiosae (about 30 varied music descriptions)."""
-    return Path(__file__).resolve().parent / "prompts.txt"
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """Non-empty lines of a text file, ``#`` comments skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except FileNotFoundError:
-        raise AudioSAEError(f"{path}: prompt file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AudioSAEError(f"{path}: cannot read prompts ({type(exc).__name__}: {exc})") from None
-    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not prompts:
-        raise AudioSAEError(f"{path}: no prompts (one per line; '#' starts a comment)")
-    return prompts
+# ---- batches ----------------------------------------------------------------------------------------
 
 
 def trace_batch(models: LoadedModels, cfm: CFM, prompts: Sequence[str], out: str | Path, *,
@@ -781,146 +422,3 @@ def _same_trace(folder: Path, prompt: str, seed: int, settings: Mapping[str, Any
         if key in settings:
             wanted[key] = settings[key]
     return all(data.get(k) == v for k, v in wanted.items())
-
-
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Mean over axis 0 and its two-sided Student-t confidence interval (None for fewer than 2 rows)."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = values.mean(axis=0)
-    n = values.shape[0]
-    if n < 2:
-        return mean, None, None
-    from scipy.stats import t as student_t
-
-    half = student_t.ppf(0.5 + confidence / 2, n - 1) * values.std(axis=0, ddof=1) / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
-def _floats(values: np.ndarray | None) -> list[float] | float | None:
-    if values is None:
-        return None
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim == 0:
-        return float(array)
-    return [float(v) for v in array]
-
-
-def summarise_traces(folders_or_traces: Sequence[str | Path | Trace], threshold: float | None = None
-                     ) -> dict[str, Any]:
-    """Mean ± 95 % CI curves and the convergence table over several traces of the same shape.
-
-    ``threshold`` None: each trace's own.  Convergence steps count a curve that never
-    converges as the last state.
-    """
-    traces = [t if isinstance(t, Trace) else load_trace(t, load_audio=False) for t in folders_or_traces]
-    if not traces:
-        raise AudioSAEError("no traces to summarise")
-    steps, attributes = traces[0].steps, traces[0].attributes
-    for t in traces[1:]:
-        if t.steps != steps or t.attributes != attributes:
-            raise AudioSAEError("the traces differ in steps or attributes; summarise like with like")
-    threshold = float(traces[0].meta["threshold"] if threshold is None else threshold)
-    curves: dict[str, Any] = {}
-    table: dict[str, Any] = {}
-    for source in SOURCES:
-        curves[source], table[source] = {}, {}
-        for form in FORMS:
-            curves[source][form], table[source][form] = {}, {}
-            for attr in attributes:
-                rows = np.stack([t.s_t(attr, source, form) for t in traces])
-                mean, lo, hi = mean_ci(rows)
-                curves[source][form][attr] = {"mean": _floats(mean), "lo": _floats(lo), "hi": _floats(hi)}
-                conv = np.array([convergence_step(r, threshold) for r in rows], dtype=np.float64)
-                c_mean, c_lo, c_hi = mean_ci(conv[:, None])
-                table[source][form][attr] = {
-                    "mean_step": float(c_mean[0]), "lo": None if c_lo is None else float(c_lo[0]),
-                    "hi": None if c_hi is None else float(c_hi[0]),
-                    "fraction_converged": float(np.mean([_converged(int(c), steps) for c in conv])),
-                    "steps": [int(c) for c in conv]}
-    return {"schema_version": SCHEMA_VERSION, "kind": BATCH_KIND, "n": len(traces), "steps": steps,
-            "attributes": attributes, "threshold": threshold, "ci": CI_METHOD,
-            "traces": [{"folder": str(t.folder.name) if t.folder else None, "prompt": t.meta.get("prompt"),
-                        "seed": t.meta.get("seed")} for t in traces],
-            "curves": curves, "convergence": table}
-
-
-# ---- report ----------------------------------------------------------------------------------------------
-
-
-def _batch_folders(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and is_trace_folder(p))
-
-
-def write_report(folder: str | Path, threshold: float | None = None) -> dict[str, Any]:
-    """``report.png`` (s_t curves per attribute with convergence markers; mean ± CI bands for a
-    batch) and ``report.json`` for a trace folder or a batch folder.  Returns the JSON."""
-    folder = Path(folder)
-    if is_trace_folder(folder):
-        trace = load_trace(folder, load_audio=False)
-        if threshold is not None:
-            trace.meta["threshold"] = float(threshold)
-        summary = summarise_traces([trace], threshold)
-        kind = "trace"
-    else:
-        subs = _batch_folders(folder) if folder.is_dir() else []
-        if not subs:
-            raise WorkspaceError(f"{folder}: neither a trace folder ({TRACE_FILE}) nor a batch of trace folders")
-        summary = summarise_traces(subs, threshold)
-        kind = "batch"
-    report = {"schema_version": SCHEMA_VERSION, "kind": f"audiosae.trace_report.{kind}", "folder": str(folder),
-              "png": REPORT_PNG, **{k: v for k, v in summary.items() if k not in ("schema_version", "kind")}}
-    _plot(summary, folder / REPORT_PNG, batch=kind == "batch")
-    atomic_write_json(folder / REPORT_JSON, report)
-    return report
-
-
-def _plot(summary: Mapping[str, Any], path: Path, *, batch: bool) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        from ..errors import DependencyError
-
-        raise DependencyError("trace reports need matplotlib; run: pip install 'matplotlib>=3.7'") from None
-    import io
-
-    from ..storage import atomic_write_bytes
-
-    attributes, steps, threshold = summary["attributes"], summary["steps"], summary["threshold"]
-    x = np.arange(steps)
-    fig, axes = plt.subplots(1, len(attributes), figsize=(4.2 * len(attributes), 3.6), sharey=True, squeeze=False)
-    styles = [("x_t", "endpoint", "-", "C0", "X_t"), ("x1", "endpoint", "--", "C1", "x̂1"),
-              ("x_t", "paper", ":", "C2", "X_t, paper form")]
-    for ax, attr in zip(axes[0], attributes):
-        for source, form, line, color, label in styles:
-            curve = summary["curves"][source][form][attr]
-            ax.plot(x, curve["mean"], line, color=color, label=label, linewidth=1.6)
-            if batch and curve["lo"] is not None:
-                ax.fill_between(x, curve["lo"], curve["hi"], color=color, alpha=0.18, linewidth=0)
-            conv = summary["convergence"][source][form][attr]
-            step = conv["mean_step"]
-            if form == "endpoint":
-                y = float(np.interp(step, x, curve["mean"]))
-                ax.plot([step], [y], marker="v" if source == "x_t" else "^", color=color, markersize=8)
-                if batch and conv["lo"] is not None:
-                    ax.errorbar([step], [y], xerr=[[step - conv["lo"]], [conv["hi"] - step]], color=color,
-                                capsize=3, linewidth=1)
-        ax.axhline(threshold, color="0.5", linewidth=0.8, linestyle="-.")
-        ax.set_title(attr)
-        ax.set_xlabel("sampler state (0 = noise)")
-        ax.set_xlim(0, steps - 1)
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("s_t")
-    axes[0][-1].legend(loc="lower right", fontsize=8)
-    n = summary["n"]
-    title = f"attribute evolution, {n} prompts (mean ± 95% CI)" if batch else \
-        f"attribute evolution: {summary['traces'][0].get('prompt') or 'trace'}"[:110]
-    fig.suptitle(title + f"; markers: convergence (s_t ≥ {threshold:g})", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
