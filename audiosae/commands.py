@@ -85,6 +85,8 @@ def cmd_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
     settings = train_settings_from_args(args)
     device = str(pick_device(args.device))
     if not args.quiet:
+        from .workflows.train_plan import describe_train_estimate
+
         print(describe_train_estimate(ws, settings, device), file=sys.stderr, flush=True)
     request = flow.TrainRequest(workspace=ws.root, settings=settings, device=device,
                                 checkpoint_every_s=args.checkpoint_seconds)
@@ -105,36 +107,6 @@ def train_settings_from_args(args: argparse.Namespace) -> Any:
                           ks=getattr(args, "k", None), rmsnorm=getattr(args, "rmsnorm", None), epochs=args.epochs,
                           frames=getattr(args, "frames", None), batch_size=args.batch_size, seed=args.seed,
                           probe_folds=D.PROBE_FOLDS if folds is None else int(folds), probe_class_weight=class_weight)
-
-
-def describe_train_estimate(ws: Any, settings: Any, device: str) -> str:
-    """The line ``audiosae train`` prints before it starts: the SAE budget and its time bound."""
-    from .training import estimate_train_seconds
-
-    store = ws.frame_store()
-    n_train = int(store.n_frames("train"))
-    est = estimate_train_seconds(settings, store.d_in, n_train, device=device)
-    how = "stops earlier when the held-out loss stops improving" if est["stops_on_plateau"] else "fixed length"
-    return (f"SAE grid: {len(settings.sae_configs(store.d_in))} SAEs, up to {est['steps']} steps of "
-            f"{settings.batch_size} frames ({est['epochs_equivalent']:.1f} passes over {n_train} training frames), "
-            f"about {est['seconds'] / 60:.1f} min at most on this machine ({how}); then the probes"
-            + _describe_probe_settings(settings, ws))
-
-
-def _describe_probe_settings(settings: Any, ws: Any) -> str:
-    """`` (cross-validated by source, 5 folds; balanced class weights)`` for the estimate line."""
-    try:
-        n_sources = len(ws.frame_store().source_table())
-    except (AttributeError, AudioSAEError):
-        n_sources = 0
-    if settings.probe_folds >= 2 and 2 <= n_sources < settings.probe_cv_max_sources:
-        how = f"cross-validated by source, {min(settings.probe_folds, n_sources)} folds"
-    elif settings.probe_folds >= 2:
-        how = f"on the val split ({n_sources} sources: no cross-validation from {settings.probe_cv_max_sources})"
-    else:
-        how = "on the val split (cross-validation off)"
-    weights = "balanced class weights" if settings.probe_class_weight == "balanced" else "no class weights"
-    return f" ({how}; {weights})"
 
 
 def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:

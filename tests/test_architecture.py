@@ -103,7 +103,7 @@ NO_TORCH_UNDER = ("studio/widgets",)
 # a new file over the limit fails, and so does an entry that has come under it (remove it).
 MAX_LINES = 800
 KNOWN_OVER_MAX_LINES = {
-    "audiosae/attributes.py", "audiosae/probes.py",
+    "audiosae/probes.py",
     "studio/audition.py", "studio/generation.py", "studio/inspector.py", "studio/main_window.py",
     "studio/playback.py",
 }

@@ -80,7 +80,7 @@ def drive_to_run(wiz: TrainingWizard) -> None:
     next_page(wiz, PAGE_RUN)
 
 
-def test_cli_and_wizard_reach_the_same_build_and_train_workflows(qtbot, monkeypatch, wizard, tmp_path):
+def test_cli_and_wizard_reach_the_same_build_and_train_workflows(qtbot, monkeypatch, wizard, tmp_path, capsys):
     builds = spy_on(monkeypatch, "run_build", pass_through=1)
     trains = spy_on(monkeypatch, "run_train")
 
@@ -88,8 +88,12 @@ def test_cli_and_wizard_reach_the_same_build_and_train_workflows(qtbot, monkeypa
     ws = tmp_path / "cli-ws"
     assert main(["build", str(ws), "--builtin", "tones", "--minutes", str(MINUTES), "--device", "cpu",
                  "--crepe-model", "tiny", "--quiet"]) == EXIT_OK
-    assert main(["train", str(ws), "--device", "cpu", "--quiet"]) == EXIT_ERROR  # the spy stops it
+    capsys.readouterr()
+    assert main(["train", str(ws), "--device", "cpu"]) == EXIT_ERROR  # the spy stops it
     assert len(builds) == 1 and len(trains) == 1
+    err = capsys.readouterr().err
+    # the estimate line (workflows.train_plan.describe_train_estimate) comes before the training
+    assert err.index("SAE grid: 9 SAEs, up to") < err.index("run_train reached")
     cli_build, cli_train = builds[0], trains[0]
 
     # The wizard, on a new folder with the same audio: its run job calls run_build (the spy stops it).
@@ -177,3 +181,42 @@ def test_the_training_page_offers_the_architectures_and_the_budget(qtbot, wizard
     wizard.setField("epochs", 0)
     wizard.setField("frames", 500_000)
     assert page.train_settings().frames == 500_000 and page.train_settings().epochs is None
+
+
+def test_the_estimate_follows_the_budget_and_the_architecture(qtbot, wizard, tmp_path):
+    """The training page's estimate is recomputed when the budget, k or the architecture change;
+    its SAE part is ``training.estimate_train_seconds`` of the page's settings (what the CLI prints)."""
+    from audiosae.training import estimate_train_seconds
+
+    wizard.audio_page.use_builtin("tones", MINUTES)
+    wizard.setField("workspace", str(tmp_path / "ws"))
+    page = wizard.grid_page
+    next_page(wizard, PAGE_BACKEND)
+    next_page(wizard, PAGE_ATTRIBUTES)
+    wizard.setField("crepe_model", "tiny")
+    with qtbot.waitSignal(page.estimate_ready, timeout=120_000):
+        next_page(wizard, PAGE_GRID)
+    auto = page.estimate
+    cal_spf = sum(page.model._sae_cache[page.model._sae_key(page.model.context)][w] for w in D.DEFAULT_EXPANSIONS)
+    n_train = int(page.model.context.corpus[0] * page.model.context.corpus[1] * 0.9)
+    expected = estimate_train_seconds(page.train_settings(), 128, n_train, seconds_per_frame=cal_spf * 3)["seconds"]
+    assert auto.sae_s == pytest.approx(expected, rel=1e-9)
+
+    with qtbot.waitSignal(page.estimate_ready, timeout=30_000):
+        wizard.setField("epochs", 1)     # one pass over ~1,200 frames: far below the default budget
+    assert page.estimate.sae_s < auto.sae_s / 10
+    with qtbot.waitSignal(page.estimate_ready, timeout=30_000):
+        wizard.setField("epochs", 0)
+    assert page.estimate.sae_s == pytest.approx(auto.sae_s)
+    with qtbot.waitSignal(page.estimate_ready, timeout=30_000):
+        wizard.setField("frames", 4 * 512_000)   # four times the default budget
+    assert page.estimate.sae_s > 3 * auto.sae_s
+
+    wizard.setField("frames", 0)
+    with qtbot.waitSignal(page.estimate_ready, timeout=120_000):
+        page.set_architecture("topk")           # another architecture is timed again
+    topk = page.estimate
+    assert page.model.context is not None and "topk" in page.summary.text()
+    with qtbot.waitSignal(page.estimate_ready, timeout=30_000):
+        wizard.setField("ks", "8")              # one k instead of three: a third of the SAE grid
+    assert page.estimate.sae_s == pytest.approx(topk.sae_s / 3, rel=1e-6)

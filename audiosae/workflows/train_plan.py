@@ -282,3 +282,33 @@ def describe_estimate(est: Estimate) -> str:
     if total < 45:
         return f"under a minute (about {max(1, round(total))} s)"
     return f"about {max(1, round(total / 60))} min"
+
+
+def describe_train_estimate(ws: Any, settings: Any, device: str) -> str:
+    """The line ``audiosae train`` prints before it starts: the SAE budget and its time bound."""
+    from ..training import estimate_train_seconds
+
+    store = ws.frame_store()
+    n_train = int(store.n_frames("train"))
+    est = estimate_train_seconds(settings, store.d_in, n_train, device=device)
+    how = "stops earlier when the held-out loss stops improving" if est["stops_on_plateau"] else "fixed length"
+    return (f"SAE grid: {len(settings.sae_configs(store.d_in))} SAEs, up to {est['steps']} steps of "
+            f"{settings.batch_size} frames ({est['epochs_equivalent']:.1f} passes over {n_train} training frames), "
+            f"about {est['seconds'] / 60:.1f} min at most on this machine ({how}); then the probes"
+            + describe_probe_settings(settings, ws))
+
+
+def describe_probe_settings(settings: Any, ws: Any) -> str:
+    """`` (cross-validated by source, 5 folds; balanced class weights)`` for the estimate line."""
+    try:
+        n_sources = len(ws.frame_store().source_table())
+    except (AttributeError, AudioSAEError):
+        n_sources = 0
+    if settings.probe_folds >= 2 and 2 <= n_sources < settings.probe_cv_max_sources:
+        how = f"cross-validated by source, {min(settings.probe_folds, n_sources)} folds"
+    elif settings.probe_folds >= 2:
+        how = f"on the val split ({n_sources} sources: no cross-validation from {settings.probe_cv_max_sources})"
+    else:
+        how = "on the val split (cross-validation off)"
+    weights = "balanced class weights" if settings.probe_class_weight == "balanced" else "no class weights"
+    return f" ({how}; {weights})"
