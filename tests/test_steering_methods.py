@@ -355,3 +355,44 @@ def test_steer_wave_runs_every_method_and_match_follows_the_source_frame_by_fram
         assert deviation[base + "+match"] <= deviation[base] + 1e-6, (base, deviation)
     # (measured: ~0.5-0.7 dB mean |frame dB - source| with 0.2 s blocks, < 0.01 dB per frame)
     assert all(deviation[b + "+match"] < 0.2 * deviation[b] for b in BASE_METHODS), deviation
+
+
+# ---- the CLI and the workspace cache -------------------------------------------------------------------
+from tests.test_steering_level import demo_copy  # noqa: E402,F401  (the demo workspace, copied)
+
+
+def test_cli_steers_with_a_new_method_and_the_cache_is_rebuilt_from_an_old_layout(demo_copy, tmp_path):  # noqa: F811
+    import json
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from audiosae.audio import load_audio, save_audio
+    from audiosae.cli import main
+    from audiosae.workspace import Workspace
+    from tests.test_steering_level import CEILING, FLUTE, SR
+
+    ws = Workspace.open(demo_copy)
+    name = ws.sae_names()[0]
+    sae = SparseAutoencoder.load(ws.sae_dir(name))
+    cache = demo_copy / "steer" / f"class-means-{name}-pitch.npz"
+    cache.parent.mkdir(exist_ok=True)
+    # A cache written before the per-feature max existed: read as stale, recomputed and rewritten.
+    np.savez(cache, key="old", sums=np.zeros((len(ws.attribute_spec.class_names("pitch")), sae.cfg.d_sae)),
+             counts=np.zeros(len(ws.attribute_spec.class_names("pitch")), np.int64))
+    means = methods.workspace_class_means(ws, name, sae, "pitch")
+    assert means.fmax is not None and means.n_frames == ws.frame_store().n_frames("train") and means.counts.sum() > 0
+    with np.load(cache, allow_pickle=False) as data:
+        assert "fmax" in data and int(data["n_frames"]) == means.n_frames
+
+    clip = tmp_path / "clip.wav"
+    save_audio(clip, load_audio(FLUTE, SR, 1)[:, :3 * SR], SR)
+    out = tmp_path / "solve.wav"
+    assert main(["steer", str(demo_copy), str(clip), "--attribute", "pitch", "--target", "A4", "--alpha", "10",
+                 "--method", "solve+match", "--sae", name, "--out", str(out), "--quiet"]) == 0
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert (side["method"], side["base"], side["match_frames"]) == ("solve+match", "solve", True)
+    assert "sqrt(F)" in side["alpha_unit"] and side["level"]["rule"] == "matched+limited"
+    steered, _ = sf.read(out, always_2d=True)
+    assert np.abs(steered).max() <= CEILING + 1e-6
+    assert side["shift"]["target"]["rate_after"] > side["shift"]["target"]["rate_before"]
