@@ -10,6 +10,8 @@ Following the paper: with ``w_k`` the probe's weight row for class ``k`` of an a
 the steered direction changes.  After steering the attributes of the result are measured
 again and compared with the unsteered path (same SAE and decoder, alpha = 0), which
 separates the effect of steering from the codec's and the SAE's own reconstruction loss.
+That is the ``paper`` method; ``steering.methods`` has the others (``steer_wave(method=...)``
+or ``context=methods.prepare_method(...)``), all with the same alpha scale.
 """
 
 from __future__ import annotations
@@ -93,7 +95,12 @@ def frame_mask(n_frames: int, frame_times: np.ndarray, start: float | None, end:
 
 def steer_features(sae: SparseAutoencoder, f: torch.Tensor, direction: torch.Tensor, alpha: float,
                    mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``RMSNorm(f + alpha * direction)`` on the masked frames of ``f`` [T, F]."""
+    """``RMSNorm(f + alpha * direction)`` on the masked frames of ``f`` [T, F] (the ``paper`` and
+    ``mass-mean`` methods; ``methods.SteeringContext.steer_features`` runs any method).
+
+    For an SAE without RMSNorm ``sae.normalize`` is the identity: ``f + alpha * direction``.  For
+    TopK / BatchTopK / JumpReLU SAEs the step is added to the code after the activation, which is
+    not applied again (see ``steering.methods``)."""
     alpha = check_alpha(alpha)
     steered = sae.normalize(f + alpha * direction.to(f))
     if mask is None:
