@@ -12,8 +12,12 @@
 3. ``audiosae train WS`` on the part of the paper's grid (widths 4x-256x, lambda
    0.005-0.15) that this machine should finish in ``--budget-minutes`` (default 30): the
    widest prefix of the widths with 4 lambdas (else 2), from a cost model scaled by the
-   matmul speed measured just before; what is skipped is printed.  ``--no-build`` trains
-   on an existing ``--workspace`` as it is.
+   matmul speed measured just before; what is skipped is printed.  The model counts what
+   ``train`` runs: the SAE epochs, and per SAE (and for the raw-latent baseline) every probe
+   fit: the L2 grid's heads on the inner split, the refit, and, when the corpus has fewer
+   than ``PROBE_CV_MAX_SOURCES`` sources, one more fit per cross-validation fold (``1 + k``
+   fits; ``--probe-folds 0`` turns that off).  ``--no-build`` trains on an existing
+   ``--workspace`` as it is.
 4. ``audiosae report WS --json``, printed as the paper's table (sparsity range, pitch /
    loudness / timbre accuracy, FVU by width) with the raw-latent and majority-class
    baselines.  Every metric the report provides is shown, including ones added later
@@ -45,7 +49,11 @@ PAPER_L1 = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15)
 # matmul speed says finish within --budget-minutes (default 30), SAEs and probes together.
 LAMBDAS_FIRST, LAMBDAS_FALLBACK = (0.005, 0.02, 0.05, 0.15), (0.005, 0.15)
 DEFAULT_BUDGET_MINUTES = 30.0
-PROBE_CLASSES, PROBE_EPOCHS = 66 + 20 + 20, 12   # classes of the 3 probes; typical epochs with early stopping
+PROBE_CLASSES = 66 + 20 + 20                     # classes of the 3 probes
+# Epochs of one probe fit (train_probes): the L2-selection pass runs until the slowest of its
+# 3 x 4 heads stops early (25-40 of at most 40 seen on a 5-min real-music corpus), then the
+# refit runs the chosen epoch counts (the largest: 13-39).
+PROBE_SELECT_EPOCHS, PROBE_FIT_EPOCHS = 30, 20
 MATMUL_EFFICIENCY = 0.5                          # step time / pure-matmul time (bench_sae's measure)
 QUICK_WIDTHS, QUICK_L1, QUICK_EPOCHS = (4,), (0.02, 0.15), 3
 DEFAULT_ROOT = Path("~/.cache/audiosae/realmusic").expanduser()
@@ -165,19 +173,63 @@ def matmul_gflops(seconds: float = 1.0) -> float:
     return 2 * 4096 * 128 * 2048 * n / (time.perf_counter() - t0) / 1e9
 
 
-def estimate_seconds(frames: int, d_in: int, widths, l1s, epochs: int, gflops: float) -> float:
-    """SAE training (5 matmuls of B x d_in x d_sae per step) plus probes (encode + 3 heads)."""
-    feats = sum(d_in * w for w in widths) * len(l1s)
-    sae = epochs * frames * 10 * d_in * feats
-    probes = PROBE_EPOCHS * frames * (2 * d_in * feats + 6 * PROBE_CLASSES * feats)
-    return (sae + probes) / (gflops * 1e9 * MATMUL_EFFICIENCY)
+def probe_fits(n_sources: int | None, probe_folds: int | None = None) -> int:
+    """``train_probes`` runs per probe set in ``audiosae train``: one on the train split, plus one
+    per fold when it cross-validates (``probe_folds >= 2`` and 2 <= sources < the limit of
+    ``audiosae.defaults``).  ``n_sources`` None (not known yet): assume it does."""
+    from audiosae import defaults as D
+
+    folds = D.PROBE_FOLDS if probe_folds is None else int(probe_folds)
+    if folds < 2:
+        return 1
+    if n_sources is None:
+        return 1 + folds
+    return 1 + min(folds, n_sources) if 2 <= n_sources < D.PROBE_CV_MAX_SOURCES else 1
 
 
-def choose_grid(frames: int, d_in: int, epochs: int, budget_s: float, gflops: float):
-    """The widest prefix of the paper's widths that fits the budget with 4 lambdas (or 2)."""
+def probe_fit_flops(d_in: int, d_features: int, *, encode: bool) -> float:
+    """FLOPs of one ``train_probes`` call per training frame: the L2 grid's heads (forward and
+    weight gradient) on the inner split for ``PROBE_SELECT_EPOCHS`` (its held-out part
+    forward only), then the refit with one head per attribute for ``PROBE_FIT_EPOCHS``; every
+    epoch encodes its frames again (SAE features, ``encode``) when the probe reads an SAE."""
+    from audiosae.probes import INNER_VAL_FRACTION, L2_GRID
+
+    grid, inner = len(L2_GRID), INNER_VAL_FRACTION
+    enc = 2 * d_in * d_features if encode else 0
+    train_heads, eval_heads = 4 * PROBE_CLASSES * d_features, 2 * PROBE_CLASSES * d_features
+    select = (1 - inner) * (enc + grid * train_heads) + inner * (enc + grid * eval_heads)
+    return PROBE_SELECT_EPOCHS * select + PROBE_FIT_EPOCHS * (enc + train_heads)
+
+
+def estimate_parts(frames: int, d_in: int, widths, l1s, epochs: int, gflops: float, *,
+                   n_sources: int | None = None, all_frames: int | None = None,
+                   probe_folds: int | None = None) -> dict:
+    """Seconds of the SAE grid (5 matmuls of B x d_in x d_sae per step) and of the probes: per SAE
+    and for the raw latent, ``probe_fits`` fits, the first on the ``frames`` training frames,
+    each fold's on ``(k - 1) / k`` of ``all_frames`` (train + validation; default ``frames``)."""
+    feats = [d_in * w for w in widths for _ in l1s]
+    sae = epochs * frames * 10 * d_in * sum(feats)
+    fits = probe_fits(n_sources, probe_folds)
+    folds = fits - 1
+    fit_frames = frames + (folds - 1) * (all_frames or frames) if folds else frames   # k x (k-1)/k = k - 1
+    probes = fit_frames * (sum(probe_fit_flops(d_in, f, encode=True) for f in feats)
+                           + probe_fit_flops(d_in, d_in, encode=False))
+    rate = gflops * 1e9 * MATMUL_EFFICIENCY
+    return {"sae_s": sae / rate, "probes_s": probes / rate, "probe_fits": fits,
+            "seconds": (sae + probes) / rate}
+
+
+def estimate_seconds(frames: int, d_in: int, widths, l1s, epochs: int, gflops: float, **probe_kw) -> float:
+    """SAE training plus probes (``estimate_parts``), in seconds."""
+    return estimate_parts(frames, d_in, widths, l1s, epochs, gflops, **probe_kw)["seconds"]
+
+
+def choose_grid(frames: int, d_in: int, epochs: int, budget_s: float, gflops: float, **probe_kw):
+    """The widest prefix of the paper's widths that fits the budget with 4 lambdas (or 2);
+    ``probe_kw``: ``n_sources``, ``all_frames``, ``probe_folds`` (``estimate_parts``)."""
     for l1s in (LAMBDAS_FIRST, LAMBDAS_FALLBACK):
         widths = [w for k, w in enumerate(PAPER_WIDTHS)
-                  if estimate_seconds(frames, d_in, PAPER_WIDTHS[:k + 1], l1s, epochs, gflops) <= budget_s]
+                  if estimate_seconds(frames, d_in, PAPER_WIDTHS[:k + 1], l1s, epochs, gflops, **probe_kw) <= budget_s]
         if widths:
             return widths, list(l1s)
     return [PAPER_WIDTHS[0]], list(LAMBDAS_FALLBACK)
@@ -209,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=None, help="default: audiosae train's default (quick: 3)")
     p.add_argument("--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES,
                    help="choose the grid that should train in about this long here (default 30)")
+    p.add_argument("--probe-folds", type=int, default=None,
+                   help="passed to audiosae train (default: its default; 0 = no cross-validation, 6x cheaper probes)")
     p.add_argument("--no-build", action="store_true", help="train and report on --workspace as it is")
     p.add_argument("--report-only", action="store_true", help="only print the table of --workspace (no build/train)")
     p.add_argument("--device", default="auto")
@@ -255,19 +309,30 @@ def main(argv: list[str] | None = None) -> int:
     t_build = time.monotonic() - t0 - t_corpus
 
     epochs = args.epochs or (QUICK_EPOCHS if args.quick else 10)
-    frames, d_in = int(built["train_frames"]), int(Workspace.open(ws).latent_dim or 128)
+    opened = Workspace.open(ws)
+    frames, d_in = int(built["train_frames"]), int(opened.latent_dim or 128)
+    probe_kw = {"n_sources": len(opened.frame_store().source_table()), "probe_folds": args.probe_folds,
+                "all_frames": int(built.get("frames") or frames)}
     gflops = matmul_gflops()
     if args.quick:
         widths, l1s = list(QUICK_WIDTHS), list(QUICK_L1)
     else:
-        widths, l1s = choose_grid(frames, d_in, epochs, 60 * args.budget_minutes, gflops)
+        widths, l1s = choose_grid(frames, d_in, epochs, 60 * args.budget_minutes, gflops, **probe_kw)
     widths = [int(v) for v in args.expansion.split(",")] if args.expansion else widths
     l1s = [float(v) for v in args.l1.split(",")] if args.l1 else l1s
-    estimate = estimate_seconds(frames, d_in, widths, l1s, epochs, gflops)
+    parts = estimate_parts(frames, d_in, widths, l1s, epochs, gflops, **probe_kw)
+    estimate = parts["seconds"]
     print(f"grid: widths {widths} x lambda {l1s}, {epochs} epochs on {frames} frames; matmul {gflops:.0f} GFLOP/s "
-          f"now -> estimated {estimate / 60:.1f} min", file=sys.stderr, flush=True)
+          f"now -> estimated {estimate / 60:.1f} min (SAEs {parts['sae_s'] / 60:.1f}, probes "
+          f"{parts['probes_s'] / 60:.1f}: {parts['probe_fits']} fits per probe set, {probe_kw['n_sources']} sources)",
+          file=sys.stderr, flush=True)
+    if estimate > 60 * args.budget_minutes and not (args.quick or args.expansion or args.l1):
+        print(f"warning: even the smallest grid is estimated at {estimate / 60:.1f} min, over the "
+              f"{args.budget_minutes:g}-min budget" + (" (--probe-folds 0 skips the cross-validation folds)"
+                                                        if parts["probe_fits"] > 1 else ""), file=sys.stderr)
+    folds = ["--probe-folds", str(args.probe_folds)] if args.probe_folds is not None else []
     cli("train", str(ws), "--expansion", ",".join(map(str, widths)), "--l1", ",".join(f"{v:g}" for v in l1s),
-        "--epochs", str(epochs), "--device", args.device)
+        "--epochs", str(epochs), "--device", args.device, *folds)
     t_train = time.monotonic() - t0 - t_corpus - t_build
     report = cli("report", str(ws))
     if args.json:

@@ -56,3 +56,43 @@ def test_table_shows_metrics_the_report_adds_later():
     assert "STANDS IN" not in text
     for expected in ("0.700", "0.010", "0.950", "123", "yes", "brand_new_metric", "0.25", "0.500", "0.100"):
         assert expected in text, expected
+
+
+def test_cost_model_counts_every_probe_fit():
+    from audiosae import defaults as D
+
+    k = D.PROBE_FOLDS
+    assert bench_paper_table.probe_fits(12) == 1 + k               # cross-validated: holdout fit + one per fold
+    assert bench_paper_table.probe_fits(3) == 1 + 3                # no more folds than sources
+    assert bench_paper_table.probe_fits(D.PROBE_CV_MAX_SOURCES) == 1   # many sources: the val split only
+    assert bench_paper_table.probe_fits(12, probe_folds=0) == 1
+    assert bench_paper_table.probe_fits(None) == 1 + k             # unknown: the dearer case
+    train, total, grid = 30_000, 33_000, ([4, 8, 16], [0.005, 0.05])
+    cv = bench_paper_table.estimate_parts(train, 128, *grid, 10, 20.0, n_sources=12, all_frames=total)
+    val = bench_paper_table.estimate_parts(train, 128, *grid, 10, 20.0, n_sources=12, all_frames=total,
+                                           probe_folds=0)
+    assert cv["sae_s"] == val["sae_s"] and val["probe_fits"] == 1 and cv["probe_fits"] == 1 + k
+    # k folds train on (k-1)/k of all frames each, plus the fit on the train split
+    assert cv["probes_s"] / val["probes_s"] == pytest.approx((train + (k - 1) * total) / train)
+    assert cv["seconds"] == pytest.approx(cv["sae_s"] + cv["probes_s"])
+    # the L2 grid and the epochs of selection + refit: one probe fit costs more than a pass of SAE epochs
+    assert val["probes_s"] > val["sae_s"]
+
+
+@pytest.mark.parametrize("n_sources", [12, 127])
+def test_budget_picks_the_widest_grid_that_fits(n_sources):
+    b = bench_paper_table
+    frames, total, gflops, epochs = 36_000, 40_000, 20.0, 10
+    kw = dict(n_sources=n_sources, all_frames=total)
+    for minutes in (5, 30, 120, 600):
+        widths, l1s = b.choose_grid(frames, 128, epochs, 60 * minutes, gflops, **kw)
+        spent = b.estimate_seconds(frames, 128, widths, l1s, epochs, gflops, **kw)
+        smallest = widths == [4] and l1s == list(b.LAMBDAS_FALLBACK)
+        assert spent <= 60 * minutes or smallest
+        wider = b.PAPER_WIDTHS[:len(widths) + 1]
+        if len(wider) > len(widths):
+            assert b.estimate_seconds(frames, 128, wider, l1s, epochs, gflops, **kw) > 60 * minutes
+    # cross-validated probes (few sources) leave room for a smaller grid than probes on the val split
+    cv = b.choose_grid(frames, 128, epochs, 3600, gflops, n_sources=12, all_frames=total)
+    val = b.choose_grid(frames, 128, epochs, 3600, gflops, n_sources=12, all_frames=total, probe_folds=0)
+    assert len(cv[0]) * len(cv[1]) < len(val[0]) * len(val[1])
