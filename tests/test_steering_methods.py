@@ -157,14 +157,42 @@ def test_orthogonal_holds_the_other_probes_to_first_order_and_moves_the_target(t
 
 
 # ---- solve ---------------------------------------------------------------------------------------
-def test_solve_reaches_the_target_class_within_budget_and_holds_the_other_probes(toy):
-    sae, probes, means, f, target = toy
-    ctx = _ctx(toy, "solve")
+def _lossless_toy():
+    """An SAE whose decoder loses nothing (d_in = F, identity weights): the decoded frame read
+    back through the SAE is RMSNorm(relu(f')), so solve's criterion is reachable."""
+    sae = SparseAutoencoder(SAEConfig(F, F, 1e-3))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(F))
+        sae.W_dec.copy_(torch.eye(F))
+    probes = _probes()
+    gen = torch.Generator().manual_seed(11)
+    x = torch.rand(N_TRAIN, F, generator=gen) * torch.rand(1, F, generator=gen) * 3
+    with torch.no_grad():
+        labels = {a: probes.predict(sae.encode(x)[1], a).long() for a in K}
+    store = ArrayFrames({"train": {"latents": x, **labels}, "val": {"latents": x[:5], **{a: v[:5] for a, v in
+                                                                                         labels.items()}}})
+    means = class_means(store, sae, "pitch", K["pitch"])
+    with torch.no_grad():
+        f = sae.encode(torch.rand(64, F, generator=gen) * torch.rand(1, F, generator=gen) * 3)[1]
+    pred = probes.predict(f, "pitch")
+    target = int(min((k for k in range(K["pitch"]) if means.counts[k] > 20), key=lambda k: int((pred == k).sum())))
+    return sae, probes, means, f, target
+
+
+def test_solve_reaches_the_target_class_within_budget_and_holds_the_other_probes():
+    sae, probes, means, f, target = _lossless_toy()
+    ctx = prepare_method(None, "toy", sae, probes, "pitch", "solve", means=means)
     before = sae.normalize(f)
-    margin = lambda x: isolation.class_margin(probes.logits(x, "pitch"), target)  # noqa: E731
-    steered = ctx.steer_features(f, target, 30.0)
-    assert bool((probes.predict(before, "pitch") != target).any())
-    assert bool((probes.predict(steered, "pitch") == target).all())
+
+    def readback(x):   # what the decoded frame says, read back through the SAE: solve's criterion
+        with torch.no_grad():
+            return sae.encode(sae.decode(x))[1]
+
+    margin = lambda x: isolation.class_margin(probes.logits(readback(x), "pitch"), target)  # noqa: E731
+    with torch.no_grad():
+        steered = ctx.steer_features(f, target, 30.0)
+    assert float((probes.predict(readback(before), "pitch") == target).float().mean()) < 0.5
+    assert bool((probes.predict(readback(steered), "pitch") == target).all())
     assert float(margin(steered).min()) >= isolation.SOLVE_MARGIN - 1e-4
     for a in ("loudness", "timbre"):   # along the orthogonal direction: zero biases -> same predictions
         assert torch.equal(probes.predict(steered, a), probes.predict(before, a))
@@ -175,22 +203,19 @@ def test_solve_reaches_the_target_class_within_budget_and_holds_the_other_probes
     assert bool(moved.any()) and float(step.max()) < 30.0 * ctx.unit()
     short = sae.normalize(f + 0.99 * step[:, None] * d)
     assert bool((margin(short)[moved] < isolation.SOLVE_MARGIN).all())
-    again = ctx.steer_features(steered, target, 30.0)
+    with torch.no_grad():
+        again = ctx.steer_features(steered, target, 30.0)
     torch.testing.assert_close(again, sae.normalize(steered))
     # Steps shorter than alpha * unit: the paper's method moves every frame the full length.
     assert float(step.mean()) < 0.5 * 30.0 * ctx.unit()
-    # A small budget is a cap: not every frame gets there.
-    small = ctx.steer_features(f, target, 0.5)
-    assert float((probes.predict(small, "pitch") == target).float().mean()) < 1.0
-    # Without class means it steps along the probe row, projected the same way; without RMSNorm
-    # the step is added as is.
-    flat = _sae(rmsnorm=False)
-    flat_ctx = prepare_method(None, "toy", flat, probes, "pitch", "solve")
+    # A small budget is a cap: not every frame gets there, and those that do not use all of it.
+    _, small = isolation.line_search(f, d, margin, 0.3 * ctx.unit(), sae.normalize)
+    assert float((small == 0.3 * ctx.unit()).float().mean()) > 0.2
+    # Without class means it steps along the probe row, projected the same way.
+    bare = prepare_method(None, "toy", sae, probes, "pitch", "solve")
     with torch.no_grad():
-        g = flat.encode(_latents(32, 3))[1]
-    out = flat_ctx.steer_features(g, target, 1000.0)
-    assert bool((probes.predict(out, "pitch") == target).all())
-    torch.testing.assert_close(probes.logits(out, "timbre"), probes.logits(g, "timbre"), atol=1e-3, rtol=1e-4)
+        out = bare.steer_features(f, target, 30.0)
+    assert float((probes.predict(readback(out), "pitch") == target).float().mean()) > 0.9
 
 
 # ---- clamp / top-features -------------------------------------------------------------------------
