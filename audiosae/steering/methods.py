@@ -372,7 +372,7 @@ def prepare_method(ws: Any, sae_name: str, sae: Any, probes: Any, attribute: str
     or None: then the corpus methods need ``means=``; ``paper`` and ``solve`` need nothing else
     (an SAE without RMSNorm then scales the step by the steered frames' mean ``||f||``)."""
     base, _ = split_method(method)
-    probes._w(attribute)   # an attribute without a probe fails here
+    probes.n_classes(attribute)   # an attribute without a probe fails here
     if means is not None and means.attribute != attribute:
         raise AudioSAEError(f"class means are for {means.attribute}, not {attribute}")
     if means is None and ws is not None and (base in CORPUS_METHODS or not sae.cfg.rmsnorm):
