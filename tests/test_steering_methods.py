@@ -421,3 +421,21 @@ def test_cli_steers_with_a_new_method_and_the_cache_is_rebuilt_from_an_old_layou
     steered, _ = sf.read(out, always_2d=True)
     assert np.abs(steered).max() <= CEILING + 1e-6
     assert side["shift"]["target"]["rate_after"] > side["shift"]["target"]["rate_before"]
+
+
+def test_steer_wave_with_an_sae_without_rmsnorm_and_no_workspace():
+    from tests.test_realtime import GainBackend, toy_clip
+
+    backend = GainBackend()
+    sae, probes = _sae(rmsnorm=False, d_in=backend.latent_dim, gain=3.0), _probes()
+    wave = toy_clip(2.0)
+    result = steer_wave(backend, sae, probes, AttributeSpec(), wave, "pitch", 1, 10.0, method="solve",
+                        measure_shift=False, start=0.5, end=1.5)
+    assert np.isfinite(result.wave).all() and "steered frames" in result.report["alpha_unit"]
+    latents = backend.encode(wave).latents
+    times = backend.frame_centers(latents.shape[0])
+    outside = (times < 0.5) | (times >= 1.5)
+    with torch.no_grad():   # frames outside the range decode exactly as the unsteered path
+        plain = sae.decode(sae.encode(torch.from_numpy(latents))[1]).numpy()
+    np.testing.assert_allclose(result.latents[outside], plain[outside], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(result.latents[~outside], plain[~outside], atol=1e-3)
