@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -110,6 +110,9 @@ def pitch_class_names() -> list[str]:
 
 
 # ---- measured values -------------------------------------------------------------------
+_CORE_COLUMNS = ("midi", "periodicity", "loudness_db", "centroid_hz")
+
+
 @dataclass
 class FrameAttributes:
     """Raw per-frame measurements, float64 arrays of length T.
@@ -123,11 +126,18 @@ class FrameAttributes:
     periodicity: np.ndarray
     loudness_db: np.ndarray
     centroid_hz: np.ndarray
+    # raw columns of registered attributes (``audiosae.attribute_registry``): [T] or [T, width]
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("midi", "periodicity", "loudness_db", "centroid_hz"):
+        for name in _CORE_COLUMNS:
             arr = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
             setattr(self, name, arr)
+        self.extra = {str(k): np.asarray(v, dtype=np.float64) for k, v in (self.extra or {}).items()}
+        for k, v in self.extra.items():
+            if v.ndim not in (1, 2) or v.shape[0] != len(self.midi):
+                raise AudioSAEError(f"FrameAttributes column {k!r} has shape {list(v.shape)}, "
+                                    f"expected {len(self.midi)} rows")
         lengths = {len(self.midi), len(self.periodicity), len(self.loudness_db), len(self.centroid_hz)}
         if len(lengths) != 1:
             raise AudioSAEError(f"FrameAttributes arrays differ in length: midi {len(self.midi)}, "
@@ -142,14 +152,21 @@ class FrameAttributes:
         return np.isfinite(self.midi)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """``{column: array}`` for storage."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """``{column: array}`` for storage (registered attributes' columns as ``x.<column>``)."""
+        return {**{name: getattr(self, name) for name in _CORE_COLUMNS},
+                **{f"x.{k}": v for k, v in self.extra.items()}}
+
+    def raw(self) -> dict[str, np.ndarray]:
+        """Every raw column by its plain name (core and registered), what extractors classify."""
+        return {**{name: getattr(self, name) for name in _CORE_COLUMNS}, **self.extra}
 
     @classmethod
     def concatenate(cls, parts: Sequence["FrameAttributes"]) -> "FrameAttributes":
         if not parts:
             return cls(*(np.zeros(0) for _ in range(4)))
-        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)))
+        shared = set.intersection(*(set(p.extra) for p in parts))
+        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in _CORE_COLUMNS),
+                   extra={k: np.concatenate([p.extra[k] for p in parts]) for k in sorted(shared)})
 
 
 def analysis_window_length(sample_rate: int, hop_length: int, min_window_s: float = DEFAULT_MIN_WINDOW_S) -> int:
@@ -204,9 +221,71 @@ class AttributeSpec:
     timbre_max_hz: float = DEFAULT_TIMBRE_RANGE_HZ[1]
     n_timbre_bins: int = N_TIMBRE_BINS
     timbre_range_source: str = "default (not fit on a corpus)"
+    # registered attributes beyond the paper's three (``audiosae.attribute_registry``), in order:
+    # name -> that attribute's params (JSON-able: bins, k-means centroids, user classes)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.extra = {str(k): dict(v) for k, v in (self.extra or {}).items()}
         self.validate()
+
+    # ---- the attribute list -----------------------------------------------------------
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        """The paper's three, then the registered attributes this spec labels."""
+        return (*ATTRIBUTES, *self.extra)
+
+    def registered(self, attr: str) -> Any:
+        """The registry's ``Attribute`` of an extra attribute of this spec."""
+        from .attribute_registry import get_attribute
+
+        self._check(attr)
+        return get_attribute(attr)
+
+    def is_ordinal(self, attr: str) -> bool:
+        """Classes in order with values (loudness, timbre, binned extras): within-1 and MAE apply."""
+        self._check(attr)
+        return attr in ("loudness", "timbre") if attr in ATTRIBUTES else self.registered(attr).ordinal
+
+    def steering_meaning(self, attr: str) -> str:
+        """What steering toward a class of ``attr`` means, in a sentence."""
+        self._check(attr)
+        return _PAPER_STEERING[attr] if attr in ATTRIBUTES else self.registered(attr).steering
+
+    def with_attributes(self, names: Sequence[str], params: Mapping[str, Mapping[str, Any]] | None = None
+                        ) -> "AttributeSpec":
+        """A copy that also labels the registered attributes ``names`` (default params unless
+        given; attributes already in the spec keep theirs unless ``params`` names them)."""
+        from .attribute_registry import get_attribute
+
+        extra = {k: dict(v) for k, v in self.extra.items()}
+        for name in names:
+            if name in ATTRIBUTES:
+                continue
+            attr = get_attribute(name)
+            if name in (params or {}):
+                extra[name] = dict(params[name])  # type: ignore[index]
+            elif name not in extra:
+                extra[name] = dict(attr.default_params())
+        return dataclasses.replace(self, extra=extra)
+
+    def fit_extra(self, raw: Mapping[str, np.ndarray]) -> "AttributeSpec":
+        """A copy whose fittable attributes (``Attribute.fit``: k-means centroids ...) are refit on
+        ``raw`` (the training split's raw columns, core and registered)."""
+        extra = {k: dict(v) for k, v in self.extra.items()}
+        for name in self.extra:
+            attr = self.registered(name)
+            if attr.fit is not None and all(c in raw for c in attr.columns):
+                try:
+                    extra[name] = dict(attr.fit(dict(extra[name]), raw, self))
+                except AudioSAEError as exc:   # too few frames: the attribute stays unfit (-1 labels)
+                    extra[name] = dict(extra[name], fit_error=str(exc))
+        return dataclasses.replace(self, extra=extra)
+
+    def _check(self, attr: str) -> None:
+        if attr not in ATTRIBUTES and attr not in self.extra:
+            raise AudioSAEError(f"unknown attribute {attr!r}; this workspace labels "
+                                f"{', '.join(self.attributes)}")
 
     def validate(self) -> None:
         """Raise ``AudioSAEError`` on inconsistent settings."""
@@ -228,6 +307,15 @@ class AttributeSpec:
         lo, hi = float(self.timbre_min_hz), float(self.timbre_max_hz)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo >= 0 and hi - lo >= MIN_TIMBRE_SPAN_HZ):
             raise AudioSAEError(f"timbre range {lo}..{hi} Hz must span at least {MIN_TIMBRE_SPAN_HZ:.0f} Hz")
+        if self.extra:
+            from .attribute_registry import get_attribute
+
+            for name, params in self.extra.items():
+                attr = get_attribute(name)
+                if attr.check_params is not None:
+                    attr.check_params(params)
+                if len(attr.class_names(params)) < 2:
+                    raise AudioSAEError(f"attribute {name!r} needs at least 2 classes")
 
     # ---- geometry ------------------------------------------------------------------
     @property
@@ -240,18 +328,24 @@ class AttributeSpec:
 
     def edges(self, attr: str) -> np.ndarray:
         """Bin edges of ``loudness`` (dB) or ``timbre`` (Hz)."""
-        _check_attr(attr)
+        self._check(attr)
+        if attr not in ATTRIBUTES:
+            raise AudioSAEError(f"{attr} classes are the registry's, not bins of this spec")
         if attr == "pitch":
             raise AudioSAEError("pitch classes are notes, not bins; see class_names('pitch')")
         return self.loudness_edges if attr == "loudness" else self.timbre_edges
 
     def n_classes(self, attr: str) -> int:
-        _check_attr(attr)
+        self._check(attr)
+        if attr not in ATTRIBUTES:
+            return len(self.class_names(attr))
         return {"pitch": N_PITCH_CLASSES, "loudness": self.n_loudness_bins, "timbre": self.n_timbre_bins}[attr]
 
     def class_names(self, attr: str) -> list[str]:
         """Display names: notes for pitch, 'lo..hi dB' / 'lo..hi Hz' bins otherwise."""
-        _check_attr(attr)
+        self._check(attr)
+        if attr not in ATTRIBUTES:
+            return [str(c) for c in self.registered(attr).class_names(self.extra[attr])]
         if attr == "pitch":
             return pitch_class_names()
         unit = "dB" if attr == "loudness" else "Hz"
@@ -264,6 +358,9 @@ class AttributeSpec:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= int(k) < n:
             raise AudioSAEError(f"{attr} class must be an integer in 0..{n - 1}, got {k!r}")
         k = int(k)
+        if attr not in ATTRIBUTES:
+            reg = self.registered(attr)
+            return float(reg.class_value(self.extra[attr], k)) if reg.class_value is not None else float(k)
         if attr == "pitch":
             return float("nan") if k == 0 else float(MIDI_MIN + k - 1)
         e = self.edges(attr)
@@ -285,9 +382,23 @@ class AttributeSpec:
             (np.asarray(fa.loudness_db) >= self.silence_db)
         semis = np.clip(np.floor(np.where(voiced, midi, MIDI_MIN) + 0.5), MIDI_MIN, MIDI_MAX)
         pitch = np.where(voiced, semis - MIDI_MIN + 1, 0).astype(np.int64)
-        return {"pitch": pitch,
-                "loudness": self._bin(np.asarray(fa.loudness_db, dtype=np.float64), self.loudness_edges),
-                "timbre": self._bin(np.asarray(fa.centroid_hz, dtype=np.float64), self.timbre_edges)}
+        out = {"pitch": pitch,
+               "loudness": self._bin(np.asarray(fa.loudness_db, dtype=np.float64), self.loudness_edges),
+               "timbre": self._bin(np.asarray(fa.centroid_hz, dtype=np.float64), self.timbre_edges)}
+        raw = fa.raw()
+        for name, params in self.extra.items():
+            attr = self.registered(name)
+            if not all(c in raw for c in attr.columns):   # not measured for these frames: no label
+                out[name] = np.full(len(fa), -1, dtype=np.int64)
+                continue
+            k = len(attr.class_names(params))
+            y = np.asarray(attr.classify(params, raw, self), dtype=np.int64).reshape(-1)
+            # a frame whose raw values are all NaN was not measured (its audio was missing): no label
+            unknown = np.ones(len(fa), dtype=bool)
+            for c in attr.columns:
+                unknown &= np.isnan(raw[c].reshape(len(fa), -1)).all(axis=1)
+            out[name] = np.where((y >= 0) & (y < k) & ~unknown, y, -1)
+        return out
 
     @staticmethod
     def _bin(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -298,17 +409,37 @@ class AttributeSpec:
     def measure(self, wave: np.ndarray, sample_rate: int, frame_times: np.ndarray, *, hop_length: int,
                 device: str | torch.device = "cpu", batch_size: int | None = None,
                 progress: ProgressSink | None = None, cancel: CancelToken | None = None,
-                pitch: bool = True) -> FrameAttributes:
+                pitch: bool = True, source: Any = None, extra: bool = True) -> FrameAttributes:
         """``measure_attributes`` with this spec's CREPE model, band, thresholds and window
-        (``batch_size`` None: ``audiosae.attributes.DEFAULT_BATCH_SIZE``)."""
+        (``batch_size`` None: ``audiosae.attributes.DEFAULT_BATCH_SIZE``), plus the raw columns
+        of the spec's registered attributes (``extra=False``: only the paper's; ``source``: the
+        corpus ``Source``, for attributes with ground truth)."""
         from .attributes import DEFAULT_BATCH_SIZE, measure_attributes
 
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-        return measure_attributes(wave, sample_rate, frame_times, hop_length=hop_length,
-                                  crepe_model=self.crepe_model, device=device, batch_size=batch_size,
-                                  periodicity_threshold=self.periodicity_threshold, silence_db=self.silence_db,
-                                  fmin_hz=self.fmin_hz, fmax_hz=self.fmax_hz, min_window_s=self.min_window_s,
-                                  progress=progress, cancel=cancel, pitch=pitch)
+        fa = measure_attributes(wave, sample_rate, frame_times, hop_length=hop_length,
+                                crepe_model=self.crepe_model, device=device, batch_size=batch_size,
+                                periodicity_threshold=self.periodicity_threshold, silence_db=self.silence_db,
+                                fmin_hz=self.fmin_hz, fmax_hz=self.fmax_hz, min_window_s=self.min_window_s,
+                                progress=progress, cancel=cancel, pitch=pitch)
+        if extra and self.extra:
+            fa.extra.update(self.measure_extra(wave, sample_rate, frame_times, hop_length=hop_length,
+                                               source=source, cancel=cancel))
+        return fa
+
+    def measure_extra(self, wave: np.ndarray, sample_rate: int, frame_times: np.ndarray, *, hop_length: int,
+                      names: Sequence[str] | None = None, source: Any = None,
+                      cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
+        """The raw columns of the registered attributes ``names`` (default: all of the spec's)."""
+        from .attribute_registry import ExtractContext, measure_extra, mono_of
+
+        names = list(self.extra) if names is None else list(names)
+        for name in names:
+            self._check(name)
+        ctx = ExtractContext(mono=mono_of(wave), sample_rate=int(sample_rate),
+                             frame_times=np.asarray(frame_times, dtype=np.float64).reshape(-1),
+                             hop_length=int(hop_length), source=source, cancel=cancel)
+        return measure_extra(names, self.extra, ctx)
 
     def with_timbre_range_from(self, centroids_hz: np.ndarray, *, low_percentile: float = 1.0,
                                high_percentile: float = 99.0) -> "AttributeSpec":
@@ -337,9 +468,19 @@ class AttributeSpec:
     def parse_target(self, attr: str, text: str | int) -> int:
         """A user's target class: a note ('A4', 'C#5', 'unvoiced') for pitch; a bin index
         ('7'), a value with its unit ('-12 dB', '1500 Hz', '1.5 kHz') or a class name for
-        loudness/timbre.  Values outside the range go to the end bins, as in ``classify``."""
-        _check_attr(attr)
+        loudness/timbre.  Values outside the range go to the end bins, as in ``classify``.
+        Registered attributes: a class index or a class name (case-insensitive)."""
+        self._check(attr)
         raw = str(text).strip()
+        if attr not in ATTRIBUTES:
+            names = self.class_names(attr)
+            if _INDEX_RE.match(raw) and 0 <= int(raw) < len(names):
+                return int(raw)
+            lowered = [n.lower() for n in names]
+            if raw.lower() in lowered:
+                return lowered.index(raw.lower())
+            raise AudioSAEError(f"{attr} target {raw!r} not understood; use a class index 0..{len(names) - 1} "
+                                f"or a class name ({', '.join(names[:6])}{' ...' if len(names) > 6 else ''})")
         if attr == "pitch":
             if raw.lower() == UNVOICED:
                 return 0
@@ -411,7 +552,13 @@ class AttributeSpec:
                 "edges": [float(x) for x in self.timbre_edges],
                 "classes": self.class_names("timbre"),
             },
-        }
+        } | ({"extra_attributes": {name: self._extra_block(name) for name in self.extra}} if self.extra else {})
+
+    def _extra_block(self, name: str) -> dict[str, Any]:
+        attr = self.registered(name)
+        return {"params": _jsonable(self.extra[name]), "classes": self.class_names(name), "ordinal": attr.ordinal,
+                "columns": {c: int(w) for c, w in attr.columns.items()}, "description": attr.description,
+                "steering": attr.steering}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "attribute spec") -> "AttributeSpec":
@@ -436,6 +583,7 @@ class AttributeSpec:
                 timbre_max_hz=_num(timbre["max_hz"], "timbre.max_hz", source),
                 n_timbre_bins=_typed(timbre["n_bins"], int, "timbre.n_bins", source),
                 timbre_range_source=_typed(timbre.get("range_source", ""), str, "timbre.range_source", source),
+                extra=_extra_params(data.get("extra_attributes"), source),
             )
         except KeyError as exc:
             raise WorkspaceError(f"{source}: attribute spec lacks {exc.args[0]!r}; was it edited by hand?") from None
@@ -463,7 +611,50 @@ class AttributeSpec:
                 if not _same_edges(block.get("edges"), expected[attr]["edges"]):
                     raise WorkspaceError(f"{source}: attribute spec {attr} edges do not match its range; "
                                          f"was it edited by hand?")
+        for name in spec.extra:
+            if data["extra_attributes"][name].get("classes") != spec.class_names(name):
+                raise WorkspaceError(f"{source}: attribute spec {name} class names do not match its settings; "
+                                     f"was it edited by hand?")
         return spec
+
+
+_PAPER_STEERING = {
+    "pitch": "toward a note: move the frame's fundamental to that semitone ('unvoiced': remove the pitch)",
+    "loudness": "toward a bin: make the frame that loud (dBFS)",
+    "timbre": "toward a bin: move the spectral centroid into that range (brighter or darker)",
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _extra_params(data: Any, source: str) -> dict[str, dict[str, Any]]:
+    """``extra_attributes`` of a spec's JSON -> ``{name: params}`` (absent: none, as before issue 14)."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise WorkspaceError(f"{source}: attribute spec 'extra_attributes' must be a JSON object")
+    from .attribute_registry import registered_names
+
+    out = {}
+    for name, block in data.items():
+        if name not in registered_names():
+            raise WorkspaceError(f"{source}: the workspace labels attribute {name!r}, which this audiosae does "
+                                 f"not know (registered: {', '.join(registered_names())}); load the plug-in "
+                                 f"that registers it")
+        if not isinstance(block, Mapping) or not isinstance(block.get("params", {}), Mapping):
+            raise WorkspaceError(f"{source}: attribute spec {name} must hold a 'params' object")
+        out[str(name)] = dict(block.get("params") or {})
+    return out
 
 
 def _same_edges(stored: Any, expected: list[float]) -> bool:
@@ -473,11 +664,6 @@ def _same_edges(stored: Any, expected: list[float]) -> bool:
         return bool(np.allclose(np.asarray(stored, dtype=np.float64), expected, rtol=0, atol=1e-6))
     except (TypeError, ValueError):
         return False
-
-
-def _check_attr(attr: str) -> None:
-    if attr not in ATTRIBUTES:
-        raise AudioSAEError(f"unknown attribute {attr!r}; choose one of {', '.join(ATTRIBUTES)}")
 
 
 def _typed(value: Any, kind: type, name: str, source: str) -> Any:

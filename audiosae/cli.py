@@ -151,6 +151,18 @@ def _check_eval_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--end ({args.end}) must be after --start ({args.start})")
 
 
+def _names(text: str) -> list[str]:
+    """A comma-separated attribute list ('none': empty)."""
+    names = [t.strip() for t in str(text).split(",") if t.strip()]
+    return [] if names == ["none"] else names
+
+
+def _registered() -> list[str]:
+    from .attribute_registry import registered_names
+
+    return registered_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .devices import DEVICE_CHOICES
 
@@ -175,7 +187,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--weights", type=Path, default=None, help="local checkpoint file for the backend (offline)")
     b.add_argument("--crepe-model", choices=["tiny", "full"], default=None, help="CREPE size for pitch labels")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--attributes", type=_names, default=None, metavar="A,B,...",
+                   help="attributes labelled besides pitch, loudness and timbre (default: every registered one: "
+                        f"{', '.join(_registered())}); 'none' for only the paper's three")
+    b.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                   help="your own labels, a CSV (file,start,end,label) or JSON side-car: they become classes of "
+                        "the 'instrument' attribute")
     b.add_argument("--shard-frames", type=int, default=None, help=argparse.SUPPRESS)  # small shards for tests
+
+    lb = sub.add_parser("label", parents=[common], help="add attributes to a built workspace (no re-encoding)",
+                        description="Re-read the corpus' audio, measure more attributes at the stored frame times and "
+                                    "write them into the shards (atomically). Sources whose audio is gone get no "
+                                    "label (-1) for them, with a warning.")
+    lb.add_argument("workspace", type=Path)
+    lb.add_argument("--attributes", type=_names, required=True, metavar="A,B,...",
+                    help=f"attributes to add: {', '.join(_registered())}")
+    lb.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                    help="a side-car (file,start,end,label CSV or JSON) for the 'instrument' attribute")
+    lb.add_argument("--relabel", action="store_true", help="measure again where the shards already hold them")
 
     t = sub.add_parser("train", parents=[common], help="train the SAE grid, then the probes",
                        description="Train one SAE per (expansion, L1) pair in one pass over the corpus, then "
@@ -215,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="probe cross-entropy weights: 'balanced' weighs every class the same (n / (K n_k)); "
                         f"'none' every frame (default {_class_weight_choice(D.PROBE_CLASS_WEIGHT)})")
     t.add_argument("--seed", type=int, default=D.SEED)
+    t.add_argument("--attributes", type=_names, default=None, metavar="A,B,...",
+                   help="attributes to probe (default pitch,loudness,timbre: the time budget covers those; each "
+                        "further one adds about one probe head per SAE); 'all' = every one the workspace labels")
     t.add_argument("--checkpoint-seconds", type=float, default=None, help=argparse.SUPPRESS)  # crash tests
 
     r = sub.add_parser("report", parents=[common], help="the paper-style table: sparsity, L0, dead, FVU, probe accuracy")
@@ -225,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "reports the measured shift of the target attribute and of the others.")
     s.add_argument("workspace", type=Path)
     s.add_argument("audio", type=Path)
-    s.add_argument("--attribute", required=True, choices=["pitch", "loudness", "timbre"])
+    s.add_argument("--attribute", required=True,
+                   help="pitch, loudness, timbre or a registered attribute the workspace labels (e.g. chord)")
     s.add_argument("--target", required=True, help="class: a note like A4 for pitch; a bin index, '-12 dB' or '1500 Hz'")
     s.add_argument("--alpha", type=_alpha, default=20.0,
                    help="steering strength, a finite number >= 0 (paper: 1, 10, 20, 30)")

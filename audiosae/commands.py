@@ -57,7 +57,8 @@ def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
                                 + (f" ({detail})" if detail else ""))
     request = flow.BuildRequest(workspace=args.workspace, backend=args.backend, sources=sources,
                                 backend_options=_backend_options(args), problems=problems, device=args.device,
-                                crepe_model=args.crepe_model, seed=args.seed, shard_frames=args.shard_frames)
+                                crepe_model=args.crepe_model, seed=args.seed, shard_frames=args.shard_frames,
+                                attributes=getattr(args, "attributes", None), labels=getattr(args, "labels", None))
     t0 = time.monotonic()
     ws, summary = flow.run_build(request, progress=progress, cancel=cancel)
     elapsed = time.monotonic() - t0
@@ -73,6 +74,19 @@ def cmd_build(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cance
         lines.append(f"used {len(summary.warnings)} file(s) with a warning:")
         lines += [f"  {s}" for s in summary.warnings]
     return {"text": "\n".join(lines), "json": {"workspace": str(ws.root), **summary.to_dict(), "seconds": elapsed}}
+
+
+def cmd_label(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
+    from .workflows import train as flow
+
+    request = flow.LabelRequest(workspace=args.workspace, attributes=args.attributes, labels=args.labels,
+                                relabel=args.relabel)
+    ws, summary = flow.run_label(request, progress=progress, cancel=cancel)
+    lines = [f"workspace {ws.root}: labelled {', '.join(summary.attributes)} on {summary.frames} frames of "
+             f"{summary.sources_labelled} source(s) ({summary.shards_written} shard(s) written, "
+             f"{summary.shards_skipped} already labelled) in {summary.seconds:.1f} s"]
+    lines += [f"warning: {w}" for w in summary.warnings]
+    return {"text": "\n".join(lines), "json": {"workspace": str(ws.root), **summary.to_dict()}}
 
 
 def cmd_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
@@ -106,7 +120,20 @@ def train_settings_from_args(args: argparse.Namespace) -> Any:
     return train_settings(expansions=args.expansion, l1s=args.l1, architecture=getattr(args, "architecture", None),
                           ks=getattr(args, "k", None), rmsnorm=getattr(args, "rmsnorm", None), epochs=args.epochs,
                           frames=getattr(args, "frames", None), batch_size=args.batch_size, seed=args.seed,
-                          probe_folds=D.PROBE_FOLDS if folds is None else int(folds), probe_class_weight=class_weight)
+                          probe_folds=D.PROBE_FOLDS if folds is None else int(folds), probe_class_weight=class_weight,
+                          **_probe_attributes(args))
+
+
+def _probe_attributes(args: argparse.Namespace) -> dict[str, Any]:
+    """``--attributes`` of train: a list, 'all' (every attribute the workspace labels) or absent."""
+    names = getattr(args, "attributes", None)
+    if names is None:
+        return {}
+    if names == ["all"]:
+        from .workspace import Workspace
+
+        return {"probe_attributes": tuple(Workspace.open(args.workspace).attribute_spec.attributes)}
+    return {"probe_attributes": tuple(names)}
 
 
 def cmd_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:

@@ -52,7 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .attributes import ATTRIBUTES, UNVOICED, midi_to_name, name_to_midi
+from .attributes import UNVOICED, midi_to_name, name_to_midi
 from .devices import pick_device
 from .errors import AudioSAEError, WorkspaceError
 from .feature_index import (INDEX_CHUNK_ELEMENTS, corpus_fingerprint, histogram_edges, load_feature_index,
@@ -278,18 +278,21 @@ def _describe(workspace: Workspace, sae_name: str, bins: int, device: str, chunk
         raise WorkspaceError(f"SAE {sae_name!r} takes {sae.cfg.d_in}-d latents but the corpus has "
                              f"{store.d_in}-d frames")
     n_feat = sae.cfg.d_sae
-    attrs = list(ATTRIBUTES)
+    attrs = list(spec.attributes)   # the paper's three, then the registered attributes the workspace labels
     names = {a: spec.class_names(a) for a in attrs}
     offsets = np.cumsum([0] + [len(names[a]) for a in attrs])
     n_cls = int(offsets[-1])
+    n_att = len(attrs)
+    # frames without a label (-1) of an attribute count in one spare class slot, dropped at the end
+    n_slots = n_cls + 1
     edges = histogram_edges(n_feat, bins)
     inner = torch.from_numpy(edges[1:-1].copy()).to(dev)
     slab = n_feat * bins                                     # one class's [F, bins] block
     # Layout [C, F, bins]: consecutive active entries of one frame hit one class's block (cache).
-    hist = torch.zeros(n_cls * slab, dtype=torch.int32, device=dev)
-    mass = torch.zeros(n_cls * n_feat, dtype=torch.float64, device=dev)
-    batch_mass = torch.zeros(n_cls * n_feat, dtype=torch.float32, device=dev)
-    class_frames = torch.zeros(n_cls, dtype=torch.int64, device=dev)
+    hist = torch.zeros(n_slots * slab, dtype=torch.int32, device=dev)
+    mass = torch.zeros(n_slots * n_feat, dtype=torch.float64, device=dev)
+    batch_mass = torch.zeros(n_slots * n_feat, dtype=torch.float32, device=dev)
+    class_frames = torch.zeros(n_slots, dtype=torch.int64, device=dev)
     ones = torch.ones(1, dtype=torch.int32, device=dev)
     rows_per_batch = max(1, int(chunk_elements) // max(1, n_feat))
     total = int(sum(int(s["n_frames"]) for s in store.manifest.shards))
@@ -299,8 +302,9 @@ def _describe(workspace: Workspace, sae_name: str, bins: int, device: str, chunk
         for shard_no in range(len(store.manifest.shards)):
             cancel.raise_if_cancelled()
             cols = store.load_shard(shard_no, split=None, columns=("latents", *attrs))
-            cls = torch.stack([cols[a] + int(offsets[i]) for i, a in enumerate(attrs)], dim=1).to(dev)  # [N, 3]
-            class_frames += torch.bincount(cls.reshape(-1), minlength=n_cls)
+            cls = torch.stack([torch.where(cols[a] >= 0, cols[a] + int(offsets[i]), n_cls)
+                               for i, a in enumerate(attrs)], dim=1).to(dev)  # [N, attributes]
+            class_frames += torch.bincount(cls.reshape(-1), minlength=n_slots)
             hist_off, mass_off = cls * slab, cls * n_feat       # per frame: start of its classes' blocks
             n = int(cls.shape[0])
             for a in range(0, n, rows_per_batch):
@@ -315,16 +319,16 @@ def _describe(workspace: Workspace, sae_name: str, bins: int, device: str, chunk
                 feat = where - row * n_feat
                 base = feat * bins + torch.bucketize(values, inner, right=True)      # [nnz]: (feature, bin)
                 row += a
-                hist.scatter_add_(0, (hist_off[row] + base[:, None]).reshape(-1), ones.expand(3 * base.numel()))
+                hist.scatter_add_(0, (hist_off[row] + base[:, None]).reshape(-1), ones.expand(n_att * base.numel()))
                 batch_mass.zero_().index_add_(0, (mass_off[row] + feat[:, None]).reshape(-1),
-                                              values[:, None].expand(-1, 3).reshape(-1))
+                                              values[:, None].expand(-1, n_att).reshape(-1))
                 mass += batch_mass   # float32 within a batch, float64 across batches
                 done += b - a
                 progress(Progress("describe", done, total, f"{done} / {total} frames"))
     cancel.raise_if_cancelled()
     progress(Progress("describe AUROC", 0, 1, "AUROC from the histograms"))
-    hist3 = hist.view(n_cls, n_feat, bins).cpu()
-    counts = class_frames.cpu().numpy()
+    hist3 = hist.view(n_slots, n_feat, bins)[:n_cls].cpu()
+    counts = class_frames[:n_cls].cpu().numpy()
     auroc = np.full((n_feat, n_cls), np.nan, dtype=np.float32)
     bound = np.full((n_feat, n_cls), np.nan, dtype=np.float32)
     active = hist3.sum(dim=2, dtype=torch.int64).T.numpy().astype(np.int32)         # [F, C]
@@ -334,13 +338,14 @@ def _describe(workspace: Workspace, sae_name: str, bins: int, device: str, chunk
         for j0 in range(0, n_feat, step):
             cancel.raise_if_cancelled()
             block = hist3[lo:hi, j0:j0 + step].numpy().astype(np.float64)           # [Ca, Fc, B]
-            au, bd = auroc_from_histograms(block, block.sum(0, keepdims=True), counts[lo:hi, None], done)
+            labelled = int(counts[lo:hi].sum())   # = done unless some frames have no label of att
+            au, bd = auroc_from_histograms(block, block.sum(0, keepdims=True), counts[lo:hi, None], labelled)
             auroc[j0:j0 + step, lo:hi] = au.T
             bound[j0:j0 + step, lo:hi] = bd.T
     active_any = active[:, :int(offsets[1])].sum(axis=1)
     desc = FeatureDescription(
         attributes=attrs, class_names=names, auroc=auroc, auroc_error=bound,
-        mass=mass.view(n_cls, n_feat).T.cpu().numpy().astype(np.float32), active=active, class_frames=counts,
+        mass=mass.view(n_slots, n_feat)[:n_cls].T.cpu().numpy().astype(np.float32), active=active, class_frames=counts,
         density=(active_any / max(1, done)).astype(np.float32), sae_name=sae_name, sae_fingerprint=sae.fingerprint(),
         corpus_fingerprint=_corpus_key(workspace, bins), n_frames=done, bins=bins,
         seconds=time.monotonic() - started)

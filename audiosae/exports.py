@@ -315,10 +315,18 @@ def _decoded(analysis: ClipAnalysis, spec: AttributeSpec, attr: str) -> tuple[np
 
 
 def _lane_attributes(analysis: ClipAnalysis) -> list[str]:
-    return [a for a in ATTRIBUTES if a in analysis.probabilities]
+    """The paper's three, then every other probed attribute (the registry's), as the probes hold them."""
+    return [a for a in ATTRIBUTES if a in analysis.probabilities] + \
+        [a for a in analysis.probabilities if a not in ATTRIBUTES]
 
 
 DECODED_UNITS = {"pitch": "midi", "loudness": "db", "timbre": "hz"}
+
+
+def decoded_unit(attr: str) -> str:
+    """Unit of a lane's decoded value: the paper's three have theirs; a registered attribute's
+    value is its class value (bin centre of ordinal ones, the class index otherwise)."""
+    return DECODED_UNITS.get(attr, "value")
 
 
 def export_lanes_csv(analysis: ClipAnalysis, spec: AttributeSpec, path: str | Path) -> Path:
@@ -338,7 +346,7 @@ def export_lanes_csv(analysis: ClipAnalysis, spec: AttributeSpec, path: str | Pa
     for attr in attrs:
         classes, names, values = _decoded(analysis, spec, attr)
         confidence = analysis.probabilities[attr][np.arange(n), classes]
-        header += [f"{attr}_class", f"{attr}_value_{DECODED_UNITS[attr]}", f"{attr}_probability"]
+        header += [f"{attr}_class", f"{attr}_value_{decoded_unit(attr)}", f"{attr}_probability"]
         columns += [[names[int(k)] for k in classes], [_num(v) for v in values], [_num(p) for p in confidence]]
     m = analysis.measured
     header += ["measured_midi", "measured_loudness_db", "measured_centroid_hz"]

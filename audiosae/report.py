@@ -57,18 +57,51 @@ def _probe_eval(ws: Workspace, name: str) -> dict[str, dict[str, Any]] | None:
 
 def _probe_columns(ev: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A row's probe columns: accuracy (mean over folds when cross-validated) and its spread,
-    balanced accuracy; within-one-bin accuracy and the mean error in dB / Hz (ordinal)."""
+    balanced accuracy; within-one-bin accuracy and the mean error in dB / Hz (ordinal).
+    Attributes beyond the paper's three (issue 14's registry) that were probed add the same
+    columns under their names (``{a}_mae`` in the attribute's own unit)."""
     row: dict[str, Any] = {}
-    for a in ATTRIBUTES:
+    for a in [*ATTRIBUTES, *(a for a in ev if a not in ATTRIBUTES)]:
         r = ev.get(a, {})
         row[f"{a}_accuracy"] = r.get("accuracy")
         row[f"{a}_accuracy_std"] = r.get("accuracy_std")
         row[f"{a}_balanced_accuracy"] = r.get("balanced_accuracy")
+        if a not in ATTRIBUTES and r.get("within1") is not None:
+            row[f"{a}_within1"] = r.get("within1")
+            row[f"{a}_mae"] = r.get("mae")
     for a in ORDINAL:
         r = ev.get(a, {})
         row[f"{a}_within1"] = r.get("within1")
         row[MAE_KEYS[a]] = r.get("mae")
     return row
+
+
+def _probed_attributes(ws: Workspace, docs: list[dict[str, dict[str, Any]]]) -> list[str]:
+    """The attributes some probe set was evaluated on, in the workspace spec's order."""
+    seen = {a for ev in docs for a in ev}
+    try:
+        order = list(ws.attribute_spec.attributes)
+    except AudioSAEError:
+        order = list(ATTRIBUTES)
+    return [a for a in order if a in seen] + sorted(seen - set(order))
+
+
+def attribute_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per probed attribute: classes, the majority-class rate, the raw-latent probe and
+    the best SAE probe (accuracy, and within-1 / mean error for ordinal attributes)."""
+    out = []
+    base = report["baseline"]
+    for a in report.get("attributes") or ATTRIBUTES:
+        saes = [r for r in report["saes"] if r.get(f"{a}_accuracy") is not None]
+        best = max(saes, key=lambda r: r[f"{a}_accuracy"]) if saes else None
+        mae_key = MAE_KEYS.get(a, f"{a}_mae")
+        out.append({"attribute": a, "chance": base.get(f"{a}_chance"), "raw_latent": base.get(f"{a}_accuracy"),
+                    "best_sae": best["sae"] if best else None,
+                    "best_accuracy": best.get(f"{a}_accuracy") if best else None,
+                    "best_within1": best.get(f"{a}_within1") if best else None,
+                    "best_mae": best.get(mae_key) if best else None,
+                    "n_classes": (report.get("n_classes") or {}).get(a)})
+    return out
 
 
 def verify_workspace(ws: Workspace) -> None:
@@ -94,6 +127,7 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
     if verify:
         verify_workspace(ws)
     rows = []
+    evals: list[dict[str, dict[str, Any]]] = []
     for name in ws.sae_names():
         cfg_path, metrics_path = ws.sae_dir(name) / "cfg.json", ws.sae_dir(name) / "metrics.json"
         cfg = read_json_object(cfg_path, kind="SAE config")
@@ -107,20 +141,27 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
             **_training_columns(cfg, metrics, metrics_path),
         }
         ev, facts = _probe_doc(ws, name) or ({}, {})
+        evals.append(ev)
         row.update(_probe_columns(ev))
         row["probe_method"] = facts.get("method")
         row["probe_warnings"] = facts.get("warnings", [])
         rows.append(row)
     baseline, base_facts = _probe_doc(ws, RAW_BASELINE) or ({}, {})
+    probed = _probed_attributes(ws, [*evals, baseline])
     base_row = {"sae": RAW_BASELINE, **_probe_columns(baseline),
-                **{f"{a}_chance": baseline.get(a, {}).get("chance") for a in ATTRIBUTES},
+                **{f"{a}_chance": baseline.get(a, {}).get("chance") for a in [*ATTRIBUTES, *probed]},
                 "probe_method": base_facts.get("method"), "probe_warnings": base_facts.get("warnings", [])}
     corpus = ws.meta.get("corpus") or {}
     methods = {r["probe_method"] for r in [*rows, base_row] if r.get("probe_method")}
     # the split's warnings are the same for every probe set trained on it: list each once
     warnings = list(dict.fromkeys(w for r in [*rows, base_row] for w in r.get("probe_warnings", [])))
+    try:
+        n_classes = {a: ws.attribute_spec.n_classes(a) for a in probed}
+    except AudioSAEError:
+        n_classes = {}
     return {"workspace": str(ws.root), "backend": ws.backend_name, "corpus": corpus, "saes": rows,
-            "baseline": base_row, "probe_method": "; ".join(sorted(methods)) or None, "probe_warnings": warnings}
+            "baseline": base_row, "probe_method": "; ".join(sorted(methods)) or None, "probe_warnings": warnings,
+            "attributes": probed, "n_classes": n_classes}
 
 
 def _training_columns(cfg: dict[str, Any], metrics: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -176,6 +217,15 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"{'raw latent (x)':<18} {blank} {probe_cells(b)}")
     lines.append(f"{'chance (majority)':<18} {blank} {_fmt(b.get('pitch_chance'), '.3f'):>11} "
                  f"{_fmt(b.get('loudness_chance'), '.3f'):>11} {'':>5} {'':>5} {_fmt(b.get('timbre_chance'), '.3f'):>11}")
+    extra = [r for r in attribute_rows(report) if r["attribute"] not in ATTRIBUTES] \
+        if any(a not in ATTRIBUTES for a in report.get("attributes") or ()) else []
+    if extra or len(report.get("attributes") or ()) > len(ATTRIBUTES):
+        lines += ["", f"{'attribute':<16} {'classes':>7} {'majority':>8} {'raw x':>7} {'best SAE':>8} "
+                      f"{'±1':>5} {'MAE':>6}  SAE"]
+        for r in attribute_rows(report):
+            lines.append(f"{r['attribute']:<16} {_fmt(r['n_classes'], 'd'):>7} {_fmt(r['chance'], '.3f'):>8} "
+                         f"{_fmt(r['raw_latent'], '.3f'):>7} {_fmt(r['best_accuracy'], '.3f'):>8} "
+                         f"{_fmt(r['best_within1'], '.2f'):>5} {_fmt(r['best_mae'], '.2f'):>6}  {r['best_sae'] or '-'}")
     lines.append("")
     method = report.get("probe_method") or "val split"
     lines.append("sparsity = fraction of zero h; L0 = active features per frame; dead = never active on "
@@ -190,4 +240,4 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["workspace_report", "verify_workspace", "format_report", "best_sae", "RAW_BASELINE", "AudioSAEError"]
+__all__ = ["workspace_report", "verify_workspace", "format_report", "best_sae", "attribute_rows", "RAW_BASELINE", "AudioSAEError"]

@@ -76,12 +76,17 @@ class TrainSettings:
     probe_l2: Sequence[float] = L2_GRID
     probe_class_weight: str | None = D.PROBE_CLASS_WEIGHT
     probe_max_epochs: int = PROBE_MAX_EPOCHS
+    # the attributes probed (default the paper's three: the time budget of the SAE issue covers
+    # them; every registered attribute of the workspace's spec can be added, each ~one more head)
+    probe_attributes: Sequence[str] = ATTRIBUTES
 
     def probe_fingerprint(self, sae_fingerprint: str) -> str:
-        blob = json.dumps([sae_fingerprint, PROBE_METRICS_SCHEMA, self.probe_folds, self.probe_cv_max_sources,
-                           [float(v) for v in self.probe_l2], self.probe_class_weight, PROBE_BATCH_SIZE, PROBE_LR,
-                           self.probe_max_epochs, PROBE_PATIENCE])
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        items = [sae_fingerprint, PROBE_METRICS_SCHEMA, self.probe_folds, self.probe_cv_max_sources,
+                 [float(v) for v in self.probe_l2], self.probe_class_weight, PROBE_BATCH_SIZE, PROBE_LR,
+                 self.probe_max_epochs, PROBE_PATIENCE]
+        if tuple(self.probe_attributes) != tuple(ATTRIBUTES):  # the paper's three keep their old fingerprints
+            items.append(list(self.probe_attributes))
+        return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:12]
 
     def fingerprint(self, d_in: int, corpus_frames: int) -> str:
         blob = [list(self.expansions), list(self.l1s), self.epochs, self.batch_size, self.seed, d_in, corpus_frames]
@@ -102,9 +107,22 @@ def _probe_done(ws: Workspace, name: str, fingerprint: str) -> bool:
         return False
 
 
-def ordinal_class_values(spec: Any) -> dict[str, list[float]]:
-    """Bin centres of the ordinal attributes (loudness in dB, timbre in Hz)."""
-    return {a: [spec.class_value(a, k) for k in range(spec.n_classes(a))] for a in ("loudness", "timbre")}
+def ordinal_class_values(spec: Any, attributes: Sequence[str] = ("loudness", "timbre")) -> dict[str, list[float]]:
+    """Class values of the ordinal ones among ``attributes`` (loudness in dB, timbre in Hz, the
+    registered binned attributes' bin centres): what within-one-bin and the mean error use."""
+    return {a: [spec.class_value(a, k) for k in range(spec.n_classes(a))] for a in attributes
+            if spec.is_ordinal(a)}
+
+
+def probe_attributes(spec: Any, settings: "TrainSettings") -> list[str]:
+    """The attributes ``settings`` probes, checked against the workspace's spec."""
+    names = list(dict.fromkeys(settings.probe_attributes or ATTRIBUTES))
+    missing = [a for a in names if a not in spec.attributes]
+    if missing:
+        raise AudioSAEError(f"the workspace has no labels for {', '.join(missing)}; add them with "
+                            f"`audiosae label WORKSPACE --attributes {','.join(missing)}` (it labels "
+                            f"{', '.join(spec.attributes)})")
+    return names
 
 
 def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseAutoencoder | None,
@@ -116,9 +134,10 @@ def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseA
     val split.  Saves the probe set; returns the ``metrics.json`` document (``evaluation`` is
     what the report reads: per attribute the means over folds, ``*_std`` their spread)."""
     spec = ws.attribute_spec
-    n_classes = {a: spec.n_classes(a) for a in ATTRIBUTES}
-    class_names = {a: spec.class_names(a) for a in ATTRIBUTES}
-    values = ordinal_class_values(spec)
+    attrs = probe_attributes(spec, settings)
+    n_classes = {a: spec.n_classes(a) for a in attrs}
+    class_names = {a: spec.class_names(a) for a in attrs}
+    values = ordinal_class_values(spec, attrs)
     kw = dict(l2=list(settings.probe_l2), class_weight=settings.probe_class_weight, batch_size=PROBE_BATCH_SIZE,
               lr=PROBE_LR, max_epochs=settings.probe_max_epochs, patience=PROBE_PATIENCE, device=device)
     probes = train_probes(store, sae=sae, n_classes=n_classes, class_names=class_names, seed=settings.seed,
@@ -173,6 +192,7 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
     if settings.probe_class_weight not in (None, "balanced"):
         raise AudioSAEError(f"probe class weights must be None or 'balanced', got {settings.probe_class_weight!r}")
     remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
+    probe_attributes(ws.attribute_spec, settings)  # an attribute the workspace lacks fails before any training
     store = ws.frame_store()
     if store.n_frames("val") == 0:
         raise AudioSAEError("the corpus has no validation frames (it needs at least two sources)")

@@ -306,8 +306,12 @@ def read_shard(path: Path, latent_dim: int | None = None) -> tuple[dict[str, tor
     return tensors, meta
 
 
+EXTRA_PREFIX = "x."  # raw columns of registered attributes: "x.<column>" (audiosae.attribute_registry)
+
+
 def shard_attributes(tensors: dict[str, torch.Tensor]) -> FrameAttributes:
-    return FrameAttributes(**{c: tensors[c].double().numpy() for c in RAW_COLUMNS})
+    extra = {k[len(EXTRA_PREFIX):]: t.double().numpy() for k, t in tensors.items() if k.startswith(EXTRA_PREFIX)}
+    return FrameAttributes(**{c: tensors[c].double().numpy() for c in RAW_COLUMNS}, extra=extra)
 
 
 class ShardStore:
@@ -372,10 +376,11 @@ class ShardStore:
         else:
             keep = torch.ones(tensors["latents"].shape[0], dtype=torch.bool)
         labels: dict[str, np.ndarray] = {}
-        if any(c in LABEL_COLUMNS for c in columns):
+        label_columns = self.spec.attributes
+        if any(c in label_columns for c in columns):
             labels = self.spec.classify(shard_attributes(tensors))
         for c in columns:
-            if c in LABEL_COLUMNS:
+            if c in label_columns:
                 out[c] = torch.from_numpy(np.asarray(labels[c], dtype=np.int64))[keep]
             elif c == "latents":
                 out[c] = tensors["latents"][keep].float()
@@ -428,15 +433,19 @@ class BuildSummary:
 
 
 def _empty_pending() -> dict[str, list]:
-    return {k: [] for k in ("latents", "codes", "source", "frame", "time", "gt_midi", *RAW_COLUMNS)}
+    return {k: [] for k in ("latents", "codes", "source", "frame", "time", "gt_midi", "extra", *RAW_COLUMNS)}
 
 
 def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None = "auto",
                  problems: Sequence[AudioInputError] = (), shard_frames: int = DEFAULT_SHARD_FRAMES,
                  val_fraction: float = 0.1, seed: int = 0, crepe_model: str | None = None,
+                 attributes: Sequence[str] | None = None, attribute_params: dict[str, dict] | None = None,
                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> BuildSummary:
     """Encode ``sources`` with the workspace's backend, label every frame, write shards.
 
+    ``attributes``: registered attributes (``audiosae.attribute_registry``) labelled besides the
+    paper's three, added to the workspace's spec (None: those the spec already has);
+    ``attribute_params``: their params where not the defaults (the instrument side-car).
     Resumable: sources already in the manifest are skipped.  Bad files become entries in
     the manifest's ``skipped`` list; the build goes on with the rest.
     """
@@ -445,6 +454,9 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
     spec = ws.attribute_spec
     if crepe_model:
         spec.crepe_model = crepe_model
+        ws.set_attribute_spec(spec)
+    if attributes is not None or attribute_params:
+        spec = spec.with_attributes(list(attributes or ()), attribute_params)
         ws.set_attribute_spec(spec)
     _remove_orphans(ws.corpus_dir, manifest)
     remove_stale_temp_files(ws.root)
@@ -478,6 +490,8 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         }
         for c in RAW_COLUMNS:
             tensors[c] = np.concatenate(pending[c]).astype(np.float32)
+        for c in sorted(set.intersection(*(set(e) for e in pending["extra"]))):
+            tensors[EXTRA_PREFIX + c] = np.concatenate([e[c] for e in pending["extra"]]).astype(np.float32)
         if pending["codes"] and all(c is not None for c in pending["codes"]):
             tensors["codes"] = np.concatenate(pending["codes"]).astype(np.int32)
         ids = [s.source_id for s in pending_sources]
@@ -515,7 +529,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
                               f"labelling {src.label}"))
 
         attrs = spec.measure(wave, backend.sample_rate, times, hop_length=backend.hop_length,
-                             device=str(backend.device), progress=labelling, cancel=cancel)
+                             device=str(backend.device), progress=labelling, cancel=cancel, source=src)
         local = len(pending_sources)
         pending["latents"].append(encoded.latents)
         pending["codes"].append(encoded.codes)
@@ -526,6 +540,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         pending["gt_midi"].append(np.asarray(gt, dtype=np.float32))
         for c in RAW_COLUMNS:
             pending[c].append(np.asarray(getattr(attrs, c), dtype=np.float32))
+        pending["extra"].append(attrs.extra)
         pending_sources.append(src)
         pending_frames += n
         manifest.warnings.extend(w for w in source_warnings if w not in manifest.warnings)
@@ -538,6 +553,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
     ws.write_manifest(manifest)
     if manifest.shards:
         fit_timbre_range(ws, manifest)
+        fit_extra_attributes(ws, manifest)
     n_train = sum(s["n_train"] for s in manifest.shards)
     n_val = sum(s["n_val"] for s in manifest.shards)
     summary = BuildSummary(
@@ -566,6 +582,31 @@ def fit_timbre_range(ws: Workspace, manifest: Manifest) -> AttributeSpec:
     if values.size == 0:
         raise AudioSAEError("the training split has no non-silent frames; cannot fit the timbre bins")
     spec = spec.with_timbre_range_from(values)
+    ws.set_attribute_spec(spec)
+    return spec
+
+
+def fit_extra_attributes(ws: Workspace, manifest: Manifest | None = None) -> AttributeSpec:
+    """Refit the registered attributes that fit on the corpus (``Attribute.fit``: the MFCC
+    k-means centroids) on the training split's raw columns; a no-op when none does."""
+    from .attribute_registry import get_attribute
+
+    spec = ws.attribute_spec
+    manifest = manifest or ws.manifest()
+    columns = {c for name in spec.extra if get_attribute(name).fit is not None for c in get_attribute(name).columns}
+    if not columns or not manifest.shards:
+        return spec
+    store = ShardStore(ws.corpus_dir, manifest, spec)
+    parts: dict[str, list[np.ndarray]] = {}
+    for i in range(len(manifest.shards)):
+        layout, _ = tensor_file_layout(ws.corpus_dir / manifest.shards[i]["file"], kind="corpus shard")
+        want = [c for c in sorted(columns) if EXTRA_PREFIX + c in layout]
+        rows = store.load_shard(i, "train", columns=("loudness_db", *(EXTRA_PREFIX + c for c in want)))
+        for c in want:
+            parts.setdefault(c, []).append(rows[EXTRA_PREFIX + c].double().numpy())
+        parts.setdefault("loudness_db", []).append(rows["loudness_db"].double().numpy())
+    raw = {c: np.concatenate(v) for c, v in parts.items() if v}
+    spec = spec.fit_extra(raw)
     ws.set_attribute_spec(spec)
     return spec
 

@@ -210,8 +210,8 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     from .methods import DEFAULT_METHOD, check_method, match_block_seconds, prepare_method
 
     alpha = check_alpha(alpha)
-    if attribute not in ATTRIBUTES:
-        raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(ATTRIBUTES)}")
+    if attribute not in spec.attributes:   # the paper's three and the workspace's registered attributes
+        raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(spec.attributes)}")
     if method is not None:
         check_method(method)
     if context is not None:
