@@ -533,9 +533,10 @@ def render_boost(backend: LatentBackend, latents: np.ndarray, wave: np.ndarray, 
     n = reference.shape[1]
     boosted = np.zeros_like(reference)
     boosted[:, :min(n, decoded.shape[1])] = decoded[:, :n]
-    from .steering.level import LevelRule, RAW, apply_level_rule
+    from .steering.level import apply_level_rule, rule_for
 
-    boosted, level = apply_level_rule(boosted, reference, backend.sample_rate, LevelRule() if limit else RAW)
+    # The level rule of every steered output (rule_for: loudness matched, peaks limited; raw on request).
+    boosted, level = apply_level_rule(boosted, reference, backend.sample_rate, rule_for(None, limit=limit))
     progress(Progress("boost", 1, 1, "done"))
     return BoostedWindow(boosted=boosted, original=reference, sample_rate=backend.sample_rate,
                          start_time=a * hop / backend.sample_rate, frames=(a, b), amount=float(amount),

@@ -40,7 +40,9 @@ import torch
 
 from .codecs.base import LatentBackend
 from .errors import AudioSAEError
-from .steering import check_alpha, control_vector, frame_mask, steer_features
+from .steering import check_alpha, frame_mask
+from .steering.methods import CORPUS_METHODS, DEFAULT_METHOD, SteeringContext, match_block_seconds, \
+    prepare_method, split_method
 from .steering.level import (LevelReport, LevelRule, apply_level_rule, loudness_db, merge_reports, rule_for,
                              warm_up)
 
@@ -59,7 +61,9 @@ _RENDER_TIME_SMOOTHING = 0.2  # weight of the newest render in the running mean
 
 @dataclass(frozen=True)
 class SteeringParams:
-    """What the user controls: ``f' = RMSNorm(f + alpha * w_target)`` on frames in [start, end)."""
+    """What the user controls: ``f' = RMSNorm(f + alpha * w_target)`` on frames in [start, end)
+    for the default method; ``method`` is any of ``steering.methods.METHODS`` (the renderer
+    steers through its ``SteeringContext``, the one ``steer_wave`` uses)."""
 
     attribute: str
     target: int
@@ -67,6 +71,7 @@ class SteeringParams:
     keep_residual: bool = False
     start: float | None = None   # seconds; None = from the clip start
     end: float | None = None     # seconds; None = to the clip end
+    method: str = DEFAULT_METHOD
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ class _SteerState:
 
     version: int
     params: SteeringParams
-    direction: torch.Tensor      # [F] probe row w_k
+    direction: torch.Tensor      # [F] the method's direction at alpha 1 (the probe row w_k for "paper")
     mask: np.ndarray             # [T] bool, frames being steered
+    context: Any = None          # the method's SteeringContext
 
 
 @dataclass
@@ -104,7 +110,7 @@ class SteeredRenderer:
     def __init__(self, backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, wave: np.ndarray,
                  params: SteeringParams, *, latents: np.ndarray | None = None, chunk_seconds: float = 0.25,
                  context_frames: int | tuple[int, int] | None = None, fade_seconds: float = 0.01,
-                 cancel: Any = None, limit: bool = True):
+                 cancel: Any = None, limit: bool = True, contexts: Any = ()):
         """``wave``: the clip, float32 ``[channels, N]`` at the backend's rate (the reference that
         seeds decoding and the A/B "original").  ``latents``: the clip's ``[T, D]`` latents if
         already known (else encoded here).  ``chunk_seconds``: render granularity.
@@ -117,6 +123,9 @@ class SteeredRenderer:
         loudness matched to the clip's same span (unless loudness is the target), then a
         true-peak limiter to -1 dBFS, per chunk, so the cross-faded mix never exceeds it
         either; False plays the raw decoded level (the player's soft limiter still guards).
+        ``contexts``: prepared ``SteeringContext``s (``steering.methods.prepare_method``) for the
+        methods that need the workspace's class means (``add_context`` adds more later);
+        ``paper`` and ``solve`` on an SAE with RMSNorm are prepared here when first used.
         """
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim == 1:
@@ -225,6 +234,9 @@ class SteeredRenderer:
         self._mean_render_seconds = 0.0
         self._audio_listeners: list[Callable[[int, int], None]] = []
         self._params_listeners: list[Callable[[int], None]] = []
+        self._contexts: dict[tuple[str, str], SteeringContext] = {}
+        for context in contexts:
+            self.add_context(context)
         self.set_params(params)
 
     # ---- geometry ----------------------------------------------------------------------------
@@ -331,6 +343,35 @@ class SteeredRenderer:
         for listener in listeners:
             listener(0, self.n_samples)
 
+    @property
+    def contexts(self) -> tuple[SteeringContext, ...]:
+        """The prepared steering contexts (to build another renderer that steers the same)."""
+        return tuple(self._contexts.values())
+
+    def add_context(self, context: SteeringContext) -> None:
+        """Make ``context`` (``prepare_method`` for this SAE and probes) available to ``set_params``."""
+        if context.sae is not self.sae:
+            raise AudioSAEError("realtime: the steering context was prepared for another SAE")
+        self._contexts[(context.method, context.attribute)] = context
+
+    def has_context(self, method: str, attribute: str) -> bool:
+        """Whether ``set_params`` can steer ``attribute`` with ``method`` now (else it needs
+        ``add_context`` with a context prepared from the workspace)."""
+        return (method, attribute) in self._contexts or not self.needs_workspace(method)
+
+    def needs_workspace(self, method: str) -> bool:
+        """``method`` needs the workspace's class means (``prepare_method`` with a workspace)."""
+        return split_method(method)[0] in CORPUS_METHODS or not self.sae.cfg.rmsnorm
+
+    def context(self, method: str, attribute: str) -> SteeringContext:
+        key = (method, attribute)
+        if key not in self._contexts:
+            if self.needs_workspace(method):
+                raise AudioSAEError(f"realtime: {method} steering of {attribute} needs the class means of the "
+                                    "workspace (steering.methods.prepare_method, then add_context)")
+            self._contexts[key] = prepare_method(None, self.sae.cfg.name, self.sae, self.probes, attribute, method)
+        return self._contexts[key]
+
     def _prepare(self, params: SteeringParams) -> _SteerState:
         if getattr(self.probes, "feature_kind", "sae") != "sae":
             raise AudioSAEError("realtime: these probes read raw latents, not SAE features; "
@@ -343,15 +384,19 @@ class SteeredRenderer:
             check_alpha(params.alpha)
         except AudioSAEError as exc:
             raise AudioSAEError(f"realtime: {exc}") from None
-        direction = control_vector(self.probes, params.attribute, int(params.target)).to(self._sae_device)
-        if direction.shape != (self.d_features,):
-            raise AudioSAEError(f"realtime: the {params.attribute} probe has {direction.numel()} inputs but the "
-                                f"SAE has {self.d_features} features (probes of another SAE?)")
         if params.start is not None and params.end is not None and params.end <= params.start:
             raise AudioSAEError(f"realtime: the steered range must end after it starts "
                                 f"({params.start} .. {params.end} s)")
         mask = frame_mask(self.n_frames, self._frame_times, params.start, params.end).numpy()
-        return _SteerState(version=self._version, params=params, direction=direction, mask=mask)
+        context = self.context(params.method, params.attribute)
+        # The steered frames' features: the step's scale for an SAE without RMSNorm and no statistics.
+        ref = self._features[torch.from_numpy(mask).to(self._sae_device)] if self._features is not None else None
+        with torch.inference_mode():
+            direction = context.direction(int(params.target), ref).to(self._sae_device)
+        if direction.shape != (self.d_features,):
+            raise AudioSAEError(f"realtime: the {params.attribute} probe has {direction.numel()} inputs but the "
+                                f"SAE has {self.d_features} features (probes of another SAE?)")
+        return _SteerState(version=self._version, params=params, direction=direction, mask=mask, context=context)
 
     def _content_key(self, index: int, params: SteeringParams, mask: np.ndarray) -> tuple:
         """What chunk ``index``'s audio depends on; equal keys mean equal audio."""
@@ -360,13 +405,16 @@ class SteeredRenderer:
         rule = self.level_rule(params)
         if not window.any():
             return ("plain", params.keep_residual, rule)
-        return ("steered", params.keep_residual, params.attribute, int(params.target), float(params.alpha),
-                window.tobytes(), rule)
+        return ("steered", params.keep_residual, params.method, params.attribute, int(params.target),
+                float(params.alpha), window.tobytes(), rule)
 
     def level_rule(self, params: SteeringParams | None = None) -> LevelRule:
         """The level rule chunks are rendered with for ``params`` (default: the current ones)."""
         params = params or self.params
-        return rule_for(params.attribute, limit=self.limit)
+        rule = rule_for(params.attribute, limit=self.limit)
+        if rule.match_loudness and split_method(params.method)[1]:   # "+match": per-frame loudness
+            rule = replace(rule, block_seconds=match_block_seconds(self.hop, self.sample_rate))
+        return rule
 
     def level_summary(self) -> dict[str, Any]:
         """What the level rule did to the chunks rendered for the current parameters
@@ -510,8 +558,8 @@ class SteeredRenderer:
         mask_t = torch.from_numpy(mask).to(self._sae_device)
         with torch.inference_mode():
             features = self._features[lo:hi] if self._features is not None else self.sae.encode(x)[1]
-            steered = self.sae.decode(steer_features(self.sae, features, state.direction,
-                                                     float(params.alpha), mask_t))
+            steered = self.sae.decode(state.context.steer_features(features, int(params.target),
+                                                                   float(params.alpha), mask_t))
             if params.keep_residual:
                 steered = torch.where(mask_t[:, None], steered + self._residual[lo:hi], x)
         return steered

@@ -18,6 +18,11 @@ Wiring (all per clip, rebuilt on ``state.clip_changed``):
 * A 30 Hz timer, running only while playing, moves ``state.playhead``; a playhead set by
   another pane (click to seek) seeks the player.
 
+The steering method (a combo: ``steering.methods.METHODS``) reaches every path that steers
+through one ``SteeringContext`` per (method, attribute): the renderer, the export and the
+heatmap; methods that need the class means are prepared in a job (``studio.models.audition``,
+the Qt-free half of this dock).  The level label under alpha shows what the level rule did.
+
 Nothing here blocks on model work except ``steer_features`` on the visible frames, which is
 a few milliseconds (see ``FULL_HEATMAP_ELEMENTS``).
 """
@@ -25,183 +30,42 @@ a few milliseconds (see ``FULL_HEATMAP_ELEMENTS``).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QCompleter, QDoubleSpinBox, QFileDialog,
-                               QGridLayout, QHBoxLayout, QLabel, QPushButton, QRadioButton, QSizePolicy,
-                               QSlider, QStyle, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QStyle, QWidget
 
-from audiosae.analysis import ClipAnalysis, LoadedModels
-from audiosae.attributes import ATTRIBUTES, MIDI_MAX, MIDI_MIN
-from audiosae.errors import AudioSAEError, JobCancelled
-from audiosae.jobs import CancelToken, Progress, ProgressSink, null_progress
+from audiosae.errors import AudioSAEError
+from audiosae.jobs import CancelToken, Progress, ProgressSink
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
-from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, control_vector, frame_mask, steer_features
-from studio.playback import Player, list_output_devices
+from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, frame_mask
+from studio.models.audition import (DEFAULT_CHUNK_SECONDS, STEER_DEFAULT_METHOD, AuditionSession, build_session,
+                                    default_target, export_job, export_sidecar, format_level, prepare_context,
+                                    render_export, steered_rows)
+from studio.models.job_slot import JobSlot
+from studio.playback import Player
+from studio.widgets.audition_actions import AUDIO_SUFFIXES, AuditionActions  # noqa: F401
+from studio.widgets.audition_controls import (ALPHA_MAX, ALPHA_STEP, AlphaSpinBox, TargetControls, arrange,
+                                             build_controls)
 
 log = logging.getLogger("studio.audition")
 
-ALPHA_MAX = 40.0
-ALPHA_STEP = 0.1
-_ALPHA_TICKS = int(round(ALPHA_MAX / ALPHA_STEP))
-PITCH_DEFAULT_OFFSET = 4        # semitones above the clip's median pitch (a major third: clearly audible)
-BIN_DEFAULT_OFFSET = 3          # loudness / timbre bins above the clip's median class
+_export_job = export_job   # the former name (tests, benchmarks)
 PLAYHEAD_INTERVAL_MS = 33       # ~30 Hz: smooth enough for a line, cheap for the GUI thread
 HEATMAP_INTERVAL_MS = 33        # steered features for the heatmap at most ~30 times a second
-STATUS_EVERY_TICKS = 6          # the status line (underruns) refreshes ~5 times a second
+STATUS_EVERY_TICKS = 6          # the status line (underruns) and the level label refresh ~5 times a second
 # Above this many T x F elements the heatmap's f' is computed only for the frames in view
 # (plus a margin).  Measured with one torch thread: 4,500 x 512 (a minute at 75 frames/s)
 # steers in ~3 ms; 45,000 x 512 (ten minutes) in ~200 ms, far over a 33 ms frame.
 FULL_HEATMAP_ELEMENTS = 3_000_000
 VIEW_MARGIN = 0.25              # fraction of the visible span also steered on each side
-DEFAULT_CHUNK_SECONDS = 0.25
 TWO_COLUMN_WIDTH = 760          # px: wider than this, the controls go in two columns
-_UNAVAILABLE_PREFIX = "audio output unavailable: "
-AUDIO_SUFFIXES = (".wav", ".flac")
 
 
-class AlphaSpinBox(QDoubleSpinBox):
-    """The alpha spin box: it cannot hold a non-finite value (a plain QDoubleSpinBox turns NaN
-    and inf into its maximum, 40); ``setValue`` of one keeps the current value.  The range
-    (0..40) keeps negative values out; typed "nan"/"inf" never validate."""
-
-    def setValue(self, value: float) -> None:  # noqa: N802 (Qt naming)
-        if not math.isfinite(float(value)):
-            log.info("audition: refused a non-finite alpha %r", value)
-            return
-        super().setValue(value)
-
-
-# ---- headless helpers (no widgets; run in job threads) -------------------------------------
-@dataclass
-class AuditionSession:
-    """The live objects of one clip: renderer, player and (once adopted) the render worker."""
-
-    generation: int
-    renderer: SteeredRenderer
-    player: Player
-    worker: RenderWorker | None = None
-    build_seconds: float = 0.0
-
-    def close(self) -> None:
-        """Stop the worker, unhook and close the player (idempotent)."""
-        if self.worker is not None:
-            self.worker.stop()
-        self.renderer.remove_audio_listener(self.player.requeue)
-        self.player.close()
-
-
-def build_session(models: LoadedModels, analysis: ClipAnalysis, params: SteeringParams, *, generation: int,
-                  device: str | None, output: str, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-                  player_options: dict[str, Any] | None = None, keep: dict[int, AuditionSession] | None = None,
-                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> AuditionSession:
-    """Build the renderer (SAE features of the clip, once) and open the player: a job.
-
-    ``keep``: a dict the new session is also stored in under ``generation``, so that the
-    owner can close a session whose job result it never receives (a job cancelled at
-    shutdown emits no result)."""
-    cancel = cancel or CancelToken()
-    cancel.raise_if_cancelled()
-    began = time.perf_counter()
-    progress(Progress("audition", 0, 2, "computing the clip's SAE features"))
-    renderer = SteeredRenderer(models.backend, models.sae, models.probes, analysis.wave, params,
-                               latents=analysis.latents, chunk_seconds=chunk_seconds, cancel=cancel)
-    cancel.raise_if_cancelled()
-    progress(Progress("audition", 1, 2, "opening the audio output"))
-    player = Player(lambda start, n: renderer.mix_tagged(start, n, per_sample=True), renderer.sample_rate,
-                    renderer.n_samples, channels=renderer.channels, device=device, output=output,  # type: ignore[arg-type]
-                    **(player_options or {}))
-    renderer.add_audio_listener(player.requeue)
-    session = AuditionSession(generation, renderer, player, build_seconds=time.perf_counter() - began)
-    if keep is not None:
-        keep[generation] = session
-    if cancel.cancelled:
-        if keep is not None:
-            keep.pop(generation, None)
-        session.close()
-        raise JobCancelled("cancelled by the user")
-    progress(Progress("audition", 2, 2, "ready"))
-    return session
-
-
-def render_export(live: SteeredRenderer, latents: np.ndarray, params: SteeringParams, *,
-                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
-                  level_out: dict[str, Any] | None = None) -> np.ndarray:
-    """The whole steered clip ``[C, N]`` for ``params``, rendered exactly as ``live`` plays it
-    (``latents``: the clip's latents, as ``live`` was built with).
-
-    A separate renderer with ``live``'s chunking, context and cross-fade, so the export equals
-    the audition's steered audio while the user goes on moving controls (and whatever the
-    A/B switch says), with ``live``'s level rule (``live.limit``): loudness matched to the clip
-    and peaks limited, per chunk.  ``level_out``: a dict filled with what the rule did
-    (``SteeredRenderer.level_summary``), for the side-car."""
-    cancel = cancel or CancelToken()
-    renderer = SteeredRenderer(live.backend, live.sae, live.probes, live.wave, params,
-                               latents=latents,
-                               chunk_seconds=live.chunk_frames * live.hop / live.sample_rate,
-                               context_frames=live.context_frames, fade_seconds=live.fade / live.sample_rate,
-                               cancel=cancel, limit=live.limit)
-    total = renderer.n_chunks
-    for index in range(total):
-        cancel.raise_if_cancelled()
-        renderer.render_chunk(index)
-        progress(Progress("export", index + 1, total, "rendering the steered clip"))
-    if level_out is not None:
-        level_out.update(renderer.level_summary())
-    return renderer.mix(0, renderer.n_samples)
-
-
-def default_target(analysis: ClipAnalysis | None, attribute: str, n_classes: int,
-                   allowed: list[int] | None = None) -> int:
-    """A target class a few steps from where the clip is: its median pitch + a major third
-    (down if that leaves the range; A4 when the clip has no pitch), or its median
-    loudness/timbre bin + 3 — moved to the nearest class in ``allowed`` (the classes the
-    probe saw in training; for pitch not 'unvoiced' when another is allowed)."""
-    wanted = _wanted_target(analysis, attribute, n_classes)
-    if not allowed or wanted in allowed:
-        return wanted
-    choices = [c for c in allowed if not (attribute == "pitch" and c == 0)] or list(allowed)
-    return min(choices, key=lambda c: (abs(c - wanted), c))
-
-
-def _wanted_target(analysis: ClipAnalysis | None, attribute: str, n_classes: int) -> int:
-    if attribute == "pitch":
-        midi = np.asarray(analysis.measured.midi if analysis is not None else [], dtype=np.float64)
-        voiced = midi[np.isfinite(midi)]
-        if voiced.size == 0:
-            return 69 - MIDI_MIN + 1
-        note = int(round(float(np.median(voiced)))) + PITCH_DEFAULT_OFFSET
-        if note > MIDI_MAX:
-            note -= 2 * PITCH_DEFAULT_OFFSET
-        return min(max(note, MIDI_MIN), MIDI_MAX) - MIDI_MIN + 1
-    classes = analysis.measured_classes.get(attribute) if analysis is not None else None
-    if classes is None or len(classes) == 0:
-        return n_classes // 2
-    k = int(np.median(classes)) + BIN_DEFAULT_OFFSET
-    if k >= n_classes:
-        k -= 2 * BIN_DEFAULT_OFFSET
-    return min(max(k, 0), n_classes - 1)
-
-
-# ---- the panel -----------------------------------------------------------------------------
-def _wrap(layout: QHBoxLayout) -> QWidget:
-    """A row of controls as one widget (so the grid can move it between columns)."""
-    layout.setContentsMargins(0, 0, 0, 0)
-    widget = QWidget()
-    widget.setLayout(layout)
-    return widget
-
-
-class AuditionPanel(QWidget):
+class AuditionPanel(AuditionActions, TargetControls, QWidget):
     """Control-vector audition for the clip in ``state`` (a dock in the main window).
 
     Public: ``toggle_play()``, ``toggle_loop()``, ``export_steered(path=None)``,
@@ -214,6 +78,7 @@ class AuditionPanel(QWidget):
     export_failed = Signal(str)        # message ("cancelled" when cancelled)
     status_changed = Signal(str)       # the status line's text
     _worker_failed = Signal(str)       # from the render worker's thread (queued to the GUI)
+    _level_rendered = Signal()         # a chunk was rendered (worker thread): the level label follows
 
     # How the player reaches the speakers: "auto" (the device, else a silent clock), "virtual"
     # (always the silent clock: benchmarks, tests) or "device".  Class-wide on purpose: set it
@@ -221,6 +86,7 @@ class AuditionPanel(QWidget):
     player_output: str = "auto"
     player_options: dict[str, Any] = {}
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS
+    _export_fn = staticmethod(export_job)   # the export job (studio.models.audition)
 
     def __init__(self, state: Any, runner: Any, settings: Any, parent: QWidget | None = None):
         super().__init__(parent)
@@ -235,7 +101,11 @@ class AuditionPanel(QWidget):
         self._export_path: str | None = None
         self._shut = False
         self._targets: dict[str, int] = {}              # chosen class per attribute, this clip
-        self._directions: dict[tuple[str, int], torch.Tensor] = {}
+        self._contexts: dict[tuple[str, str], Any] = {}  # (method, attribute) -> SteeringContext, these models
+        self._method_slot = JobSlot(runner, "prepare steering method")
+        self._method_jobs: list[Any] = []               # handles, waited for at shutdown
+        self._preparing: tuple[str, str] | None = None
+        self._evaluation: Any = None                    # the steering evaluation dialog, once opened
         self._heat_buffer: np.ndarray | None = None     # long clips: f with f' written in view
         self._heat_dirty: tuple[int, int] | None = None
         self._heat_shown = False
@@ -258,6 +128,7 @@ class AuditionPanel(QWidget):
         self._heat_timer.setInterval(HEATMAP_INTERVAL_MS)
         self._heat_timer.timeout.connect(self._update_heatmap)
         self._worker_failed.connect(self._on_worker_failed)
+        self._level_rendered.connect(self.refresh_level)   # queued from the render worker's thread
 
         state.clip_changed.connect(self._on_clip_changed)
         state.models_changed.connect(self._on_models_changed)
@@ -270,172 +141,10 @@ class AuditionPanel(QWidget):
 
     # ---- UI ------------------------------------------------------------------------------
     def _build_ui(self) -> None:
-        style = self.style()
-        self._grid = grid = QGridLayout()
-        grid.setHorizontalSpacing(8)
-        grid.setVerticalSpacing(6)
-        self._rows: list[tuple[QWidget | None, QWidget]] = []   # (label, field), laid out by _arrange
-        self._columns = 0
-
-        self.attribute_combo = QComboBox()
-        self.attribute_combo.setToolTip("The attribute whose probe gives the control vector")
-        self.target_combo = QComboBox()
-        self.target_combo.setEditable(True)
-        self.target_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.target_combo.setMaxVisibleItems(20)
-        self.target_combo.setMinimumContentsLength(10)
-        self.target_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        completer = self.target_combo.completer()
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-        self.target_combo.setToolTip("Target class: type to search (e.g. 'A4', 'C#5', '-12 dB', '1500 Hz')")
-        self._rows.append((QLabel("Attribute"), self.attribute_combo))
-        self._rows.append((QLabel("Target"), self.target_combo))
-
-        self.alpha_slider = QSlider(Qt.Orientation.Horizontal)
-        self.alpha_slider.setRange(0, _ALPHA_TICKS)
-        self.alpha_slider.setSingleStep(1)
-        self.alpha_slider.setPageStep(int(round(1.0 / ALPHA_STEP)))
-        self.alpha_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.alpha_slider.setTickInterval(int(round(10.0 / ALPHA_STEP)))
-        self.alpha_slider.setToolTip(f"Steering strength alpha (0-{ALPHA_MAX:g}); one unit adds "
-                                     f"{ALPHA_UNIT:g} x the feature vector's length")
-        self.alpha_spin = AlphaSpinBox()
-        self.alpha_spin.setRange(0.0, ALPHA_MAX)
-        self.alpha_spin.setSingleStep(ALPHA_STEP)
-        self.alpha_spin.setDecimals(1)
-        self.alpha_spin.setKeyboardTracking(False)
-        self.alpha_spin.setPrefix("α ")
-        alpha = QHBoxLayout()
-        alpha.addWidget(self.alpha_slider, 1)
-        alpha.addWidget(self.alpha_spin)
-        self._rows.append((QLabel("Alpha"), _wrap(alpha)))
-
-        presets = QHBoxLayout()
-        presets.setSpacing(4)
-        presets.addWidget(QLabel("paper:"))
-        self.preset_buttons: list[QToolButton] = []
-        for value in (0.0, *PAPER_ALPHAS):
-            button = QToolButton()
-            button.setText(f"{value:g}")
-            button.setToolTip(f"alpha = {value:g}" + (" (off)" if value == 0 else " (a value from the paper)"))
-            button.clicked.connect(lambda _=False, v=value: self.set_alpha(v))
-            presets.addWidget(button)
-            self.preset_buttons.append(button)
-        presets.addStretch(1)
-        self._rows.append((None, _wrap(presets)))
-
-        self.keep_residual_check = QCheckBox("Keep residual")
-        self.keep_residual_check.setToolTip("Add back what the SAE does not reconstruct (x - SAE(x)), so only "
-                                            "the steered direction changes")
-        self.scope_whole = QRadioButton("Whole clip")
-        self.scope_selection = QRadioButton("Selection")
-        self.scope_selection.setToolTip("Steer only the selected time range (drag on the waveform)")
-        self.scope_whole.setChecked(True)
-        self._scope_group = QButtonGroup(self)
-        self._scope_group.addButton(self.scope_whole)
-        self._scope_group.addButton(self.scope_selection)
-        scope = QHBoxLayout()
-        scope.setSpacing(8)
-        scope.addWidget(self.scope_whole)
-        scope.addWidget(self.scope_selection)
-        scope.addStretch(1)
-        self._rows.append((QLabel("Scope"), _wrap(scope)))
-        self._rows.append((None, self.keep_residual_check))
-
-        self.original_button = QToolButton()
-        self.original_button.setText("A original")
-        self.steered_button = QToolButton()
-        self.steered_button.setText("B steered")
-        for button in (self.original_button, self.steered_button):
-            button.setCheckable(True)
-            button.setToolTip("A/B: hear the input clip or the steered audio (rendering goes on in both)")
-        self.steered_button.setChecked(True)
-        self._ab_group = QButtonGroup(self)
-        self._ab_group.setExclusive(True)
-        self._ab_group.addButton(self.original_button)
-        self._ab_group.addButton(self.steered_button)
-
-        self.play_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Play")
-        self.play_button.setToolTip("Play / pause (Space)")
-        self.loop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_BrowserReload), "Loop")
-        self.loop_button.setCheckable(True)
-        self.loop_button.setToolTip("Loop the selection, or the whole clip without one (L)")
-        self.export_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_DialogSaveButton), "Export…")
-        self.export_button.setToolTip("Write the whole steered clip to a WAV/FLAC file with its settings (Ctrl+E)")
-        listen = QHBoxLayout()
-        listen.setSpacing(4)
-        listen.addWidget(self.original_button)
-        listen.addWidget(self.steered_button)
-        listen.addStretch(1)
-        self._rows.append((QLabel("Listen"), _wrap(listen)))
-        transport = QHBoxLayout()
-        transport.setSpacing(4)
-        transport.addWidget(self.play_button)
-        transport.addWidget(self.loop_button)
-        transport.addStretch(1)
-        transport.addWidget(self.export_button)
-
-        self.device_combo = QComboBox()
-        self.device_combo.setToolTip("Audio output (remembered by name)")
-        self.device_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.device_combo.setMinimumContentsLength(12)
-        self._rows.append((QLabel("Output"), self.device_combo))
-
-        self.status_label = QLabel("no clip loaded")
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        font = self.status_label.font()
-        font.setPointSizeF(max(6.0, font.pointSizeF() * 0.9))
-        self.status_label.setFont(font)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 8, 8, 8)
-        layout.setSpacing(8)
-        layout.addLayout(grid)
-        layout.addLayout(transport)
-        layout.addWidget(self.status_label)
-        layout.addStretch(1)
-        self._arrange(1)
-
-        self.attribute_combo.currentIndexChanged.connect(self._on_attribute_changed)
-        self.target_combo.activated.connect(self._on_target_picked)
-        self.target_combo.lineEdit().editingFinished.connect(self._on_target_typed)
-        self.alpha_slider.valueChanged.connect(self._on_slider)
-        self.alpha_spin.valueChanged.connect(self._on_spin)
-        self.keep_residual_check.toggled.connect(lambda _: self._apply_params())
-        self.scope_selection.toggled.connect(lambda _: self._apply_params())
-        self.steered_button.toggled.connect(self._on_ab)
-        self.play_button.clicked.connect(self.toggle_play)
-        self.loop_button.clicked.connect(lambda _=False: self.toggle_loop())
-        self.export_button.clicked.connect(self._on_export_button)
-        self.device_combo.activated.connect(self._on_device_picked)
+        build_controls(self, alpha_unit=ALPHA_UNIT, paper_alphas=tuple(PAPER_ALPHAS))
 
     def _arrange(self, columns: int) -> None:
-        """The control rows in one column (a narrow dock) or two side by side (a wide one,
-        e.g. docked under the timeline), so the panel stays short."""
-        if columns == self._columns:
-            return
-        self._columns = columns
-        grid = self._grid
-        for label, field in self._rows:
-            if label is not None:
-                grid.removeWidget(label)
-            grid.removeWidget(field)
-        per_column = -(-len(self._rows) // columns)
-        split = 4 if columns == 2 else per_column   # attribute, target, alpha, presets | the rest
-        for index, (label, field) in enumerate(self._rows):
-            column = 0 if index < split else 1
-            row = index if column == 0 else index - split
-            if label is not None:
-                grid.addWidget(label, row, 3 * column)
-            grid.addWidget(field, row, 3 * column + 1)
-        for column in range(6):
-            grid.setColumnStretch(column, 1 if column in (1, 4) and column // 3 < columns else 0)
-            grid.setColumnMinimumWidth(column, 16 if column == 2 and columns == 2 else 0)
-        self.updateGeometry()
+        arrange(self, columns)
 
     def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt naming)
         super().resizeEvent(event)
@@ -514,7 +223,79 @@ class AuditionPanel(QWidget):
         if self.scope_selection.isChecked() and self.state.selection is not None:
             start, end = self.state.selection
         return SteeringParams(attribute=attribute, target=int(self._targets.get(attribute, 0)), alpha=self.alpha,
-                              keep_residual=self.keep_residual_check.isChecked(), start=start, end=end)
+                              keep_residual=self.keep_residual_check.isChecked(), start=start, end=end,
+                              method=self.method)
+
+    @property
+    def method(self) -> str:
+        """The steering method the combo shows (``steering.methods.METHODS``)."""
+        return self.method_combo.currentData() or STEER_DEFAULT_METHOD
+
+    def set_method(self, method: str) -> None:
+        """Choose the steering method (as the combo would); every path that steers follows."""
+        index = self.method_combo.findData(method)
+        if index < 0:
+            self._set_error(f"unknown steering method {method!r}")
+            return
+        self.method_combo.setCurrentIndex(index)
+        self._apply_params()
+
+    def context(self, method: str | None = None, attribute: str | None = None) -> Any:
+        """The prepared ``SteeringContext`` for ``method``/``attribute`` (default: the controls'),
+        None while it is being prepared or without models."""
+        params = self.params
+        method = method or self.method
+        attribute = attribute or (params.attribute if params is not None else None)
+        key = (method, attribute)
+        if key in self._contexts:
+            return self._contexts[key]
+        renderer = self.renderer
+        if renderer is not None and attribute is not None and renderer.has_context(method, attribute):
+            try:
+                self._contexts[key] = renderer.context(method, attribute)
+            except AudioSAEError:
+                return None
+            return self._contexts[key]
+        return None
+
+    def _ensure_context(self, params: SteeringParams) -> bool:
+        """True when ``params.method`` is ready to steer; else a job prepares it (class means)."""
+        key = (params.method, params.attribute)
+        models = self.state.models
+        if key in self._contexts or models is None:
+            return True
+        from studio.models.audition import needs_workspace
+
+        if not needs_workspace(models, params.method) or self.renderer is None:
+            return True   # (without a session: the session's build job prepares it)
+        if self._preparing == key:
+            return False
+        self._preparing = key
+        generation = self._generation
+        handle = self._method_slot.start(
+            prepare_context, models, params.method, params.attribute,
+            on_progress=lambda ev: self._show_status(f"preparing {params.method}: {ev.message} "
+                                                     f"{100 * (ev.fraction or 0):.0f}%"),
+            on_finished=lambda ctx, g=generation: self._on_context_ready(ctx, g),
+            on_failed=lambda msg, g=generation: self._on_context_failed(msg, g),
+            on_cancelled=lambda: setattr(self, "_preparing", None))
+        self._method_jobs = [h for h in self._method_jobs if h.running] + [handle]
+        self._show_status(f"preparing {params.method} (class means of the training frames)…")
+        return False
+
+    def _on_context_ready(self, context: Any, generation: int) -> None:
+        self._preparing = None
+        if self._shut or generation != self._generation:
+            return
+        self._contexts[(context.method, context.attribute)] = context
+        if self.renderer is not None:
+            self.renderer.add_context(context)
+        self._apply_params()
+
+    def _on_context_failed(self, message: str, generation: int) -> None:
+        self._preparing = None
+        if generation == self._generation:
+            self._set_error(f"steering method unavailable: {message}")
 
     @property
     def playing(self) -> bool:
@@ -553,70 +334,6 @@ class AuditionPanel(QWidget):
             self.loop_button.setChecked(self._looping)
         self._apply_loop(seek_inside=True)
 
-    def export_steered(self, path: str | None = None) -> str | None:
-        """Render the whole steered clip with the current settings and write ``path`` (WAV or
-        FLAC, by suffix) plus ``<path>.json`` with the settings.  Runs as a job: returns the
-        path at once (None if there is nothing to export or the dialog was cancelled);
-        ``export_finished(path)`` / ``export_failed(message)`` follow."""
-        renderer, params = self.renderer, self.params
-        if renderer is None or params is None:
-            self._set_error(self._unavailable or "nothing to export: load a clip first")
-            return None
-        if self._export_job is not None:
-            self._set_error("an export is already running")
-            return None
-        if path is None:
-            path = self._ask_export_path()
-            if not path:
-                return None
-        path = str(path)
-        if Path(path).suffix.lower() not in AUDIO_SUFFIXES:
-            self._set_error(f"{path}: export as .wav or .flac")
-            self.export_failed.emit(f"{path}: export as .wav or .flac")
-            return None
-        analysis = self.state.analysis
-        try:
-            frame_mask(analysis.n_frames, analysis.times, params.start, params.end)
-        except AudioSAEError as exc:
-            self._set_error(str(exc))
-            self.export_failed.emit(str(exc))
-            return None
-        sidecar = self._export_sidecar(path, params, renderer)
-        def connect(job: Any) -> None:
-            job.progress.connect(self._on_export_progress)
-            job.finished.connect(self._on_export_finished)
-            job.failed.connect(lambda message, tb: self._on_export_ended(message or "export failed"))
-            job.cancelled.connect(lambda: self._on_export_ended("cancelled"))
-
-        job = self._submit("export steered audio", _export_job, renderer, analysis.latents, params, path, sidecar,
-                           connect=connect)
-        self._export_job, self._export_path = job, path
-        self.export_button.setText("Cancel export")
-        self._export_note = "exporting… 0%"
-        self._show_status()
-        return path
-
-    def cancel_export(self) -> None:
-        if self._export_job is not None:
-            self._export_job.cancel()
-
-    def set_output_device(self, name: str | None) -> bool:
-        """Play on the output device called ``name`` (None: the system default) and remember
-        it in the settings; True if the player switched."""
-        try:
-            self.settings.audio_device = name
-        except (AttributeError, ValueError):
-            pass
-        self._refresh_devices()
-        player = self.player
-        if player is None:
-            return True
-        ok = player.set_device(name)
-        if not ok:
-            self._set_error(player.message)
-        self._show_status()
-        return ok
-
     def shutdown(self) -> None:
         """Stop the timers, the render worker, the player and any export/build job (idempotent)."""
         if self._shut:
@@ -624,6 +341,11 @@ class AuditionPanel(QWidget):
         self._shut = True
         self._playhead_timer.stop()
         self._heat_timer.stop()
+        self._method_slot.cancel()
+        for handle in self._method_jobs:
+            handle.wait(10_000)
+        if self._evaluation is not None:
+            self._evaluation.model.shutdown()
         for job in (self._build_job, self._export_job):
             if job is not None:
                 job.cancel()
@@ -668,6 +390,7 @@ class AuditionPanel(QWidget):
         self._playhead_timer.stop()
         session, self.session = self.session, None
         if session is not None:
+            session.renderer.remove_audio_listener(self._on_chunk_rendered)
             self._built.pop(session.generation, None)
             session.close()
         self._pending_change = None
@@ -680,7 +403,8 @@ class AuditionPanel(QWidget):
             self._build_job.cancel()
         self._close_session()
         self._reset_heatmap(emit=False)
-        self._directions.clear()   # probe rows of the previous models / clip
+        self._method_slot.cancel()
+        self._preparing = None
 
     def _codec_reason(self) -> str:
         models = self.state.models
@@ -692,6 +416,7 @@ class AuditionPanel(QWidget):
             return
         self._set_unavailable(self._codec_reason())
         self._drop_session()
+        self._contexts.clear()   # prepared for the previous SAE
         self._populate_attributes()
         self._set_controls_enabled(False)
         self._show_status()
@@ -725,7 +450,7 @@ class AuditionPanel(QWidget):
             "prepare audition", build_session, models, analysis, self.params, generation=generation,
             device=getattr(self.settings, "audio_device", None), output=self.player_output,
             chunk_seconds=self.chunk_seconds, player_options=dict(self.player_options), keep=self._built,
-            connect=connect)
+            contexts=tuple(self._contexts.values()), connect=connect)
         self._show_status("preparing the audition…")
 
     def _on_build_done(self, generation: int) -> None:
@@ -751,11 +476,17 @@ class AuditionPanel(QWidget):
         self.session = session
         renderer = session.renderer
         params = self.params
-        if params is not None:  # the controls may have moved while it was built
-            try:
+        for context in self._contexts.values():
+            renderer.add_context(context)
+        for context in renderer.contexts:   # prepared by the build job
+            self._contexts.setdefault((context.method, context.attribute), context)
+        if params is not None and renderer.has_context(params.method, params.attribute):
+            try:  # the controls may have moved while it was built
                 renderer.set_params(params)
             except AudioSAEError as exc:
                 self._set_error(str(exc))
+        elif params is not None:
+            self._apply_params()   # a method chosen while building: prepare it now
         renderer.set_mode(self.mode)  # type: ignore[arg-type]
         player = session.player
         worker = RenderWorker(renderer, player.splice_position, loop=lambda: player.loop,
@@ -769,6 +500,7 @@ class AuditionPanel(QWidget):
         log.info("audition ready in %.3f s: %d chunks, output %s", session.build_seconds, renderer.n_chunks,
                  player.device_name or player.reason)
         self._set_controls_enabled(True)
+        renderer.add_audio_listener(self._on_chunk_rendered)
         self._show_status()
         self.session_ready.emit()
 
@@ -776,75 +508,6 @@ class AuditionPanel(QWidget):
         self._set_error(f"rendering stopped: {message}")
 
     # ---- controls ------------------------------------------------------------------------
-    def _populate_attributes(self) -> None:
-        models = self.state.models
-        available = [a for a in ATTRIBUTES if models is not None and a in getattr(models.probes, "weights", {})]
-        previous = self.attribute_combo.currentData()
-        with QSignalBlocker(self.attribute_combo):
-            self.attribute_combo.clear()
-            for attribute in available:
-                self.attribute_combo.addItem(attribute.capitalize() if attribute != "timbre" else "Timbre (centroid)",
-                                             attribute)
-            if previous in available:
-                self.attribute_combo.setCurrentIndex(available.index(previous))
-        self._populate_targets()
-
-    def _class_names(self, attribute: str) -> list[str]:
-        models = self.state.models
-        names = models.spec.class_names(attribute)
-        rows = models.probes.weights[attribute].shape[0]
-        return names[:rows] if len(names) >= rows else names + [f"class {k}" for k in range(len(names), rows)]
-
-    def _populate_targets(self) -> None:
-        attribute = self.attribute_combo.currentData()
-        with QSignalBlocker(self.target_combo):
-            self.target_combo.clear()
-            if attribute is None:
-                return
-            names = self._class_names(attribute)
-            self.target_combo.addItems(names)
-            trained = self.state.models.probes.trained_classes(attribute)
-            model = self.target_combo.model()
-            for k in set(range(len(names))) - set(trained):
-                item = model.item(k) if hasattr(model, "item") else None
-                if item is not None:  # a class the probe never saw has no direction to steer toward
-                    item.setEnabled(False)
-                    item.setToolTip("not in the probe's training data")
-            if attribute not in self._targets:
-                self._targets[attribute] = default_target(self.state.analysis, attribute, len(names), trained)
-            self.target_combo.setCurrentIndex(self._targets[attribute])
-
-    def _on_attribute_changed(self, _index: int) -> None:
-        self._populate_targets()
-        self._apply_params()
-
-    def _on_target_picked(self, index: int) -> None:
-        attribute = self.attribute_combo.currentData()
-        if attribute is None or index < 0:
-            return
-        if self._targets.get(attribute) != index:
-            self._targets[attribute] = index
-            self._apply_params()
-
-    def _on_target_typed(self) -> None:
-        """Typed text: a class name, or what ``AttributeSpec.parse_target`` understands."""
-        attribute = self.attribute_combo.currentData()
-        if attribute is None or self.state.models is None:
-            return
-        text = self.target_combo.currentText().strip()
-        index = self.target_combo.findText(text, Qt.MatchFlag.MatchFixedString)
-        if index < 0:
-            try:
-                index = self.state.models.spec.parse_target(attribute, text)
-            except AudioSAEError as exc:
-                self._set_error(str(exc))
-                index = -1
-        if not 0 <= index < self.target_combo.count():
-            index = self._targets.get(attribute, 0)
-        with QSignalBlocker(self.target_combo):
-            self.target_combo.setCurrentIndex(index)
-        self._on_target_picked(index)
-
     def _on_slider(self, value: int) -> None:
         with QSignalBlocker(self.alpha_spin):
             self.alpha_spin.setValue(value * ALPHA_STEP)
@@ -866,8 +529,13 @@ class AuditionPanel(QWidget):
         if params is None:
             return
         self._error = ""
+        if not self._ensure_context(params):
+            return
         renderer = self.renderer
         if renderer is not None:
+            context = self._contexts.get((params.method, params.attribute))
+            if context is not None and not renderer.has_context(params.method, params.attribute):
+                renderer.add_context(context)
             try:
                 before = renderer.version
                 version = renderer.set_params(params)
@@ -985,13 +653,6 @@ class AuditionPanel(QWidget):
         if emit and was_shown:
             self.state.set_steered_features(None)
 
-    def _direction(self, attribute: str, target: int) -> torch.Tensor:
-        key = (attribute, target)
-        if key not in self._directions:
-            models = self.state.models
-            self._directions[key] = control_vector(models.probes, attribute, target).to(models.sae.device)
-        return self._directions[key]
-
     def _update_heatmap(self) -> None:
         """``state.set_steered_features(f')``: f' on the steered frames, f elsewhere; None when
         nothing is steered (alpha 0) or the A/B switch plays the original."""
@@ -1004,8 +665,10 @@ class AuditionPanel(QWidget):
                 self._restore_heat_rows()
                 self.state.set_steered_features(None)
             return
+        context = self.context(params.method, params.attribute)
+        if context is None:   # being prepared: the heatmap follows when it is ready
+            return
         try:
-            direction = self._direction(params.attribute, params.target)
             mask = frame_mask(analysis.n_frames, analysis.times, params.start, params.end).numpy()
         except AudioSAEError as exc:
             self._set_error(str(exc))
@@ -1022,10 +685,7 @@ class AuditionPanel(QWidget):
             lo, hi = max(lo, first), min(hi, last)
         steered = None
         if hi > lo:
-            with torch.inference_mode():
-                block = torch.from_numpy(np.ascontiguousarray(f[lo:hi])).to(models.sae.device)
-                steered = steer_features(models.sae, block, direction, float(params.alpha),
-                                         torch.from_numpy(mask[lo:hi])).cpu().numpy()
+            steered = steered_rows(context, f[lo:hi], params.target, params.alpha, mask[lo:hi])
         if full:
             out = np.array(f, dtype=np.float32, copy=True)
             if steered is not None:
@@ -1047,158 +707,59 @@ class AuditionPanel(QWidget):
             self._heat_buffer[lo:hi] = self.state.analysis.f[lo:hi]
             self._heat_dirty = None
 
-    # ---- export --------------------------------------------------------------------------
-    def _on_export_button(self) -> None:
-        if self._export_job is not None:
-            self.cancel_export()
-        else:
-            self.export_steered()
-
-    def _ask_export_path(self) -> str | None:
-        folder = getattr(self.settings, "last_directory", None) or str(Path.home())
-        clip = Path(self.state.clip_path or "clip").stem
-        params = self.params
-        name = f"{clip}_{params.attribute}-{self._target_name(params)}_a{params.alpha:g}.wav".replace(" ", "")
-        name = "".join(c if c.isalnum() or c in "._-#" else "_" for c in name)
-        options = QFileDialog.Option(0)
-        if QGuiApplication.platformName() in ("offscreen", "minimal"):
-            options |= QFileDialog.Option.DontUseNativeDialog
-        path, _ = QFileDialog.getSaveFileName(self, "Export steered audio", str(Path(folder) / name),
-                                              "Audio (*.wav *.flac)", options=options)
-        if path:
-            if not Path(path).suffix:
-                path += ".wav"
-            try:
-                self.settings.last_directory = str(Path(path).parent)
-            except (AttributeError, ValueError):
-                pass
-        return path or None
-
-    def _target_name(self, params: SteeringParams) -> str:
-        names = self._class_names(params.attribute)
-        return names[params.target] if 0 <= params.target < len(names) else str(params.target)
-
     def _export_sidecar(self, path: str, params: SteeringParams, renderer: SteeredRenderer) -> dict[str, Any]:
         models = self.state.models
-        workspace = self.state.workspace or models.workspace
-        return {
-            "schema_version": 1,
-            "input": self.state.clip_path or (self.state.analysis.source if self.state.analysis else ""),
-            "output": path,
-            "workspace": str(workspace.root),
-            "sae": models.sae.cfg.name,
-            "backend": workspace.backend_name,
-            "attribute": params.attribute,
-            "target": self._target_name(params),
-            "target_class": int(params.target),
-            "alpha": float(params.alpha),
-            "alpha_unit": f"{ALPHA_UNIT:g} * sqrt(F) (alpha 10 = one feature-vector length)",
-            "keep_residual": bool(params.keep_residual),
-            "scope": "whole clip" if params.start is None and params.end is None else "selection",
-            "start": params.start,
-            "end": params.end,
-            "sample_rate": renderer.sample_rate,
-            "seconds": renderer.duration,
-            "renderer": {"chunk_seconds": renderer.chunk_frames * renderer.hop / renderer.sample_rate,
-                         "context_frames": list(renderer.context_frames),
-                         "fade_seconds": renderer.fade / renderer.sample_rate},
-        }
+        return export_sidecar(path=path, source=self.state.clip_path or (self.state.analysis.source
+                                                                          if self.state.analysis else ""),
+                              models=models, workspace=self.state.workspace or models.workspace, params=params,
+                              target_name=self._target_name(params), renderer=renderer)
 
-    def _on_export_progress(self, event: Progress) -> None:
-        fraction = event.fraction
-        self._export_note = f"exporting… {100 * fraction:.0f}%" if fraction is not None else "exporting…"
-        self._show_status()
+    def _default_target(self, *args: Any) -> int:
+        return default_target(*args)
 
-    def _on_export_finished(self, path: str) -> None:
-        self._export_job = None
-        self.export_button.setText("Export…")
-        self._export_note = f"exported {Path(path).name}"
-        self._show_status()
-        self.state.status.emit(f"exported steered audio to {path}")
-        self.export_finished.emit(path)
-
-    def _on_export_ended(self, message: str) -> None:
-        self._export_job = None
-        self.export_button.setText("Export…")
-        self._export_note = "export cancelled" if message == "cancelled" else ""
-        if message != "cancelled":
-            self._set_error(f"export failed: {message}")
-        self._show_status()
-        self.export_failed.emit(message)
-
-    # ---- devices and status --------------------------------------------------------------
-    def _refresh_devices(self) -> None:
-        remembered = getattr(self.settings, "audio_device", None)
-        with QSignalBlocker(self.device_combo):
-            self.device_combo.clear()
-            self.device_combo.addItem("System default", None)
-            for device in list_output_devices():
-                self.device_combo.addItem(device.label, device.name)
-            index = self.device_combo.findData(remembered) if remembered else 0
-            if index < 0:  # remembered but absent now: keep showing it (the player says it fell back)
-                self.device_combo.addItem(f"{remembered} (not found)", remembered)
-                index = self.device_combo.count() - 1
-            self.device_combo.setCurrentIndex(index)
-
-    def _on_device_picked(self, index: int) -> None:
-        self.set_output_device(self.device_combo.itemData(index))
-
-    def _set_error(self, message: str) -> None:
-        self._error = message
-        log.info("audition: %s", message)
-        self._show_status()
-
-    def status_text(self) -> str:
-        """The status line: last change's latency, underruns, output (or why there is none)."""
-        parts = []
-        if self._unavailable:
-            return self._unavailable
-        if self._error:
-            parts.append(self._error)
-        if self._export_note:
-            parts.append(self._export_note)
-        player = self.player
-        if player is None:
-            if self.state.analysis is None:
-                parts.append("no clip loaded")
-            elif self._build_job is not None:
-                parts.append("preparing the audition…")
-            return " · ".join(parts)
-        latency = "—" if self.last_latency_ms is None else f"{self.last_latency_ms:.0f} ms"
-        parts.append(f"latency {latency}")
-        under = player.underruns
-        parts.append(f"underruns: device {under['device_underflows']}, ring {under['ring_dry']}")
-        if player.available:
-            parts.append(f"output: {player.device_name}" + (f" ({player.message})" if player.message else ""))
-        else:
-            reason = player.reason
-            if reason.startswith(_UNAVAILABLE_PREFIX):
-                reason = reason[len(_UNAVAILABLE_PREFIX):]
-            parts.append(f"playback unavailable: {reason}")
-        return " · ".join(parts)
+    def _check_scope(self, params: SteeringParams) -> None:
+        """Raise ``AudioSAEError`` when ``params``' range holds no frame of the clip."""
+        analysis = self.state.analysis
+        frame_mask(analysis.n_frames, analysis.times, params.start, params.end)
 
     def _show_status(self, text: str | None = None) -> None:
         text = text or self.status_text()
         if text != self.status_label.text():
             self.status_label.setText(text)
             self.status_changed.emit(text)
+        self.refresh_level()
 
+    def _on_chunk_rendered(self, _start: int, _n: int) -> None:   # render worker's thread
+        self._level_rendered.emit()
 
-def _export_job(renderer: SteeredRenderer, latents: np.ndarray, params: SteeringParams, path: str,
-                sidecar: dict[str, Any], *,
-                progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> str:
-    """Render and write the export (job thread): the audio file, then its JSON side-car."""
-    from audiosae.audio import save_audio
-    from audiosae.storage import atomic_write_json
+    def level_summary(self) -> dict[str, Any] | None:
+        """What the level rule did to the chunks rendered for the current settings (the core's
+        ``LevelReport``s merged by ``SteeredRenderer.level_summary``); None without a session."""
+        renderer = self.renderer
+        return renderer.level_summary() if renderer is not None else None
 
-    level: dict[str, Any] = {}
-    audio = render_export(renderer, latents, params, progress=progress, cancel=cancel, level_out=level)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    save_audio(path, audio, renderer.sample_rate, limit=renderer.limit)
-    sidecar = {**sidecar, "level": level}  # what the level rule did: gain, peaks, limited samples
-    atomic_write_json(Path(path).with_suffix(Path(path).suffix + ".json"), sidecar)
-    return path
+    def refresh_level(self) -> None:
+        """The level label under alpha: gain applied, limited samples, peak before -> after."""
+        text = format_level(self.level_summary())
+        if text != self.level_label.text():
+            self.level_label.setText(text)
+
+    # ---- steering evaluation -------------------------------------------------------------
+    def show_evaluation(self) -> Any:
+        """Open (or raise) the steering evaluation view for the current clip and SAE."""
+        from studio.models.steer_eval import EvaluationModel
+        from studio.widgets.steer_eval import SteeringEvaluationDialog
+
+        if self._evaluation is None:
+            model = EvaluationModel(self.state, self.runner, output=self.player_output,
+                                    device=getattr(self.settings, "audio_device", None), parent=self)
+            self._evaluation = SteeringEvaluationDialog(model, self)
+        params = self.params
+        if params is not None:
+            self._evaluation.model.set_target(params.attribute, params.target)
+        self._evaluation.show()
+        self._evaluation.raise_()
+        return self._evaluation
 
 
 __all__ = ["AlphaSpinBox", "AuditionPanel", "AuditionSession", "build_session", "render_export", "default_target",

@@ -895,8 +895,11 @@ class FeatureInspector(QWidget):
             return
         if self.snippets.play(result.boosted, result.sample_rate, tag=(which, self.feature, self.frame)):
             end = result.start_time + result.boosted.shape[1] / result.sample_rate
+            from studio.models.audition import format_level   # the audition dock's level line
+
+            level = format_level({**result.level, "chunks": 1}) if getattr(result, "level", None) else ""
             self.boost_status.setText(f"playing feature {self.feature} boosted by Δf = {result.amount:+.2f}, "
-                                      f"{result.start_time:.2f}–{end:.2f} s")
+                                      f"{result.start_time:.2f}–{end:.2f} s" + (f"\n{level}" if level else ""))
 
     # ---- teardown --------------------------------------------------------------------------------
     def shutdown(self) -> None:
