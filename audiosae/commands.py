@@ -298,98 +298,51 @@ def cmd_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
                                    "seconds": {"total": elapsed, "build": t_build, "train": t_train}}}
 
 
+def trace_request_from_args(args: argparse.Namespace) -> Any:
+    """``audiosae trace``'s flags as a ``TraceRequest`` (a ``TraceBatchRequest`` with ``--prompts``)."""
+    from .workflows import trace as flow
+
+    common = dict(workspace=args.workspace, seconds=args.seconds, seed=args.seed, style_file=args.style_embedding,
+                  style_audio=args.style_audio, lyrics=args.lyrics, g2p_vocab=args.g2p_vocab,
+                  negative_style=args.negative_style, model=args.model, weights=args.weights, dtype=args.dtype,
+                  steps=args.steps, cfg_strength=args.cfg, threshold=args.threshold, sae=args.sae,
+                  keep_latents=not args.no_latents, decode_final=not args.no_audio, device=args.device, out=args.out)
+    if args.prompts is not None:
+        return flow.TraceBatchRequest(prompts=tuple(flow.read_prompt_list(args.prompts)), **common)
+    return flow.TraceRequest(prompt=args.prompt, **common)
+
+
 def cmd_trace(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     """Trace DiffRhythm generation through a workspace's SAE and probes (one prompt or a batch)."""
-    import sys
+    from .workflows import trace as flow
 
-    import torch
+    def warn(note: str) -> None:
+        print(f"audiosae: warning: {note}", file=sys.stderr)
 
-    from .analysis import LoadedModels
-    from .devices import pick_device
-    from .generation import conditioning as cond
-    from .generation.trace import (builtin_prompts_path, load_generator, read_prompts, save_trace, trace_batch,
-                                   trace_generation)
-    from .workspace import Workspace
+    request = trace_request_from_args(args)
+    if isinstance(request, flow.TraceBatchRequest):
+        summary, warnings_shown = flow.run_trace_batch(request, warn=warn, progress=progress, cancel=cancel)
+        report = [f"wrote {summary['n']} traces and summary.json to {args.out} ({summary['ci']})"]
+        for attr in summary["attributes"]:
+            row = summary["convergence"]["x_t"]["endpoint"][attr]
+            ci = "" if row["lo"] is None else f" [{row['lo']:.1f}, {row['hi']:.1f}]"
+            report.append(f"{attr:<9} mean convergence step {row['mean_step']:.1f}{ci}, "
+                         f"{100 * row['fraction_converged']:.0f}% converged")
+        return {"text": "\n".join(report), "json": {"out": str(args.out), **summary, "warnings": warnings_shown}}
 
-    if args.prompts is not None:
-        path = builtin_prompts_path() if str(args.prompts) == "builtin" and not args.prompts.exists() else args.prompts
-        prompts = read_prompts(path)
-    else:
-        prompts = [args.prompt]
-    # Cheap inputs first, so a typo or a missing package fails before gigabytes are loaded.
-    negative = cond.load_negative_style(args.negative_style)
-    warnings_shown = []
-    if negative.note:
-        warnings_shown.append(negative.note)
-        print(f"audiosae: warning: {negative.note}", file=sys.stderr)
-    lines = cond.read_lrc(args.lyrics) if args.lyrics is not None else []
-    tokenizer = cond.PhonemeTokenizer(args.g2p_vocab) if lines else None
-    ws = Workspace.open(args.workspace)
-    if ws.backend_name != "diffrhythm-vae":
-        raise WorkspaceError(f"{ws.root}: tracing DiffRhythm needs a workspace built with --backend diffrhythm-vae "
-                             f"(its SAE reads the DiT's latents); this one uses {ws.backend_name!r}")
-    device = pick_device(args.device)
-    if args.style_embedding is not None:
-        table = cond.load_style_embeddings(args.style_embedding)
-        if table.shape[0] not in (1, len(prompts)):
-            raise AudioSAEError(f"{args.style_embedding}: {table.shape[0]} style rows for {len(prompts)} prompt(s); "
-                                "give one row, or one per prompt")
-
-        def style_for(i: int, prompt: str) -> Any:
-            return cond.style_from_file(args.style_embedding, i)
-    elif args.style_audio is not None:
-        audio_style = cond.style_from_audio(args.style_audio, cond.load_mulan(device))
-
-        def style_for(i: int, prompt: str) -> Any:
-            return audio_style
-    else:
-        mulan = cond.load_mulan(device)
-
-        def style_for(i: int, prompt: str) -> Any:
-            return cond.style_from_text(prompt, mulan)
-
-    models = LoadedModels.load(ws, args.sae, device=str(device))
-    dtype = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
-    cfm = load_generator(variant=args.model, weights=args.weights, device=models.backend.device, dtype=dtype,
-                         progress=progress, cancel=cancel)
-    frames = cond.frames_for_seconds(args.seconds, cfm.config.max_frames)
-    lyrics = None
-    if args.lyrics is not None:
-        lyrics = cond.lyrics_to_tokens(lines, frames, max_frames=cfm.config.max_frames, tokenizer=tokenizer)
-
-    settings = dict(seconds=args.seconds, steps=args.steps, cfg_strength=args.cfg, keep_latents=not args.no_latents,
-                    decode_final=not args.no_audio,
-                    extra_meta={"lyrics_file": str(args.lyrics) if args.lyrics else None,
-                                "weights": str(args.weights) if args.weights else None,
-                                "variant": args.model})
-    if args.prompts is None:
-        trace = trace_generation(models, cfm, style=style_for(0, prompts[0]), negative_style=negative,
-                                 lyrics_tokens=lyrics, seed=args.seed, prompt=prompts[0], threshold=args.threshold,
-                                 progress=progress, cancel=cancel, **settings)
-        save_trace(trace, args.out)
-        attrs = trace.attributes
-        report = [f"wrote {args.out} ({trace.frames} frames, {trace.steps} states, "
-                 f"{trace.meta['timings']['seconds_per_step']:.3f} s/step, SAE {trace.meta['sae']})"]
-        for attr in attrs:
-            step = trace.convergence["x_t"]["endpoint"][attr]
-            paper = trace.convergence["x_t"]["paper"][attr]
-            report.append(f"{attr:<9} convergence step {step:>2} (paper form {paper:>2}) of {trace.steps - 1}"
-                         f"{'' if step < trace.steps - 1 else '  (not converged)'}")
-        data = {"out": str(args.out), "frames": trace.frames, "steps": trace.steps, "sae": trace.meta["sae"],
-                "threshold": args.threshold, "convergence": trace.convergence, "s_t": trace.progress,
-                "timings": trace.meta["timings"], "warnings": warnings_shown}
-        return {"text": "\n".join(report), "json": data}
-
-    summary = trace_batch(models, cfm, prompts, args.out, style_for=style_for, negative_style=negative,
-                          lyrics_tokens=lyrics, seed=args.seed, threshold=args.threshold, progress=progress,
-                          cancel=cancel, **settings)
-    report = [f"wrote {summary['n']} traces and summary.json to {args.out} ({summary['ci']})"]
-    for attr in summary["attributes"]:
-        row = summary["convergence"]["x_t"]["endpoint"][attr]
-        ci = "" if row["lo"] is None else f" [{row['lo']:.1f}, {row['hi']:.1f}]"
-        report.append(f"{attr:<9} mean convergence step {row['mean_step']:.1f}{ci}, "
-                     f"{100 * row['fraction_converged']:.0f}% converged")
-    return {"text": "\n".join(report), "json": {"out": str(args.out), **summary, "warnings": warnings_shown}}
+    result = flow.run_trace(request, warn=warn, progress=progress, cancel=cancel)
+    trace = result.trace
+    report = [f"wrote {args.out} ({trace.frames} frames, {trace.steps} states, "
+              f"{trace.meta['timings']['seconds_per_step']:.3f} s/step, SAE {trace.meta['sae']})"]
+    for attr in trace.attributes:
+        step = trace.convergence["x_t"]["endpoint"][attr]
+        paper = trace.convergence["x_t"]["paper"][attr]
+        report.append(f"{attr:<9} convergence step {step:>2} (paper form {paper:>2}) of {trace.steps - 1}"
+                      f"{'' if step < trace.steps - 1 else '  (not converged)'}")
+    data = {"out": str(args.out), "frames": trace.frames, "steps": trace.steps, "sae": trace.meta["sae"],
+            "threshold": args.threshold, "convergence": trace.convergence, "s_t": trace.progress,
+            "timings": trace.meta["timings"], "warnings": result.warnings}
+    return {"text": "\n".join(report), "json": data}
 
 
 def cmd_trace_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:

@@ -57,6 +57,17 @@ STEER_METHODS = STEER_BASE_METHODS + tuple(m + "+match" for m in STEER_BASE_METH
 DEFAULT_STEER_METHOD = "paper"   # chosen later by the steering evaluation (issue 12)
 
 
+# Tracing DiffRhythm generation (``audiosae trace`` and the studio's generation view, both through
+# ``audiosae.workflows.trace``).  ``audiosae.generation`` reads its sampler defaults from here.
+TRACE_SECONDS = 95.0           # the base model's length (up to 285 s with the full model)
+TRACE_SEED = 0                 # a batch uses TRACE_SEED + i for prompt i
+TRACE_STEPS = 32               # sampler states (31 Euler steps)
+TRACE_CFG_STRENGTH = 4.0       # classifier-free guidance strength
+TRACE_THRESHOLD = 0.9          # convergence threshold on s_t
+TRACE_DTYPE = "auto"           # DiT precision: float16 on CUDA, float32 elsewhere
+TRACE_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
 def default_sae_frames(n_train: int, batch_size: int = SAE_BATCH_SIZE, *,
                        epochs_equivalent: float = SAE_EPOCHS_EQUIVALENT, min_steps: int = SAE_MIN_STEPS,
                        max_frames: int = SAE_MAX_FRAMES) -> int:

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .. import defaults as D
 from ..errors import AudioSAEError
 
 TRACE_KIND = "audiosae.trace"
@@ -24,7 +25,7 @@ REPORT_PNG = "report.png"
 REPORT_JSON = "report.json"
 SOURCES = ("x_t", "x1")          # the sampler state, and its predicted end point
 FORMS = ("endpoint", "paper")   # s_t forms: the project's (primary) and the paper's per-class one
-DEFAULT_THRESHOLD = 0.9
+DEFAULT_THRESHOLD = D.TRACE_THRESHOLD
 DEFAULT_EPS = 1e-3
 DEFAULT_TOP_FEATURES = 64
 DEFAULT_FULL_FEATURES_LIMIT = 1 << 22   # elements of [S, T, F] saved (8 MB in float16 per source)

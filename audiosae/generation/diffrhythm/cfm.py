@@ -24,11 +24,12 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from ... import defaults as D
 from ...jobs import CancelToken, Progress, ProgressSink, null_progress
 from .dit import COND_DIM, DiT, DiTConfig
 
-DEFAULT_STEPS = 32
-DEFAULT_CFG_STRENGTH = 4.0
+DEFAULT_STEPS = D.TRACE_STEPS
+DEFAULT_CFG_STRENGTH = D.TRACE_CFG_STRENGTH
 # Below this the official sampler skips the unconditional pass entirely.
 _CFG_OFF = 1e-5
 
