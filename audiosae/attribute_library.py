@@ -3,7 +3,7 @@
 Rhythm, harmony, richer timbre and instrument identity, measured with librosa (filters, peak
 picking, beat tracking) on one shared short-time analysis per source:
 
-* the analysis: power STFT with a Hann window of ``n_fft`` = the next power of two >= 40 ms and a
+* the analysis: power STFT with a Hann window of ``n_fft`` = the next power of two >= 85 ms and a
   10 ms hop (``fine_hop``), computed in 30 s blocks so an hour-long file never holds its whole
   spectrogram; from it, per 10 ms frame, the log-mel onset flux (librosa's ``onset_strength``:
   mean over 64 mel bands of the positive dB difference, shifted by ``n_fft / 2``), the chroma
@@ -50,7 +50,7 @@ from .errors import AudioSAEError
 
 SILENCE_DB = -60.0
 FINE_HOP_S = 0.010
-MIN_FFT_S = 0.040
+MIN_FFT_S = 0.085   # librosa's defaults for onsets and chroma: 2048 at 22.05 kHz (93 ms)
 BLOCK_S = 30.0
 N_MELS = 64
 N_MFCC = 13
