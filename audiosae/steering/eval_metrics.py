@@ -43,7 +43,7 @@ def eligible_frames(spec: AttributeSpec, fa: FrameAttributes, attribute: str, ta
         return np.ones(len(fa), bool) if target == 0 else classes["pitch"] > 0
     if attribute == "timbre":
         return np.asarray(fa.loudness_db) >= spec.silence_db
-    return np.ones(len(fa), bool)
+    return classes[attribute] >= 0   # registered attributes: frames with a label (-1: none)
 
 
 def target_hit(spec: AttributeSpec, fa: FrameAttributes, attribute: str, target: int,
