@@ -150,7 +150,8 @@ class SteeringEvaluationDialog(QDialog):
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.save_button.setEnabled(model.evaluation is not None and not running)
-        self.progress_bar.setVisible(running)
+        if not running and model.evaluation is not None:
+            self.progress_bar.setValue(1000)
         self.status_label.setText(model.message or model.ready or "ready")
         cells = model.cells()
         ev = model.evaluation
