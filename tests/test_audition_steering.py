@@ -172,6 +172,8 @@ def test_evaluation_view_fills_the_matrix_and_plays_a_cell(qtbot, short_state, t
     data = json.loads(Path(paths["json"]).read_text())
     assert data["kind"] == "audiosae.steering_evaluation" and data["methods"] == ["paper", "mass-mean"]
     assert paths["png"] and Path(paths["png"][0]).stat().st_size > 1000
+    state.set_analysis(short, "again.wav")   # another clip: the matrix no longer describes it
+    assert model.evaluation is None and view.table.rowCount() == 0
     model.shutdown()
 
 

@@ -127,6 +127,19 @@ class EvaluationModel(QObject):
         self._handles: list[Any] = []
         self._rendered: dict[tuple[str, float], np.ndarray] = {}
         self._player: Any = None
+        self._signals = [(signal, self._on_clip_changed) for signal in
+                         (state.clip_changed, state.models_changed, state.workspace_changed)]
+        for signal, slot in self._signals:
+            signal.connect(slot)
+
+    def _on_clip_changed(self, *_: Any) -> None:
+        """Another clip or other models: the matrix no longer describes what the user hears."""
+        self._slot.cancel()
+        self._cell_slot.cancel()
+        self.stop()
+        if self.evaluation is not None or self.message:
+            self.evaluation, self._rendered, self.message = None, {}, ""
+            self.changed.emit()
 
     # ---- inputs --------------------------------------------------------------------------
     @property
@@ -302,6 +315,12 @@ class EvaluationModel(QObject):
         return paths
 
     def shutdown(self) -> None:
+        for signal, slot in self._signals:
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        self._signals = []
         self._slot.cancel()
         self._cell_slot.cancel()
         for handle in self._handles:
