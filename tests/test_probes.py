@@ -505,3 +505,27 @@ def test_train_writes_cross_validated_probe_metrics_and_the_report_keys(tiny_use
     (ws.probe_dir("raw-latent") / "metrics.json").write_text(json.dumps(old))
     base = workspace_report(ws)["baseline"]
     assert base["loudness_accuracy"] == 0.5 and base["loudness_within1"] is None and base["loudness_accuracy_std"] is None
+
+
+def test_decayed_schedule_with_strided_selection_matches_the_long_schedule():
+    # The default probe schedule (a few epochs, rate decayed to 0, L2 compared on every 4th
+    # frame) must reach what the long constant-rate schedule reaches, in far fewer steps.
+    from audiosae.probes import _Strided
+
+    store = sourced_frames(8, 300, 5)
+    view = _Strided(store, 4)
+    assert view.n_frames("train") == -(-store.n_frames("train") // 4)
+    first = next(store.iter_batches("train", 400, shuffle=False, columns=("latents", "pitch")))
+    strided = next(view.iter_batches("train", 100, shuffle=False, columns=("latents", "pitch")))
+    assert torch.equal(strided["latents"], first["latents"][::4]) and torch.equal(strided["pitch"], first["pitch"][::4])
+
+    kw = dict(sae=None, n_classes={"pitch": 6}, batch_size=128, lr=1e-2, l2=[1e-3, 1e-1])
+    long = train_probes(store, max_epochs=40, patience=40, **kw)
+    short = train_probes(store, max_epochs=6, patience=6, lr_decay=True, selection_stride=4, **kw)
+    assert short.metrics["lr_decay"] is True and short.metrics["selection"]["stride"] == 4
+    assert short.metrics["epochs"] <= 12 < long.metrics["epochs"]
+    acc = {name: p.evaluate(store, "val")["pitch"]["accuracy"] for name, p in (("long", long), ("short", short))}
+    assert acc["short"] >= acc["long"] - 0.03, acc
+    assert acc["short"] > 0.8, acc
+    with pytest.raises(AudioSAEError):
+        train_probes(store, max_epochs=2, selection_stride=0, **kw)
