@@ -125,6 +125,23 @@ def probe_attributes(spec: Any, settings: "TrainSettings") -> list[str]:
     return names
 
 
+def check_labelled(store: Any, attributes: Sequence[str]) -> None:
+    """Refuse to probe a registered attribute that no training frame has a label of (the
+    instrument of a corpus without ground truth or side-car): one pass over the label columns."""
+    if not attributes or not hasattr(store, "manifest"):
+        return
+    counts = {a: 0 for a in attributes}
+    for i, shard in enumerate(store.manifest.shards):
+        if shard.get("n_train", 0) > 0:
+            rows = store.load_shard(i, "train", columns=tuple(attributes))
+            for a in attributes:
+                counts[a] += int((rows[a] >= 0).sum())
+    empty = [a for a, n in counts.items() if n == 0]
+    if empty:
+        raise AudioSAEError(f"no training frame has a label of {', '.join(empty)} (the instrument attribute needs "
+                            f"the built-in MIDI corpus or a --labels side-car); leave it out of --attributes")
+
+
 def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseAutoencoder | None,
                               settings: TrainSettings, *,
                               device: str = "cpu", progress: ProgressSink = null_progress,
@@ -195,6 +212,7 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
     remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
     probe_attributes(ws.attribute_spec, settings)  # an attribute the workspace lacks fails before any training
     store = ws.frame_store()
+    check_labelled(store, [a for a in probe_attributes(ws.attribute_spec, settings) if a not in ATTRIBUTES])
     if store.n_frames("val") == 0:
         raise AudioSAEError("the corpus has no validation frames (it needs at least two sources)")
     fingerprint = settings.fingerprint(store.d_in, store.n_frames("train"))

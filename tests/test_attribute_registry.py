@@ -185,3 +185,37 @@ def test_label_adds_attributes_without_reencoding_and_missing_audio_gets_no_labe
     assert json.loads(capsys.readouterr().out)["shards_skipped"] == len(shards)
     assert main(["label", str(ws.root), "--attributes", "nonesuch", "--quiet"]) != 0
     assert "unknown attribute" in capsys.readouterr().err
+
+
+def test_cli_attribute_options_and_the_default_build_list(tmp_path):
+    from audiosae.attribute_registry import registered_names
+    from audiosae.cli import build_parser
+    from audiosae.commands import train_settings_from_args
+    from audiosae.training import check_labelled
+    from audiosae.workflows.train import attribute_choice, default_build_attributes
+
+    parser = build_parser()
+    args = parser.parse_args(["build", str(tmp_path / "ws"), "--builtin", "tones", "--attributes", "onset, chord"])
+    assert args.attributes == ["onset", "chord"]
+    assert parser.parse_args(["build", str(tmp_path / "ws"), "--builtin", "tones", "--attributes", "none"]
+                             ).attributes == []
+    # the default labels every registered attribute (cheap next to CREPE: see bench_attribute_cost.py)
+    assert default_build_attributes() == tuple(registered_names())
+    assert attribute_choice(None)[0] == list(registered_names())
+    assert attribute_choice(["pitch", "chord", "chord"])[0] == ["chord"]
+    with pytest.raises(AudioSAEError, match="unknown attribute"):
+        attribute_choice(["chrome"])
+    args = parser.parse_args(["train", str(tmp_path / "ws"), "--attributes", "pitch,onset"])
+    assert train_settings_from_args(args).probe_attributes == ("pitch", "onset")
+    assert train_settings_from_args(parser.parse_args(["train", str(tmp_path / "ws")])).probe_attributes \
+        == ("pitch", "loudness", "timbre")
+
+    class Store:   # an attribute no training frame has a label of is refused before training
+        manifest = type("M", (), {"shards": [{"n_train": 3}]})()
+
+        def load_shard(self, i, split, columns):
+            return {"instrument": torch.tensor([-1, -1, -1]), "onset": torch.tensor([0, 1, -1])}
+
+    check_labelled(Store(), ["onset"])
+    with pytest.raises(AudioSAEError, match="no training frame has a label of instrument"):
+        check_labelled(Store(), ["onset", "instrument"])
