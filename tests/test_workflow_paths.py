@@ -1,9 +1,11 @@
 """One path for every job (issue 13): ``audiosae build``/``train`` and the studio's wizard reach the
 same workflow functions (``audiosae.workflows.train.run_build`` / ``run_train``), and with nothing
-changed they ask for equal requests: the wizard's defaults are the CLI's."""
+changed they ask for equal requests: the wizard's defaults are the CLI's.  ``audiosae trace`` and
+the studio's generation view reach ``audiosae.workflows.trace.run_trace`` alike."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -220,3 +222,101 @@ def test_the_estimate_follows_the_budget_and_the_architecture(qtbot, wizard, tmp
     with qtbot.waitSignal(page.estimate_ready, timeout=30_000):
         wizard.setField("ks", "8")              # one k instead of three: a third of the SAE grid
     assert page.estimate.sae_s == pytest.approx(topk.sae_s / 3, rel=1e-6)
+
+
+# ---- trace: ``audiosae trace`` and the studio's generation view -----------------------------------------
+
+@pytest.fixture(scope="module")
+def trace_workspace(tmp_path_factory) -> Path:
+    from .test_trace import build_tiny_diffrhythm_workspace
+
+    return build_tiny_diffrhythm_workspace(tmp_path_factory.mktemp("trace-paths"))
+
+
+def spy_on_trace(monkeypatch) -> list:
+    """Record each ``run_trace`` call (request and keyword arguments) and stop it."""
+    from audiosae.workflows import trace as trace_flow
+
+    calls: list = []
+
+    def spy(request, *, progress, cancel, **kwargs):
+        calls.append((request, kwargs))
+        raise Stopped("run_trace reached")
+
+    monkeypatch.setattr(trace_flow, "run_trace", spy)
+    return calls
+
+
+def test_cli_and_generation_view_reach_the_same_trace_workflow(qtbot, monkeypatch, trace_workspace, tmp_path,
+                                                               capsys):
+    """Equal choices (prompt, seed, duration, style file, generator weights, negative style, SAE,
+    device) made as ``audiosae trace`` flags and in the generation view's form give equal
+    ``TraceRequest``s; with nothing chosen, both are ``audiosae.defaults``' ``TRACE_*``."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from audiosae.analysis import LoadedModels
+    from audiosae.cli import build_parser
+    from audiosae.workflows.trace import TraceRequest
+    from audiosae.workspace import Workspace
+    from studio.generation import GenerationView
+    from studio.state import ExplorerState
+
+    models = LoadedModels.load(trace_workspace, device="cpu")
+    sae = models.sae.cfg.name
+    style, negative, weights = tmp_path / "style.npy", tmp_path / "vocal.npy", tmp_path / "cfm_model.pt"
+    np.save(style, np.ones((1, 512), dtype=np.float32) / np.sqrt(512))
+    np.save(negative, -np.ones((1, 512), dtype=np.float32) / np.sqrt(512))
+    weights.write_bytes(b"never read: the spy stops the run first")
+    calls = spy_on_trace(monkeypatch)
+
+    out = tmp_path / "cli-trace"
+    common = [str(trace_workspace), "--sae", sae, "--device", "cpu", "--out", str(out), "--quiet"]
+    assert main(["trace", *common, "--prompt", "soft tones", "--seconds", "2.5", "--seed", "7", "--style-embedding",
+                 str(style), "--weights", str(weights), "--negative-style", str(negative)]) == EXIT_ERROR
+    assert main(["trace", *common, "--prompt", "soft tones"]) == EXIT_ERROR
+    assert "run_trace reached" in capsys.readouterr().err
+    assert len(calls) == 2
+    (cli_chosen, cli_kw), (cli_default, _) = calls
+    assert cli_kw.get("models") is None and cli_chosen.out == out
+
+    state = ExplorerState()
+    state.set_workspace(Workspace.open(trace_workspace))
+    state.set_models(models)
+    runner = JobRunner()
+    view = GenerationView(state, runner, SimpleNamespace(audio_device=None, compute_device="cpu"))
+    qtbot.addWidget(view)
+    try:
+        view.prompt_edit.setText("soft tones")
+        with qtbot.waitSignal(view.run_finished, timeout=30_000) as blocker:   # the form at its defaults
+            view.run()
+        assert blocker.args == ["failed"] and "run_trace reached" in view.status_label.text()
+        view.seed_spin.setValue(7)
+        view.seconds_spin.setValue(2.5)
+        view.style_file.edit.setText(str(style))
+        view.weights.edit.setText(str(weights))
+        view.negative.edit.setText(str(negative))
+        with qtbot.waitSignal(view.run_finished, timeout=30_000) as blocker:
+            view.run()
+        assert blocker.args == ["failed"]
+        qtbot.waitUntil(lambda: not view.running and view.run_button.isEnabled(), timeout=5000)
+    finally:
+        view.shutdown()
+        assert runner.shutdown()
+    assert len(calls) == 4
+    (view_default, view_kw), (view_chosen, _) = calls[2:]
+    assert view_kw["models"] is models       # the explorer's models are reused, not loaded again
+    assert callable(view_kw["on_step"])      # live states reach the view
+    assert replace(cli_chosen, out=None) == view_chosen
+    assert replace(cli_default, out=None) == view_default
+    assert view_chosen.style_file == str(style) and view_chosen.seed == 7 and view_chosen.seconds == 2.5
+    # nothing chosen: the defaults module's values, and the CLI's flags default to them too
+    assert (view_default.seconds, view_default.seed, view_default.steps) == (D.TRACE_SECONDS, D.TRACE_SEED,
+                                                                              D.TRACE_STEPS)
+    assert (view_default.cfg_strength, view_default.threshold, view_default.dtype) == (
+        D.TRACE_CFG_STRENGTH, D.TRACE_THRESHOLD, D.TRACE_DTYPE)
+    assert view_default == TraceRequest(workspace=trace_workspace, prompt="soft tones", sae=sae, device="cpu")
+    args = build_parser().parse_args(["trace", "WS", "--prompt", "x", "--out", "T"])
+    assert (args.seconds, args.seed, args.steps, args.cfg, args.threshold, args.dtype) == (
+        D.TRACE_SECONDS, D.TRACE_SEED, D.TRACE_STEPS, D.TRACE_CFG_STRENGTH, D.TRACE_THRESHOLD, D.TRACE_DTYPE)

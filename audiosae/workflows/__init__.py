@@ -12,6 +12,8 @@ user chose.  Neither resolves a default itself: ``train.train_settings`` is the 
   attribute preview, what a workspace folder holds.
 - ``train_plan``: the time estimate before training (calibration on this machine and its
   extrapolation to the corpus) and its wording.
+- ``trace``: ``TraceRequest`` / ``run_trace`` (``audiosae trace --prompt`` and the studio's
+  generation view), ``TraceBatchRequest`` / ``run_trace_batch`` (``--prompts``).
 
 Nothing here imports Qt.
 """
