@@ -87,7 +87,10 @@ def time_extraction(audio: AudioChoice, backend: str, options: dict[str, Any], d
     sources, _ = audio.sources()
     if not sources:
         return Calibration(note="no audio to time", d_in=spec_b.latent_dim)
-    spec = AttributeSpec(crepe_model=crepe_model)
+    from .train import default_build_attributes
+
+    # the attributes a build labels by default (train.default_build_attributes), as the build will
+    spec = AttributeSpec(crepe_model=crepe_model).with_attributes(default_build_attributes())
     dev = str(pick_device(device))
     model = None
     rate, channels, hop = spec_b.sample_rate, spec_b.channels, spec_b.hop_length
