@@ -9,9 +9,13 @@ lines up with a latent frame) is ``audiosae.attributes``, which re-exports every
 module: import them from there.  Nothing here runs a model; ``AttributeSpec.measure`` calls
 ``audiosae.attributes.measure_attributes`` when used (the one import back).
 
-A new attribute: its raw column in ``FrameAttributes``, its classes in ``AttributeSpec``
-(``n_classes``, ``class_names``, ``classify``, ``to_dict``/``from_dict``), its extractor in
-``audiosae.attributes.measure_attributes``.
+The paper's three keep this layout.  Every further attribute is a plug-in of
+``audiosae.attribute_registry`` (extractor, classes, ordinal or not, what steering toward a class
+means): ``AttributeSpec.extra`` holds the params of those a workspace labels (saved under
+``extra_attributes``; a spec without any writes exactly the JSON it did before), ``attributes``
+lists all of them, and ``n_classes``/``class_names``/``class_value``/``classify``/``parse_target``/
+``measure`` answer for them through the registry.  Their raw columns ride in
+``FrameAttributes.extra``.
 """
 
 from __future__ import annotations
