@@ -29,6 +29,7 @@ from .codecs.base import LatentBackend
 from .corpus import Source
 from .devices import pick_device
 from .errors import BackendError, DependencyError, WorkspaceError
+from .explore.decoding import probe_distributions  # noqa: F401  (written once there; the old name stays)
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .probes import ProbeSet
 from .sae import SparseAutoencoder
@@ -90,12 +91,6 @@ class ClipAnalysis:
         if not self.n_frames:
             return 0
         return int(np.argmin(np.abs(self.times - seconds)))
-
-
-def probe_distributions(probes: ProbeSet, f: torch.Tensor) -> dict[str, np.ndarray]:
-    """Class distributions ``[T, K]`` per attribute for features ``f`` ``[T, F]``."""
-    with torch.no_grad():
-        return {a: probes.predict_proba(f, a).cpu().numpy() for a in probes.attributes}
 
 
 def sae_and_probes(sae: SparseAutoencoder, probes: ProbeSet, latents: torch.Tensor, *,

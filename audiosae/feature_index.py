@@ -33,9 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +44,10 @@ import torch
 from .audio import load_audio
 from .codecs import backend_spec
 from .codecs.base import LatentBackend
-from .corpus import BUILTIN_CORPORA, Source, builtin_sources
+from .corpus import BUILTIN_CORPORA
 from .devices import pick_device
 from .errors import AudioSAEError, WorkspaceError
+from .explore.sources import RENDER_CACHE_SIZE, builtin_source, corpus_seed, rendered_builtin
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .sae import SparseAutoencoder
 from .storage import (SCHEMA_VERSION, check_schema, load_tensors, load_tensors_metadata, read_json,
@@ -65,7 +64,7 @@ INDEX_FILE = "feature_index.safetensors"
 INDEX_KIND = "audiosae.feature_index"
 INDEX_CHUNK_ELEMENTS = 1 << 21  # frames x features per batch when indexing (see build_feature_index)
 HIST_LOW = 1e-3          # f below this is numerically "barely on"; such values share bin 0
-_RENDER_CACHE_SIZE = 8   # rendered built-in sources kept (a 9 s source at 24 kHz is ~0.9 MB)
+_RENDER_CACHE_SIZE = RENDER_CACHE_SIZE
 
 
 # ---- the index ------------------------------------------------------------------------------
@@ -401,42 +400,9 @@ def load_or_build_feature_index(workspace: Workspace, sae_name: str, *, device: 
 
 
 # ---- audio of corpus sources ----------------------------------------------------------------
-_builtin_lock = threading.Lock()
-_builtin_lists: dict[tuple[str, int], dict[str, Source]] = {}
-_rendered: OrderedDict[tuple[str, int, str, int, int], np.ndarray] = OrderedDict()
-
-
-def _builtin_source(corpus: str, seed: int, source_id: str) -> Source:
-    key = (corpus, seed)
-    with _builtin_lock:
-        sources = _builtin_lists.get(key)
-    if sources is None:
-        sources = {s.source_id: s for s in builtin_sources(corpus, minutes=None, seed=seed)}
-        with _builtin_lock:
-            _builtin_lists[key] = sources
-    try:
-        return sources[source_id]
-    except KeyError:
-        raise WorkspaceError(f"built-in corpus {corpus!r} (seed {seed}) has no source {source_id!r}") from None
-
-
-def _rendered_builtin(corpus: str, seed: int, source_id: str, sample_rate: int, channels: int,
-                      expected_seconds: float | None) -> np.ndarray:
-    key = (corpus, seed, source_id, sample_rate, channels)
-    with _builtin_lock:
-        if key in _rendered:
-            _rendered.move_to_end(key)
-            return _rendered[key]
-    source = _builtin_source(corpus, seed, source_id)
-    if expected_seconds is not None and abs(source.seconds - expected_seconds) > 1e-3:
-        raise WorkspaceError(f"cannot re-render {source_id}: it lasts {source.seconds:.3f} s with seed {seed} "
-                             f"but {expected_seconds:.3f} s in the corpus (built with another seed?)")
-    wave = source.load(sample_rate, channels)
-    with _builtin_lock:
-        _rendered[key] = wave
-        while len(_rendered) > _RENDER_CACHE_SIZE:
-            _rendered.popitem(last=False)
-    return wave
+# Finding a corpus source again is written once, in audiosae.explore.sources (old names kept).
+_builtin_source = builtin_source
+_rendered_builtin = rendered_builtin
 
 
 def load_source_window(workspace: Workspace, source_id: str, start: float, seconds: float, *,
@@ -464,8 +430,7 @@ def load_source_window(workspace: Workspace, source_id: str, start: float, secon
     first = int(round(start * rate))
     corpus = source_id.split("/", 1)[0]
     if record.path is None and corpus in BUILTIN_CORPORA:
-        corpus_meta = workspace.meta.get("corpus") or {}
-        seed = int(corpus_meta.get("builtin_seed", corpus_meta.get("seed", 0)))
+        seed = corpus_seed(workspace)
         whole = _rendered_builtin(corpus, seed, source_id, rate, chans, length)
         wave = whole[:, first:first + n]
     elif record.path is not None:

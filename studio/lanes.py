@@ -8,8 +8,8 @@ Each lane draws, per latent frame:
 - while steering, the decode of the steered features ``f'`` in front and the unsteered
   decode as a faint ghost, so the effect of the control vector shows live.
 
-The pure helpers (``value_table``, ``measured_values``, ``decode_classes``) are numpy/torch
-only.  Decoding ``f'`` is one matrix product per attribute; it runs in the GUI thread when
+The pure helpers (``value_table``, ``measured_values``) are numpy only; probe decoding
+(``decode_classes``, ``decode_cost``) is the core's, ``audiosae.explore.decoding``.  Decoding ``f'`` is one matrix product per attribute; it runs in the GUI thread when
 small and as a ``JobRunner`` job (newest wins) when large.
 """
 
@@ -20,10 +20,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-import torch
 from PySide6.QtCore import QObject, Qt, Signal
 
 from audiosae.attributes import MIDI_MAX, MIDI_MIN, AttributeSpec, FrameAttributes, midi_to_name
+from audiosae.explore.decoding import DECODE_CHUNK_FRAMES, decode_classes, decode_cost  # noqa: F401
 from audiosae.jobs import CancelToken, null_progress
 
 from .waveform import PaneViewBox, start_job
@@ -34,7 +34,6 @@ LANES: dict[str, tuple[str, str, str]] = {
     "loudness": ("loudness", "loudness dB", "RMS"),
     "centroid": ("timbre", "centroid Hz", "measured"),
 }
-DECODE_CHUNK_FRAMES = 8192
 SYNC_DECODE_LIMIT = 60_000_000  # multiply-adds; above this the decode runs as a job
 DECODED_PEN = pg.mkPen("#ff9f40", width=2)
 MEASURED_PEN = pg.mkPen("#4dd2ff", width=1.4, style=Qt.PenStyle.DashLine)
@@ -58,26 +57,6 @@ def measured_values(lane: str, measured: FrameAttributes, measured_classes: Mapp
         return np.asarray(measured.loudness_db, dtype=np.float64)
     centroid = np.asarray(measured.centroid_hz, dtype=np.float64)
     return np.where(centroid > 0, centroid, np.nan)   # 0 Hz marks a silent frame
-
-
-def decode_cost(f: np.ndarray, n_classes: Sequence[int]) -> int:
-    return int(f.shape[0]) * int(f.shape[1]) * int(sum(n_classes))
-
-
-def decode_classes(probes: Any, f: np.ndarray, attributes: Sequence[str],
-                   cancel: CancelToken | None = None) -> dict[str, np.ndarray]:
-    """Argmax class per frame for each attribute, for features ``f`` ``[T, F]`` (chunked)."""
-    device = next(iter(probes.weights.values())).device
-    out = {a: np.zeros(f.shape[0], dtype=np.int64) for a in attributes}
-    with torch.no_grad():
-        for start in range(0, f.shape[0], DECODE_CHUNK_FRAMES):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            chunk = torch.from_numpy(np.ascontiguousarray(f[start: start + DECODE_CHUNK_FRAMES],
-                                                          dtype=np.float32)).to(device)
-            for a in attributes:
-                out[a][start: start + chunk.shape[0]] = probes.logits(chunk, a).argmax(dim=-1).cpu().numpy()
-    return out
 
 
 def decode_job(token: Any, probes: Any, f: np.ndarray, attributes: Sequence[str], *, progress=null_progress,

@@ -220,7 +220,7 @@ def test_hear_boosted_differs_from_the_original_and_equals_it_at_beta_zero(inspe
 
 
 def test_index_build_shows_progress_and_can_be_cancelled(inspector, loaded, qtbot, monkeypatch):
-    import studio.inspector as inspector_module
+    import studio.models.inspector as inspector_module   # the view-model starts the index job
     from audiosae.errors import JobCancelled
     from audiosae.jobs import Progress
 
@@ -241,14 +241,14 @@ def test_index_build_shows_progress_and_can_be_cancelled(inspector, loaded, qtbo
     inspector.state.select_feature(strongest_feature(analysis, 50), 50)
     qtbot.waitUntil(lambda: inspector.index_progress.value() > 0, timeout=10000)
     assert inspector.index_progress.isVisible() and "building" in inspector.stats_label.text()
-    handle = inspector._index_job
+    handle = inspector.model.index_job.handle
     with qtbot.waitSignal(handle.done, timeout=10000):
         inspector.index_cancel.click()
     assert inspector.index is None and "cancelled" in inspector.stats_label.text()
     assert inspector.index_build.isVisible() and not inspector.index_progress.isVisible()
     # Another selection does not restart what the user stopped; the button does.
     inspector.state.select_feature(strongest_feature(analysis, 60), 60)
-    assert inspector._index_job is None and len(calls) == 1
+    assert inspector.model.index_job.handle is None and len(calls) == 1
     monkeypatch.setattr(inspector_module, "load_or_build_feature_index", original)
     with qtbot.waitSignal(inspector.index_ready, timeout=30000):
         inspector.index_build.click()

@@ -1,0 +1,29 @@
+"""Exploring one workspace: what the studio's explorer and the CLI's inspection commands share.
+
+* ``audiosae.explore.decoding``: probe decoding, once: logits, class distributions, argmax
+  classes (chunked, cancellable), and the contributions ``c = W[k, j] f_j`` of one feature.
+* ``audiosae.explore.sources``: a corpus source found again (its file, or the built-in
+  source re-made with the workspace's seed), the first clip a workspace shows.
+* ``audiosae.explore.clips``: the models bundle loaded and a clip analysed, as jobs.
+* The models bundle and clip analysis themselves (``LoadedModels``, ``ClipAnalysis``) live in
+  ``audiosae.analysis``, the corpus feature index in ``audiosae.feature_index``; both are
+  re-exported here (lazily: they import this package's decoding module).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LAZY = {
+    "LoadedModels": "audiosae.analysis", "ClipAnalysis": "audiosae.analysis",
+    "FeatureIndex": "audiosae.feature_index", "load_or_build_feature_index": "audiosae.feature_index",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
