@@ -1,57 +1,56 @@
-"""The explorer's main window: start page, panes, menus and shortcuts, jobs, settings.
+"""The explorer's main window: it composes the panes, opens workspaces and clips, keeps settings.
 
 Composition (panes never call each other; they share ``ExplorerState``)::
 
     central QStackedWidget: StartPage | TimelineView (waveform, heatmap, lanes)
-    right dock:  FeatureInspector
-    bottom dock: AuditionPanel
+    right dock:  FeatureInspector (studio.widgets.inspector over studio.models.inspector)
+    bottom dock: AuditionPanel, and the Generation view tabbed beside it (built when first shown)
 
-Each pane is built as ``Pane(state, runner, settings, parent=self)`` (the wizard, which has no
-``state`` parameter, as ``TrainingWizard(runner, settings, parent=self)``).  A pane whose module
-cannot be imported yet (or fails to build) is replaced by a clearly labelled placeholder, so
-the shell runs while the panes are being written; the failure is logged.  The window calls
-only: ``TimelineView.zoom(factor)`` (> 1 zooms in), ``.fit()``; ``AuditionPanel.toggle_play()``,
+Each pane is built with its explicit constructor arguments, ``Pane(state, runner, settings,
+parent=self)``, through ``studio.panes.build_pane`` (a placeholder when it cannot be built);
+the wizard as ``TrainingWizard(runner, settings, parent=self)``.  The window calls only:
+``TimelineView.zoom(factor)`` (> 1 zooms in), ``.fit()``; ``AuditionPanel.toggle_play()``,
 ``.toggle_loop()``, ``.export_steered()``, ``.set_output_device(name)``; ``shutdown()`` on any pane
-that has it, when closing.
+that has it, when closing.  Actions and menus: ``studio.window_menus``; the status bar's job
+line: ``studio.widgets.job_status``.
 
 Opening a workspace: ``Workspace.open`` (reads two JSON files, GUI thread), then a job loads
-``LoadedModels`` (backend + SAE + probes), then a job analyses a clip (``--clip``, a dropped
-file, the workspace's ``clips/`` folder, or its first validation source re-synthesised /
-re-loaded) and ``state.set_analysis`` hands it to the panes.  The status bar shows the running
-job's progress with a Cancel button; failures show a one-line message and the log's path.
+``LoadedModels`` (``audiosae.explore.clips.load_models_job``), then a job analyses a clip
+(``analyse_clip_job``: ``--clip``, a dropped file, the workspace's ``clips/`` folder, or its first
+validation source found again, ``audiosae.explore.sources.default_clip``) and
+``state.set_analysis`` hands it to the panes.  Failures show a one-line message and the log's path.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDockWidget, QFileDialog, QFrame,
-                               QHeaderView, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
-                               QStackedWidget, QTableWidget, QTableWidgetItem, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QStackedWidget, QWidget)
 
 from audiosae import __version__
 from audiosae.analysis import ClipAnalysis, LoadedModels
-from audiosae.audio import AUDIO_EXTENSIONS, load_audio
-from audiosae.corpus import BUILTIN_CORPORA, Source, builtin_sources
+from audiosae.audio import AUDIO_EXTENSIONS
+from audiosae.corpus import Source
 from audiosae.errors import AudioSAEError, WorkspaceError, printable
-from audiosae.jobs import CancelToken, Progress, ProgressSink
+from audiosae.explore.clips import analyse_clip_job, load_models_job  # noqa: F401  (old import path)
+from audiosae.explore.sources import CLIPS_FOLDER, default_clip  # noqa: F401  (old import path)
 from audiosae.memory import settle_long_lived_objects
 from audiosae.probes import preload_optimizer_modules
 from audiosae.workspace import WORKSPACE_FILE, Workspace
 
-from .logging_setup import current_log_file, one_line, open_log_folder, show_error
+from .logging_setup import current_log_file, one_line, show_error
+from .panes import PANES, PanePlaceholder, build_pane, is_placeholder  # noqa: F401  (old import path)
 from .settings import StudioSettings
 from .start_page import StartPage, workspace_exists
-from .state import FEATURE_ORDERS, ExplorerState
+from .state import ExplorerState
+from .widgets.job_status import JobStatus
+from .widgets.shortcuts import ShortcutsDialog
+from .window_menus import ZOOM_STEP, build_actions, build_menus, shortcut_rows
 from .workers import JobHandle, JobRunner
 
 log = logging.getLogger("studio.main_window")
@@ -59,19 +58,7 @@ log = logging.getLogger("studio.main_window")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_WORKSPACE = REPO_ROOT / "resources" / "demo"
 ICON_PATH = REPO_ROOT / "resources" / "icons" / "audiosae.png"
-CLIPS_FOLDER = "clips"           # a workspace's own example clips (the demo ships two)
-ZOOM_STEP = 1.5                  # TimelineView.zoom(factor): factor > 1 zooms in
-PROGRESS_POLL_MS = 100           # status-bar refresh while a job runs
-PROGRESS_SHOW_AFTER_S = 0.25     # jobs shorter than this never flash the progress bar
 STATUS_TIMEOUT_MS = 10_000
-
-# name -> (module, class, title); the order of the docks in the View menu
-PANES = {
-    "timeline": ("studio.timeline", "TimelineView", "Timeline"),
-    "inspector": ("studio.inspector", "FeatureInspector", "Feature inspector"),
-    "audition": ("studio.audition", "AuditionPanel", "Audition"),
-    "generation": ("studio.generation", "GenerationView", "Generation"),
-}
 
 
 def find_demo_workspace() -> Path:
@@ -82,76 +69,6 @@ def find_demo_workspace() -> Path:
         f"the bundled demo workspace is not installed (looked for {DEMO_WORKSPACE}); it ships in the "
         f"source checkout: install with `pip install -e .` from the repository, or build it with "
         f"`python packaging/make_demo.py` and open that folder")
-
-
-# ---- jobs (run in worker threads: no widgets here) --------------------------------------------
-def load_models_job(workspace: Workspace, sae_name: str | None, device: str, crepe_model: str | None, *,
-                    progress: ProgressSink, cancel: CancelToken) -> LoadedModels:
-    """``LoadedModels.load`` as a job, with the CREPE model preference applied."""
-    progress(Progress("load", 0, 2, f"loading the {workspace.backend_name} backend, SAE and probes"))
-    models = LoadedModels.load(workspace, sae_name, device=device)
-    cancel.raise_if_cancelled()
-    if crepe_model:
-        models.spec.crepe_model = crepe_model
-    progress(Progress("load", 2, 2, f"SAE {models.sae.cfg.name} ready on {models.device}"))
-    return models
-
-
-def default_clip(workspace: Workspace) -> str | Source | None:
-    """What to show first: the workspace's ``clips/`` folder, else its first validation source.
-
-    Built-in corpus sources are re-synthesised (their label must match the manifest's, which
-    guards against a corpus built with another seed); user sources are re-loaded from their file.
-    """
-    clips = workspace.root / CLIPS_FOLDER
-    if clips.is_dir():
-        files = sorted(p for p in clips.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
-        if files:
-            return str(files[0])
-    records = sorted(workspace.manifest().sources.values(), key=lambda r: (r.split != "val", r.source_id))
-    builtin: dict[str, dict[str, Source]] = {}
-    for record in records:
-        if record.path and Path(record.path).is_file():
-            return record.path
-        corpus = record.source_id.split("/", 1)[0]
-        if corpus not in BUILTIN_CORPORA:
-            continue
-        if corpus not in builtin:
-            try:
-                builtin[corpus] = {s.source_id: s for s in builtin_sources(corpus)}
-            except AudioSAEError:  # e.g. FluidSynth missing for the midi corpus
-                builtin[corpus] = {}
-        source = builtin[corpus].get(record.source_id)
-        if source is not None and source.label == record.label:
-            return source
-    return None
-
-
-def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progress: ProgressSink,
-                     cancel: CancelToken) -> tuple[ClipAnalysis, str, str | Source] | None:
-    """Load ``clip`` (a file, resampled to the backend's rate, or a corpus source) and analyse it.
-
-    ``clip=None`` picks ``default_clip``; returns None when the workspace has nothing to show.
-    Without the codec (``models.backend`` None) a corpus source is analysed from its stored
-    latents, other audio shows its waveform and measured lanes only (``LoadedModels.analyze``).
-    """
-    if clip is None:
-        clip = default_clip(models.workspace)
-        if clip is None:
-            return None
-    progress(Progress("analyse", 0, 3, "loading audio"))
-    warnings: list[str] = []
-    if isinstance(clip, Source):
-        wave = clip.load(models.sample_rate, models.channels, on_warning=warnings.append)
-        name = clip.source_id
-    else:
-        wave = load_audio(clip, models.sample_rate, models.channels, on_warning=warnings.append)
-        name = str(clip)
-    cancel.raise_if_cancelled()
-    stored = models.stored_frames(clip) if models.backend is None else None
-    analysis = models.analyze(wave, stored=stored, source=name, progress=progress, cancel=cancel)
-    analysis.warnings = warnings
-    return analysis, name, clip
 
 
 def preload_heavy_imports() -> None:
@@ -167,102 +84,6 @@ def preload_heavy_imports() -> None:
     from audiosae import report  # noqa: F401  (LoadedModels.load imports it lazily)
 
     preload_optimizer_modules()
-
-
-# ---- widgets -------------------------------------------------------------------------------------
-class PanePlaceholder(QFrame):
-    """Stands in for a pane that is not available in this build; says which and why."""
-
-    is_placeholder = True
-
-    def __init__(self, title: str, module: str, class_name: str, reason: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName(f"placeholder_{class_name}")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.reason = reason
-        label = QLabel(f"<b>{title}: placeholder</b><br>{module}.{class_name} is not available yet:<br>"
-                       f"<i>{one_line(reason)}</i>")
-        label.setWordWrap(True)
-        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout = QVBoxLayout(self)
-        layout.addWidget(label)
-
-
-def build_pane(name: str, state: ExplorerState, runner: JobRunner, settings: StudioSettings,
-               parent: QWidget) -> QWidget:
-    """``Pane(state, runner, settings, parent=parent)`` for ``PANES[name]``, or a placeholder."""
-    module_name, class_name, title = PANES[name]
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except ImportError as exc:
-        log.warning("%s.%s not available: %s", module_name, class_name, exc)
-        return PanePlaceholder(title, module_name, class_name, f"ImportError: {exc}", parent)
-    except Exception as exc:  # a half-written module must not take the whole app down
-        log.exception("importing %s failed", module_name)
-        return PanePlaceholder(title, module_name, class_name, f"{exc.__class__.__name__}: {exc}", parent)
-    try:
-        return construct_pane(cls, state, runner, settings, parent)
-    except Exception as exc:
-        log.exception("building %s failed", class_name)
-        return PanePlaceholder(title, module_name, class_name, f"{exc.__class__.__name__}: {exc}", parent)
-
-
-def construct_pane(cls: type, state: ExplorerState, runner: JobRunner, settings: StudioSettings,
-                   parent: QWidget) -> QWidget:
-    """``cls(state, runner, settings, parent=parent)``, the studio's widget contract.
-
-    A class whose constructor takes no ``state`` (the wizard builds workspaces, it does not
-    explore one) gets ``cls(runner, settings, parent=parent)``.
-    """
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):  # a C++ signature: assume the contract
-        params = {"state": None}
-    if "state" in params:
-        return cls(state, runner, settings, parent=parent)
-    return cls(runner, settings, parent=parent)
-
-
-def is_placeholder(widget: QWidget | None) -> bool:
-    return bool(getattr(widget, "is_placeholder", False))
-
-
-class ShortcutsDialog(QDialog):
-    """Help > Keyboard shortcuts: generated from the actions registered in the menus."""
-
-    def __init__(self, rows: list[tuple[str, str, str]], parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setObjectName("shortcuts_dialog")
-        self.setWindowTitle("Keyboard shortcuts")
-        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        table = QTableWidget(len(rows), 3, self)
-        table.setObjectName("shortcuts_table")
-        table.setHorizontalHeaderLabels(["Menu", "Action", "Keys"])
-        table.verticalHeader().setVisible(False)
-        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        for r, row in enumerate(rows):
-            for c, text in enumerate(row):
-                table.setItem(r, c, QTableWidgetItem(text))
-        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        table.horizontalHeader().setStretchLastSection(True)
-        self.table = table
-        layout = QVBoxLayout(self)
-        layout.addWidget(table)
-        note = QLabel("Space and L work wherever the focus is in the explorer, except in text fields. "
-                      "Drop audio files (or a workspace folder) on the window to open them.")
-        note.setWordWrap(True)
-        layout.addWidget(note)
-        table.resizeRowsToContents()
-        table.resizeColumnsToContents()
-        rows_height = sum(table.rowHeight(r) for r in range(len(rows))) + table.horizontalHeader().height()
-        width = sum(table.columnWidth(c) for c in range(3)) + self.fontMetrics().horizontalAdvance("M") * 4
-        screen = self.screen().availableGeometry() if self.screen() is not None else None
-        height = rows_height + self.fontMetrics().height() * 6
-        if screen is not None and screen.height() > 0:
-            height = min(height, int(screen.height() * 0.8))
-        self.resize(width, height)
 
 
 class MainWindow(QMainWindow):
@@ -295,17 +116,16 @@ class MainWindow(QMainWindow):
         self._clip_job: JobHandle | None = None
         self._pending_clip: str | Source | None = None
         self._current_clip: str | Source | None = None
-        self._job_started_at: dict[int, float] = {}
-        self._shown_job: JobHandle | None = None
         self._wizard: QWidget | None = None
         self._dialogs: list[QWidget] = []          # non-modal windows to close with the main window
         self.actions_by_name: dict[str, QAction] = {}
 
         # ---- panes -------------------------------------------------------------------------
         self.start_page = StartPage(self.state, self.runner, self.settings, parent=self)
-        self.timeline = build_pane("timeline", self.state, self.runner, self.settings, self)
-        self.inspector = build_pane("inspector", self.state, self.runner, self.settings, self)
-        self.audition = build_pane("audition", self.state, self.runner, self.settings, self)
+        state, runner, settings = self.state, self.runner, self.settings
+        self.timeline = build_pane("timeline", self, lambda cls: cls(state, runner, settings, parent=self))
+        self.inspector = build_pane("inspector", self, lambda cls: cls(state, runner, settings, parent=self))
+        self.audition = build_pane("audition", self, lambda cls: cls(state, runner, settings, parent=self))
         self.stack = QStackedWidget(self)
         self.stack.setObjectName("central_stack")
         self.stack.addWidget(self.start_page)
@@ -337,23 +157,11 @@ class MainWindow(QMainWindow):
         bar = self.statusBar()
         bar.setObjectName("status_bar")
         self.models_label = QLabel(objectName="models_label")
-        self.job_label = QLabel(objectName="job_label")
-        self.progress_bar = QProgressBar(objectName="job_progress")
-        self.progress_bar.setMaximumWidth(self.fontMetrics().horizontalAdvance("M") * 14)
-        self.progress_bar.setTextVisible(True)
-        self.cancel_button = QToolButton(objectName="job_cancel")
-        self.cancel_button.setText("Cancel")
-        self.cancel_button.setToolTip("Cancel the running job")
-        self.cancel_button.clicked.connect(self.cancel_shown_job)
-        for w in (self.job_label, self.progress_bar, self.cancel_button):
-            w.setVisible(False)
-            bar.addPermanentWidget(w)
+        self.job_status = JobStatus(self.runner, bar, self.show_status, self)
+        self.job_label = self.job_status.job_label
+        self.progress_bar = self.job_status.progress_bar
+        self.cancel_button = self.job_status.cancel_button
         bar.addPermanentWidget(self.models_label)
-        self._progress_timer = QTimer(self)
-        self._progress_timer.setInterval(PROGRESS_POLL_MS)
-        self._progress_timer.timeout.connect(self._refresh_progress)
-        self.runner.job_started.connect(self._on_job_started)
-        self.runner.job_done.connect(self._on_job_done)
         self.state.status.connect(lambda text: self.show_status(text))
         self.state.feature_order_changed.connect(self._sync_feature_order)
 
@@ -391,102 +199,17 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_actions(self) -> None:
-        a = self._action
-        a("open_workspace", "&Open workspace…", self.choose_workspace, ("Ctrl+O",),
-          "Open a workspace folder (made by the wizard or `audiosae build`/`train`)")
-        a("open_audio", "Open &audio…", self.choose_audio, ("Ctrl+Shift+O",),
-          "Analyse an audio file with the open workspace's SAE")
-        a("open_demo", "Open the &demo workspace", self.open_demo, (), "The small bundled tones/mel workspace")
-        a("new_workspace", "&New workspace (wizard)…", self.new_workspace, ("Ctrl+N",),
-          "Build a corpus and train SAEs and probes")
-        a("export_steered", "&Export steered audio…", lambda: self._call_pane("audition", "export_steered"),
-          ("Ctrl+E",), "Render the steered clip to a WAV/FLAC file", in_panes=True)
-        quit_action = a("quit", "&Quit", self.close, ("Ctrl+Q",))
-        quit_action.setMenuRole(QAction.MenuRole.QuitRole)
-        a("zoom_in", "Zoom &in", lambda: self._call_pane("timeline", "zoom", ZOOM_STEP), ("+", "="),
-          in_panes=True)
-        a("zoom_out", "Zoom &out", lambda: self._call_pane("timeline", "zoom", 1.0 / ZOOM_STEP), ("-",),
-          in_panes=True)
-        a("fit", "&Fit the clip", lambda: self._call_pane("timeline", "fit"), ("F",), in_panes=True)
-        a("play_pause", "&Play / pause", lambda: self._call_pane("audition", "toggle_play"), ("Space",),
-          in_panes=True)
-        a("loop", "&Loop", lambda: self._call_pane("audition", "toggle_loop"), ("L",),
-          "Loop the selection (or the whole clip)", in_panes=True)
-        prefs = a("preferences", "&Preferences…", self.show_preferences, ("Ctrl+,",))
-        prefs.setMenuRole(QAction.MenuRole.PreferencesRole)
-        a("shortcuts", "&Keyboard shortcuts", self.show_shortcuts, ("F1",))
-        a("open_log_folder", "Open &log folder", open_log_folder, (), str(current_log_file().parent))
-        about = a("about", "&About audiosae studio", self.show_about)
-        a("open_trace", "Open &trace…", lambda: self._generation_file("choose_and_open"), (),
-          "Open a DiffRhythm generation trace folder (made by the Generation view or `audiosae trace`)")
-        a("save_trace", "Sa&ve trace…", lambda: self._generation_file("choose_and_save"), (),
-          "Save the Generation view's trace to a folder")
-        about.setMenuRole(QAction.MenuRole.AboutRole)
-
-        self.feature_order_group = QActionGroup(self)
-        self.feature_order_group.setExclusive(True)
-        for key, text in FEATURE_ORDERS.items():
-            action = QAction(f"By {text}", self.feature_order_group, checkable=True)
-            action.setObjectName(f"action_order_{key}")
-            action.setData(key)
-            action.setChecked(key == self.state.feature_order)
-            action.triggered.connect(lambda checked=False, k=key: self.state.set_feature_order(k))
-            self.actions_by_name[f"order_{key}"] = action
+        build_actions(self)
 
     def _build_menus(self) -> None:
-        menus = self.menuBar()
-        acts = self.actions_by_name
-        file_menu = menus.addMenu("&File")
-        file_menu.addAction(acts["open_workspace"])
-        file_menu.addAction(acts["open_audio"])
-        self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.setObjectName("recent_menu")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self._fill_recent_menu()
-        file_menu.addAction(acts["open_demo"])
-        file_menu.addAction(acts["new_workspace"])
-        file_menu.addSeparator()
-        file_menu.addAction(acts["export_steered"])
-        file_menu.addSeparator()
-        file_menu.addAction(acts["open_trace"])
-        file_menu.addAction(acts["save_trace"])
-        file_menu.addSeparator()
-        file_menu.addAction(acts["quit"])
-
-        view_menu = menus.addMenu("&View")
-        for name in ("zoom_in", "zoom_out", "fit"):
-            view_menu.addAction(acts[name])
-        order_menu = view_menu.addMenu("Feature &order")
-        order_menu.setObjectName("feature_order_menu")
-        order_menu.addActions(self.feature_order_group.actions())
-        view_menu.addSeparator()
-        for dock in self.docks:
-            toggle = dock.toggleViewAction()
-            toggle.setObjectName(f"action_show_{dock.objectName()}")
-            view_menu.addAction(toggle)
-        generation_toggle = self.generation_dock.toggleViewAction()
-        generation_toggle.setObjectName("action_show_generation_dock")
-        view_menu.addAction(generation_toggle)
-
-        playback_menu = menus.addMenu("&Playback")
-        playback_menu.addAction(acts["play_pause"])
-        playback_menu.addAction(acts["loop"])
-
-        tools_menu = menus.addMenu("&Tools")
-        tools_menu.addAction(acts["preferences"])
-
-        help_menu = menus.addMenu("&Help")
-        help_menu.addAction(acts["shortcuts"])
-        help_menu.addAction(acts["open_log_folder"])
-        help_menu.addSeparator()
-        help_menu.addAction(acts["about"])
-        self._explorer_actions = [acts[n] for n in ("open_audio", "export_steered", "zoom_in", "zoom_out", "fit",
-                                                    "play_pause", "loop")]
+        build_menus(self)
 
     def generation_view(self) -> QWidget:
         """The Generation dock's ``GenerationView`` (or its placeholder), built on first use."""
         if self.generation is None:
-            self.generation = build_pane("generation", self.state, self.runner, self.settings, self)
+            state, runner, settings = self.state, self.runner, self.settings
+            self.generation = build_pane("generation", self,
+                                         lambda cls: cls(state, runner, settings, parent=self))
             self.generation_dock.setWidget(self.generation)
         return self.generation
 
@@ -609,8 +332,9 @@ class MainWindow(QMainWindow):
             job.failed.connect(lambda message, tb, j=job: self._models_failed(j, message, tb))
             job.cancelled.connect(lambda: self.show_status("loading the workspace was cancelled"))
 
-        submit_connected(self.runner, f"loading {workspace.root.name}", load_models_job, workspace, sae_name,
-                         device, self.settings.crepe_model, connect=connect)
+        # JobRunner.submit starts the thread on the next event-loop turn: connected first.
+        connect(self.runner.submit(f"loading {workspace.root.name}", load_models_job, workspace, sae_name,
+                                   device, self.settings.crepe_model))
 
     def _models_loaded(self, job: JobHandle, models: LoadedModels) -> None:
         if self._closed or job is not self._load_job:
@@ -687,7 +411,9 @@ class MainWindow(QMainWindow):
             job.failed.connect(lambda message, tb, j=job: self._clip_failed(j, message, tb))
             job.cancelled.connect(lambda: self.show_status("analysis cancelled"))
 
-        return submit_connected(self.runner, f"analysing {label}", analyse_clip_job, models, clip, connect=connect)
+        job = self.runner.submit(f"analysing {label}", analyse_clip_job, models, clip)
+        connect(job)   # before the thread starts (next event-loop turn)
+        return job
 
     def _clip_analysed(self, job: JobHandle, result: tuple[ClipAnalysis, str, str | Source] | None) -> None:
         if self._closed or job is not self._clip_job:
@@ -739,7 +465,7 @@ class MainWindow(QMainWindow):
             self.report_error(f"the training wizard is not available in this build ({exc}); use the command "
                               f"line meanwhile: `audiosae build` then `audiosae train`", context="No wizard")
             return None
-        wizard = construct_pane(TrainingWizard, self.state, self.runner, self.settings, self)
+        wizard = TrainingWizard(self.runner, self.settings, parent=self)
         wizard.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         wizard.workspace_ready.connect(lambda path, sae: self.open_workspace(path, sae_name=sae or None))
         self._wizard = wizard
@@ -770,20 +496,7 @@ class MainWindow(QMainWindow):
 
     def shortcut_rows(self) -> list[tuple[str, str, str]]:
         """(menu, action, keys) for every menu action with a shortcut, in menu order."""
-        rows: list[tuple[str, str, str]] = []
-
-        def walk(menu: QMenu, path: str) -> None:
-            for action in menu.actions():
-                if action.menu() is not None:
-                    walk(action.menu(), f"{path} > {action.menu().title().replace('&', '')}")
-                elif action.shortcuts():
-                    keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
-                    rows.append((path, action.text().replace("&", "").rstrip("…"), keys))
-
-        for top in self.menuBar().actions():
-            if top.menu() is not None:
-                walk(top.menu(), top.menu().title().replace("&", ""))
-        return rows
+        return shortcut_rows(self.menuBar())
 
     def show_shortcuts(self) -> ShortcutsDialog:
         dialog = ShortcutsDialog(self.shortcut_rows(), self)
@@ -829,49 +542,8 @@ class MainWindow(QMainWindow):
         return [d for d in self._dialogs if _alive(d) and isinstance(d, QMessageBox)
                 and d.objectName() == "studio_error_dialog" and d.isVisible()]
 
-    # ---- job progress in the status bar -----------------------------------------------------------
-    def _on_job_started(self, job: JobHandle) -> None:
-        self._job_started_at[id(job)] = time.monotonic()
-        if not self._progress_timer.isActive() and not self._closed:
-            self._progress_timer.start()
-
-    def _on_job_done(self, job: JobHandle) -> None:
-        self._job_started_at.pop(id(job), None)
-        self._refresh_progress()
-
-    def _refresh_progress(self) -> None:
-        jobs = [j for j in self.runner.active if j.running]
-        now = time.monotonic()
-        # Jobs younger than PROGRESS_SHOW_AFTER_S are not shown: quick ones never flash the bar.
-        shown = [j for j in jobs if now - self._job_started_at.get(id(j), 0.0) >= PROGRESS_SHOW_AFTER_S]
-        if not shown or self._closed:
-            self._shown_job = None
-            for w in (self.job_label, self.progress_bar, self.cancel_button):
-                w.setVisible(False)
-            if not jobs or self._closed:
-                self._progress_timer.stop()
-            return
-        job = shown[-1]
-        self._shown_job = job
-        event = job.last_progress
-        fraction = event.fraction if event is not None else None
-        if fraction is None:
-            self.progress_bar.setRange(0, 0)        # busy indicator
-        else:
-            self.progress_bar.setRange(0, 1000)
-            self.progress_bar.setValue(int(fraction * 1000))
-        text = job.name if event is None or not event.message else f"{job.name}: {event.message}"
-        self.job_label.setText(text if len(jobs) == 1 else f"{text} (+{len(jobs) - 1} more)")
-        self.cancel_button.setEnabled(not job.cancel_token.cancelled)
-        for w in (self.job_label, self.progress_bar, self.cancel_button):
-            w.setVisible(True)
-
     def cancel_shown_job(self) -> None:
-        job = self._shown_job
-        if job is not None:
-            job.cancel()
-            self.cancel_button.setEnabled(False)
-            self.show_status(f"cancelling {job.name}…")
+        self.job_status.cancel_shown_job()
 
     def _sync_feature_order(self, key: str) -> None:
         action = self.actions_by_name.get(f"order_{key}")
@@ -953,7 +625,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
-        self._progress_timer.stop()
+        self.job_status.close()
         self.runner.cancel_all()   # every job stops at its next safe point while the panes shut down
         for name in ("audition", "inspector", "timeline", "generation"):
             stop = getattr(getattr(self, name), "shutdown", None)
@@ -975,29 +647,6 @@ class MainWindow(QMainWindow):
             self.save_window_settings()
             self.shutdown()
         super().closeEvent(event)
-
-
-def submit_connected(runner: JobRunner, name: str, fn: Callable[..., Any], *args: Any,
-                     connect: Callable[[JobHandle], None], **kwargs: Any) -> JobHandle:
-    """``runner.submit`` whose job waits until ``connect(handle)`` has connected its slots.
-
-    ``JobRunner.submit`` starts the thread at once, and a queued signal emitted before a slot
-    is connected is lost: a job failing in its first milliseconds (a missing file) could finish
-    unseen.  The gate makes the connect-then-run order certain.
-    """
-    gate = threading.Event()
-
-    def gated(*a: Any, progress: ProgressSink, cancel: CancelToken, **kw: Any) -> Any:
-        gate.wait()
-        cancel.raise_if_cancelled()
-        return fn(*a, progress=progress, cancel=cancel, **kw)
-
-    handle = runner.submit(name, gated, *args, **kwargs)
-    try:
-        connect(handle)
-    finally:
-        gate.set()
-    return handle
 
 
 def _alive(obj: QObject | None) -> bool:
