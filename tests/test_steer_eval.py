@@ -268,6 +268,17 @@ def test_a_selection_steered_at_the_raw_level_leaves_the_outside_untouched(demo_
     assert cell["summary"]["outside_max_abs_delta_beyond_guard"] < 1e-5
 
 
+def test_a_selection_steered_with_the_default_level_rule_leaves_the_outside_untouched(demo_ws, flute):
+    """The level rule acts only on the selection (+ 0.05 s cross-fades): outside it the output is
+    the reconstruction (before: -29 dBFS of change beyond the 0.1 s guard at alpha 10)."""
+    ev = evaluate_steering(EvaluationRequest(demo_ws, [("flute", flute)], alphas=[10], methods=["paper"],
+                                             start=1.0, end=2.0, device="cpu"))
+    cell = ev.cells[0]
+    assert cell["summary"]["outside_max_abs_delta_beyond_guard"] < 1e-5
+    assert cell["level"]["peak_dbfs"] <= -1.0 + 1e-3 and cell["summary"]["clipped_fraction"] == 0.0
+    assert cell["summary"]["hit_rate"] > cell["target_metrics"]["hit_rate_reconstruction"]
+
+
 def test_cancel_stops_between_cells(demo_ws, flute):
     token = CancelToken()
     seen = []

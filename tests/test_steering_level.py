@@ -309,3 +309,64 @@ def test_cli_steer_with_mass_mean(demo_copy, tmp_path):
     assert side["shift"]["target"]["rate_after"] > side["shift"]["target"]["rate_before"]
     assert main(["steer", str(demo_copy), str(clip), "--attribute", "pitch", "--target", "A4",
                  "--method", "bogus", "--out", str(out)]) == 2
+
+
+# ---- a selection is levelled alone ------------------------------------------------------------------
+def test_a_levelled_selection_leaves_the_unsteered_audio_outside_it_sample_for_sample():
+    source = _music()
+    n = source.shape[1]
+    unsteered = (0.9 * source).astype(np.float32)          # the reconstruction, already through the rule
+    steered = unsteered.copy()
+    a, b = int(1.0 * SR), int(2.0 * SR)
+    steered[:, a - 600:b + 600] = _blown_up(source)[:, a - 600:b + 600]   # the decoder smears past the edges
+    rule = LevelRule()
+    fade = int(round(rule.crossfade_seconds * SR))
+    out, report = apply_level_rule(steered, source, SR, rule, region=(a, b), unsteered=unsteered)
+    outside = np.ones(n, bool)
+    outside[a - fade:b + fade] = False
+    np.testing.assert_array_equal(out[:, outside], unsteered[:, outside])   # no trim, no limiter out there
+    assert np.abs(out).max() <= CEILING + 1e-6
+    # The selection itself is matched to the source's loudness (within the rule's dB) and limited.
+    sel = loudness_db(out[:, a:b], SR) - loudness_db(source[:, a:b], SR)
+    assert abs(sel) < 2.0 and report.peak_before > 100
+    assert report.levelled == "selection" and report.region == [1.0, 2.0]
+    assert report.crossfade_seconds == pytest.approx(fade / SR) and report.to_dict()["region"] == [1.0, 2.0]
+    # The cross-fades are a smooth raised cosine from the selection's edge outward.
+    w = (out[0, a - fade:a] - unsteered[0, a - fade:a])
+    assert np.abs(w[:fade // 4]).max() < np.abs(w[-fade // 4:]).max()
+    # Without a region (or with the whole clip) the rule levels the clip as before.
+    whole, rep = apply_level_rule(steered, source, SR, rule, region=(0, n), unsteered=unsteered)
+    np.testing.assert_array_equal(whole, apply_level_rule(steered, source, SR, rule)[0])
+    assert rep.levelled == "clip" and rep.region is None
+    with pytest.raises(AudioSAEError, match="unsteered"):
+        apply_level_rule(steered, source, SR, rule, region=(a, b))
+
+
+@pytest.mark.parametrize("keep_residual", [False, True])
+def test_steering_a_selection_changes_nothing_outside_it_with_the_default_rule(demo_copy, keep_residual):
+    """Measured before the fix on the demo flute at alpha 10: -29 dBFS of change more than 0.1 s
+    outside the selection (the whole-clip loudness trim and the limiter), 0 with --no-limit."""
+    from audiosae.analysis import LoadedModels
+    from audiosae.steering import eval_metrics as EM
+    from audiosae.steering.methods import METHODS, prepare_method
+
+    models = LoadedModels.load(demo_copy, None, device="cpu")
+    backend = models.backend
+    sr = backend.sample_rate
+    wave = load_audio(FLUTE, sr, 1)[:, :3 * sr]
+    target = models.spec.parse_target("pitch", "A4")
+    methods = METHODS if not keep_residual else ("paper", "clamp+match")
+    for method in methods:
+        ctx = prepare_method(models.workspace, models.sae.cfg.name, models.sae, models.probes, "pitch", method)
+        res = steer_wave(backend, models.sae, models.probes, models.spec, wave, "pitch", target, 10.0, start=1.0,
+                         end=2.0, keep_residual=keep_residual, measure_shift=False, context=ctx)
+        level = res.report["level"]
+        fade = level["crossfade_seconds"]
+        assert level["levelled"] == "selection" and level["region"] == pytest.approx([1.0, 2.0], abs=1.0 / 75)
+        assert 0 < fade <= 0.1
+        change = EM.outside_change(res.wave, res.reconstruction, sr, (int(sr * level["region"][0]),
+                                                                      int(sr * level["region"][1])), fade + 1.0 / sr)
+        assert change["max_abs_delta_beyond_guard"] < 1e-5, (method, change)
+        inside = res.wave[:, sr:2 * sr]
+        assert np.abs(inside).max() <= CEILING + 1e-6 and np.abs(res.wave).max() <= CEILING + 1e-6
+        assert np.abs(inside - res.reconstruction[:, sr:2 * sr]).max() > 1e-2    # it was steered

@@ -231,7 +231,18 @@ def test_clamp_keeps_features_inside_the_training_range(toy):
     tight = methods.ClassMeans("pitch", means.sums, means.counts, means.fmax * 0.5, means.norm_sum, means.n_frames)
     assert float((plain - upper * 0.5).max()) > 0.1
     ctx = prepare_method(None, "toy", sae, probes, "pitch", "clamp", means=tight)
-    assert bool((ctx.steer_features(f, target, 30.0) <= upper * 0.5 + 1e-6).all())
+    before = sae.normalize(f)
+    bound = torch.maximum(upper[None] * 0.5, before)
+    tight_steered = ctx.steer_features(f, target, 30.0)
+    assert bool((tight_steered <= bound + 1e-6).all())
+    # It bites on what the step pushed out of a range the feature was in...
+    pushed = (plain > upper * 0.5 + 1e-3) & (before <= upper * 0.5)
+    assert bool(pushed.any())
+    torch.testing.assert_close(tight_steered[pushed], (upper[None] * 0.5).expand_as(plain)[pushed])
+    # ...and never pulls in a feature that was already out of it (it stays where the step put it or where it was).
+    over = before > upper * 0.5 + 1e-3
+    assert bool(over.any())
+    assert bool((tight_steered[over] >= torch.minimum(plain[over], before[over]) - 1e-6).all())
     assert float((probes.predict(clamped, "pitch") == target).float().mean()) > \
         float((probes.predict(f, "pitch") == target).float().mean())
 
@@ -384,6 +395,33 @@ def test_steer_wave_runs_every_method_and_match_follows_the_source_frame_by_fram
 
 # ---- the CLI and the workspace cache -------------------------------------------------------------------
 from tests.test_steering_level import demo_copy  # noqa: E402,F401  (the demo workspace, copied)
+
+
+def test_every_method_is_continuous_at_alpha_zero_on_the_demo_flute(demo_copy):  # noqa: F811
+    """A small alpha is a small step for every method: max |delta latents| at alpha 0.1 is at most
+    twice the paper method's and shrinks in proportion as alpha -> 0.  (Before clamp bit only on
+    what the step pushed out of range, it clamped the held-out flute's unsteered code itself:
+    max |delta| 5.8 at alpha 1 against the paper's 0.67.)"""
+    from audiosae.analysis import LoadedModels
+    from audiosae.audio import load_audio
+    from audiosae.steering import steer_latents
+
+    models = LoadedModels.load(demo_copy, None, device="cpu")
+    backend, sae = models.backend, models.sae
+    wave = load_audio(demo_copy / "clips" / "02-flute-melody.flac", backend.sample_rate, 1)[:, :3 * backend.sample_rate]
+    latents = torch.from_numpy(backend.encode_long(wave).latents)
+    target = models.spec.parse_target("pitch", "A4")
+    delta = {}
+    for method in BASE_METHODS:
+        ctx = prepare_method(models.workspace, sae.cfg.name, sae, models.probes, "pitch", method)
+        base = steer_latents(sae, latents, None, 0.0, context=ctx, target=target)
+        delta[method] = {a: float((steer_latents(sae, latents, None, a, context=ctx, target=target) - base).abs().max())
+                         for a in (1e-3, 1e-2, 0.1)}
+    paper = delta["paper"][0.1]
+    assert 0.02 < paper < 0.2
+    for method, d in delta.items():
+        assert d[0.1] <= 2 * paper, (method, d)
+        assert 0 < d[1e-3] <= 0.02 * d[0.1] + 1e-6, (method, d)   # -> 0 linearly, no jump at alpha 0+
 
 
 def test_cli_steers_with_a_new_method_and_the_cache_is_rebuilt_from_an_old_layout(demo_copy, tmp_path):  # noqa: F811

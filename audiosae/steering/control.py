@@ -93,6 +93,15 @@ def frame_mask(n_frames: int, frame_times: np.ndarray, start: float | None, end:
     return torch.from_numpy(keep)
 
 
+def selection_samples(mask: np.ndarray, hop_length: int, n_samples: int) -> tuple[int, int]:
+    """The samples ``[a, b)`` of the steered frames (frame ``i`` covers ``[i hop, (i + 1) hop)``)."""
+    idx = np.flatnonzero(np.asarray(mask, dtype=bool))
+    if idx.size == 0:
+        return 0, 0
+    a = min(n_samples, int(idx[0]) * int(hop_length))
+    return a, max(a, min(n_samples, (int(idx[-1]) + 1) * int(hop_length)))
+
+
 def steer_features(sae: SparseAutoencoder, f: torch.Tensor, direction: torch.Tensor, alpha: float,
                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """``RMSNorm(f + alpha * direction)`` on the masked frames of ``f`` [T, F] (the ``paper`` and
@@ -198,7 +207,11 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     The result goes through the level rule (``steering.level``): loudness matched to ``wave``
     unless loudness is the target, then a true-peak limiter to -1 dBFS.  ``limit=False``
     keeps the raw decoded level (over full scale if that is what the decoder gave);
-    ``level`` overrides the rule.  ``report["level"]`` says what was done.
+    ``level`` overrides the rule.  ``report["level"]`` says what was done.  With a selection
+    (``start``/``end``) the rule acts only on the selected samples and cross-fades into the
+    unsteered path (``wave``'s reconstruction through the same rule) over ``rule.crossfade_seconds``
+    outside each edge: beyond that the output is the reconstruction, sample for sample
+    (``report["level"]["levelled"] == "selection"``, ``["region"]`` in seconds).
     ``method``: how the features are steered (``steering.methods.METHODS``; default ``"paper"``,
     the probe row).  ``context``: a ``methods.prepare_method`` result (what the method needs from
     the workspace); without one it is prepared here from ``means`` (the ``ClassMeans`` of this SAE
@@ -210,10 +223,10 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     from .methods import DEFAULT_METHOD, check_method, match_block_seconds, prepare_method
 
     alpha = check_alpha(alpha)
-    if attribute not in spec.attributes:   # the paper's three and the workspace's registered attributes
-        raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(spec.attributes)}")
     if method is not None:
         check_method(method)
+    if attribute not in spec.attributes:   # the paper's three and the workspace's registered attributes
+        raise AudioSAEError(f"unknown attribute {attribute!r}; choose one of {', '.join(spec.attributes)}")
     if context is not None:
         if method is not None and method != context.method:
             raise AudioSAEError(f"method {method!r} differs from the prepared context's {context.method!r}")
@@ -239,8 +252,13 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     out_wave = backend.decode(steered, reference=wave)[:, :n]
     recon = backend.decode(plain, reference=wave)[:, :n]
     # The same rule on both, so the measured shift is the steering's, not a level difference.
-    out_wave, level_report = apply_level_rule(out_wave, wave, backend.sample_rate, rule, target_attribute=attribute)
+    # With a selection only the selection is levelled and cross-faded into the unsteered audio
+    # (``level`` module, step 3): outside it the output is the reconstruction, sample for sample.
     recon, _ = apply_level_rule(recon, wave, backend.sample_rate, rule, target_attribute=attribute)
+    region = selection_samples(mask.numpy(), backend.hop_length, n) if (start is not None or end is not None) \
+        else None
+    out_wave, level_report = apply_level_rule(out_wave, wave, backend.sample_rate, rule, target_attribute=attribute,
+                                              region=region, unsteered=recon)
     report: dict[str, Any] = {
         "attribute": attribute, "target": spec.class_names(attribute)[target], "alpha": alpha,
         "keep_residual": keep_residual, "start": start, "end": end, "method": method,

@@ -9,7 +9,7 @@ Every function works on a batch of frames ``f`` ``[T, F]`` and needs no corpus b
   non-target logit moves to first order even through the RMSNorm that follows.
 * ``line_search``: per frame, the shortest step along a (per-frame) direction that lifts the
   target class over every other class of its attribute by a margin, within a budget.
-* ``clamp_range``: features kept inside ``[0, max seen in training]``.
+* ``clamp_range``: features kept inside ``[0, max seen in training]`` (or where they were before the step).
 * ``top_features``: a direction restricted to the features that carry the target class.
 """
 
@@ -101,9 +101,18 @@ def line_search(f: torch.Tensor, directions: torch.Tensor, margin_fn: Callable[[
     return normalize(f + hi[:, None] * directions), hi
 
 
-def clamp_range(f: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """``f`` clipped to ``[0, upper]`` per feature (the codes of every architecture are >= 0)."""
-    return torch.minimum(f.clamp_min(0.0), upper.to(f)[None, :])
+def clamp_range(f: torch.Tensor, upper: torch.Tensor, before: torch.Tensor | None = None) -> torch.Tensor:
+    """``f`` clipped to ``[0, upper]`` per feature (the codes of every architecture are >= 0).
+
+    ``before`` (the unsteered code, same shape as ``f``): the clamp bites only on what the step
+    pushed out of range: each feature is kept inside ``[min(0, before), max(upper, before)]``, so a
+    feature that was already out of range (a held-out clip) is never moved further in than where
+    it was, and the result tends to ``before`` as the step tends to 0 (continuous at alpha 0)."""
+    hi = upper.to(f)[None, :]
+    if before is None:
+        return torch.minimum(f.clamp_min(0.0), hi)
+    b = before.to(f)
+    return torch.minimum(torch.maximum(f, torch.minimum(b, torch.zeros_like(b))), torch.maximum(hi, b))
 
 
 def top_features(direction: torch.Tensor, evidence: torch.Tensor, share: float = TOP_FEATURE_SHARE) -> torch.Tensor:

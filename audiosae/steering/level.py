@@ -17,6 +17,15 @@ is two steps:
    against peaks measured on a 4x oversampled signal, to ``ceiling_db`` (-1 dBFS), then a
    final clamp at the ceiling.
 
+3. **A selection is levelled alone** (``region=``, from ``steer_wave(start=, end=)``): steps 1
+   and 2 act only on the selected samples and a ``crossfade_seconds`` margin on each side of
+   them; the margin cross-fades (raised cosine, from the selection's edge outward) into the
+   unsteered audio as written (``unsteered=``: the unsteered path through the same rule over
+   the whole clip, i.e. the reconstruction, which with keep-residual is the decode of the
+   original latents).  Beyond the cross-fades the output *is* the unsteered audio, sample for
+   sample: neither the loudness trim nor the limiter reaches outside the selection.  Both
+   sides of a cross-fade are at or under the ceiling, so their convex mix is too.
+
 ``LevelRule(match_loudness=False, limit=False)`` (``RAW``) keeps the raw level: only on the
 user's explicit request (``audiosae steer --no-limit``; ``limit=False`` in the library).
 
@@ -52,6 +61,7 @@ class LevelRule:
     silence_db: float = -70.0       # absolute gate: blocks under it are silence
     floor_below_db: float = 40.0    # a silent source block is matched to (source loudness - this)
     limiter_seconds: float = 0.005  # look-ahead / attack of the limiter
+    crossfade_seconds: float = 0.05  # a levelled selection fades into the unsteered audio over this
 
     @property
     def raw(self) -> bool:
@@ -99,6 +109,9 @@ class LevelReport:
     limited_fraction: float = 0.0
     samples: int = 0
     non_finite_samples: int = 0     # NaN/inf in the decode, replaced by 0
+    levelled: str = "clip"          # "clip": the whole audio; "selection": only region (+ cross-fades)
+    region: list[float] | None = None        # [start, end] s of the selection levelled (None: the clip)
+    crossfade_seconds: float | None = None   # the fade into the unsteered audio on each side of region
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -248,16 +261,47 @@ def matching_gain(steered: np.ndarray, source: np.ndarray, sample_rate: int, rul
     return (10 ** (curve / 20)).astype(np.float32), stats
 
 
+def crossfade_weights(n: int, region: tuple[int, int], fade: int) -> tuple[int, int, np.ndarray]:
+    """``(a0, b0, w)``: the span ``[a0, b0)`` = ``region`` widened by ``fade`` samples on each side
+    (within ``[0, n)``) and the weight ``w`` [b0 - a0] of the levelled selection in it: 1 on
+    ``region``, a raised cosine down to 0 over the ``fade`` samples outside each edge."""
+    a, b = int(region[0]), int(region[1])
+    a0, b0 = max(0, a - fade), min(n, b + fade)
+    w = np.ones(b0 - a0, dtype=np.float64)
+    if fade > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(1, fade + 1) / (fade + 1)))   # (0, 1), rising
+        left = a - a0
+        if left:
+            w[:left] = ramp[fade - left:]
+        right = b0 - b
+        if right:
+            w[b - a0:] = ramp[::-1][:right]
+    return a0, b0, w
+
+
 def apply_level_rule(steered: np.ndarray, source: np.ndarray | None, sample_rate: int,
                      rule: LevelRule = LevelRule(), *, target_attribute: str | None = None,
-                     source_loudness_db: float | None = None) -> tuple[np.ndarray, LevelReport]:
+                     source_loudness_db: float | None = None, region: tuple[int, int] | None = None,
+                     unsteered: np.ndarray | None = None) -> tuple[np.ndarray, LevelReport]:
     """Steered audio [C, N] -> audio safe to write or play, and what was done (``LevelReport``).
 
     ``source``: the audio it was steered from, the same span (needed to match loudness;
     None: limiter only).  ``source_loudness_db``: see ``matching_gain``.  Non-finite samples
     (a decoder that blew up) become 0 unless the rule is ``RAW``.
+
+    ``region`` = ``(a, b)`` samples, with ``unsteered`` [C, N] (the unsteered audio already
+    through the rule): only the selection is levelled, cross-faded into ``unsteered`` over
+    ``rule.crossfade_seconds`` outside each edge; elsewhere the result is ``unsteered`` (module
+    docstring, step 3).  The report's loudness and peaks are then the selection's.  ``RAW``
+    ignores the region (the raw decode everywhere).
     """
     wave = _as_2d(steered)
+    n = wave.shape[1]
+    if region is not None and not rule.raw and (int(region[0]) > 0 or int(region[1]) < n):
+        if unsteered is None:
+            raise AudioSAEError("level: levelling a selection needs the unsteered audio to fade into")
+        return _level_region(wave, source, sample_rate, rule, target_attribute, source_loudness_db,
+                             (max(0, int(region[0])), min(n, int(region[1]))), _as_2d(unsteered))
     n = wave.shape[1]
     label = "raw" if rule.raw else "+".join(s for s, on in (("matched", rule.match_loudness and source is not None),
                                                             ("limited", rule.limit)) if on)
@@ -295,6 +339,37 @@ def apply_level_rule(steered: np.ndarray, source: np.ndarray | None, sample_rate
     return out, report
 
 
+def _level_region(wave: np.ndarray, source: np.ndarray | None, sample_rate: int, rule: LevelRule,
+                  target_attribute: str | None, source_loudness_db: float | None, region: tuple[int, int],
+                  unsteered: np.ndarray) -> tuple[np.ndarray, LevelReport]:
+    n = wave.shape[1]
+    if unsteered.shape != wave.shape:
+        raise AudioSAEError(f"level: unsteered audio {list(unsteered.shape)} differs from the steered "
+                            f"{list(wave.shape)}")
+    fade = max(0, int(round(rule.crossfade_seconds * sample_rate)))
+    a0, b0, w = crossfade_weights(n, region, fade)
+    src = None
+    if source is not None:
+        source = _as_2d(source)
+        if source_loudness_db is None:   # the floor of silent blocks: the whole clip's loudness
+            source_loudness_db = loudness_db(source[:, :n], sample_rate, block_seconds=rule.block_seconds,
+                                             silence_db=rule.silence_db)
+        src = source[:, a0:b0]
+    piece, report = apply_level_rule(wave[:, a0:b0], src, sample_rate, rule, target_attribute=target_attribute,
+                                     source_loudness_db=source_loudness_db)
+    out = np.array(unsteered, dtype=np.float32, copy=True)
+    mixed = w[None, :] * piece.astype(np.float64) + (1.0 - w[None, :]) * unsteered[:, a0:b0].astype(np.float64)
+    if rule.limit:   # both sides are under the ceiling; the clamp only absorbs float rounding
+        np.clip(mixed, -rule.ceiling, rule.ceiling, out=mixed)
+    out[:, a0:b0] = mixed.astype(np.float32)
+    report.levelled = "selection"
+    report.region = [region[0] / sample_rate, region[1] / sample_rate]
+    report.crossfade_seconds = fade / sample_rate
+    report.notes.append(f"levelled only {region[0] / sample_rate:.3f}-{region[1] / sample_rate:.3f} s "
+                        f"(+{fade / sample_rate:.3f} s cross-fades); the rest is the unsteered audio")
+    return out, report
+
+
 def merge_reports(reports: Iterable[LevelReport]) -> dict[str, Any]:
     """One summary of several reports (the chunks of a realtime render), for a side-car."""
     reports = [r for r in reports if r is not None]
@@ -318,6 +393,6 @@ def merge_reports(reports: Iterable[LevelReport]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
-__all__ = ["warm_up", "DEFAULT_CEILING_DB", "LevelReport", "LevelRule", "RAW", "apply_level_rule", "block_power",
+__all__ = ["warm_up", "crossfade_weights", "DEFAULT_CEILING_DB", "LevelReport", "LevelRule", "RAW", "apply_level_rule", "block_power",
            "gated_loudness_db", "limit_peaks", "loudness_db", "matching_gain", "merge_reports", "rule_for",
            "true_peak_envelope"]

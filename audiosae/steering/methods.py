@@ -42,6 +42,10 @@ feature-vector length), so alpha values compare across methods.
 * ``clamp``: the mass-mean step, then every feature kept inside ``[0, max over the training
   frames]`` (codes of every architecture are >= 0; a steered code outside what the decoder saw
   in training is where decodes blow up).  The step is as long as the others' before the clip.
+  The clamp bites only on what the step pushed out of range: a feature already outside the
+  range in the unsteered code ``normalize(f)`` (held-out audio) may stay where it was, so the
+  method is continuous at alpha 0 (clamping the unsteered code itself moved the demo flute's
+  latents by 5.8 at alpha 1, against 0.66 for ``paper``).
 * ``top-features``: the mass-mean direction kept only on the features that carry the target
   class (the fewest whose evidence ``W_kj * mean(f_j | k)`` sums to 80 % of the class's
   positive evidence) and only where it raises them; the rest of the code is untouched.
@@ -337,7 +341,7 @@ class SteeringContext:
                     if self.means is None or self.means.fmax is None:
                         raise AudioSAEError("clamp steering needs the per-feature range of the training frames "
                                             "(steering.methods.workspace_class_means)")
-                    steered = isolation.clamp_range(steered, torch.from_numpy(self.means.fmax))
+                    steered = isolation.clamp_range(steered, torch.from_numpy(self.means.fmax), sae.normalize(f))
         if mask is None:
             return steered
         return torch.where(mask.to(f.device)[:, None], steered, f)
