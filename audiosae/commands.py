@@ -205,8 +205,13 @@ def _describe_level(report: dict[str, Any]) -> str:
                 f"{db(level['loudness_shift_db'])} dB vs the input\n")
     gain = f"gain {level['gain_db']:+.1f} dB (loudness matched to the input), " if "matched" in level["rule"] else \
         "loudness not matched (it is the target), "
+    where = ""
+    if level.get("levelled") == "selection" and level.get("region"):
+        a, b = level["region"]
+        where = (f" (selection {a:.2f}-{b:.2f} s only, {1000 * (level.get('crossfade_seconds') or 0):.0f} ms "
+                 "cross-fades; outside it the unsteered audio)")
     return (f"level: {gain}peak {db(level['peak_before_dbfs'])} -> {db(level['peak_after_dbfs'])} dBFS, "
-            f"{100 * level['limited_fraction']:.1f}% of samples limited\n")
+            f"{100 * level['limited_fraction']:.1f}% of samples limited{where}\n")
 
 
 def _describe_shift(report: dict[str, Any]) -> str:

@@ -370,3 +370,19 @@ def test_steering_a_selection_changes_nothing_outside_it_with_the_default_rule(d
         inside = res.wave[:, sr:2 * sr]
         assert np.abs(inside).max() <= CEILING + 1e-6 and np.abs(res.wave).max() <= CEILING + 1e-6
         assert np.abs(inside - res.reconstruction[:, sr:2 * sr]).max() > 1e-2    # it was steered
+
+
+def test_cli_steer_of_a_selection_says_only_the_selection_was_levelled(demo_copy, tmp_path, capsys):
+    from audiosae.cli import main
+
+    clip = tmp_path / "clip.wav"
+    wave = load_audio(FLUTE, SR, 1)[:, :3 * SR]
+    save_audio(clip, wave, SR)
+    out = tmp_path / "sel.wav"
+    assert main(["steer", str(demo_copy), str(clip), "--attribute", "pitch", "--target", "A4", "--alpha", "10",
+                 "--start", "1", "--end", "2", "--out", str(out)]) == 0
+    side = json.loads(Path(str(out) + ".json").read_text())
+    assert side["level"]["levelled"] == "selection" and side["level"]["crossfade_seconds"] == pytest.approx(0.05)
+    assert "selection 1.00-2.00 s only" in capsys.readouterr().out
+    steered, _ = sf.read(out, always_2d=True)
+    assert np.abs(steered).max() <= CEILING + 1e-6
