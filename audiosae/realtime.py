@@ -22,7 +22,7 @@ whole clip again on every change is too slow, so the clip is cut into chunks of 
   never silence.
 * ``RenderWorker`` is the background thread that keeps calling ``render_next``.
 
-Nothing here knows about audio devices or Qt; ``studio/playback.py`` plays ``mix``.
+Nothing here knows about audio devices or Qt; ``audiosae.steering.playback`` plays ``mix``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
                                         [--interval 0.3] [--chunk 0.25] [--output virtual|device]
                                         [--device NAME] [--latency S] [--threads 1] [--json]
 
-A ``seconds``-long synthetic clip loops through ``studio.playback.Player`` (a silent virtual
+A ``seconds``-long synthetic clip loops through ``audiosae.steering.playback.Player`` (a silent virtual
 device clock by default, or a real output device, e.g. a PulseAudio null sink) while a
 simulated user moves alpha every ``interval`` seconds for ``run`` seconds.  A
 ``RenderWorker`` renders the steered chunks ahead of the playhead; each rendered chunk
@@ -44,7 +44,7 @@ from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams  # n
 from audiosae.sae import SAEConfig, SparseAutoencoder  # noqa: E402
 from audiosae.codecs.encodec_backend import build_encodec_model  # noqa: E402
 from bench_codecs import synth_test_signal  # noqa: E402
-from studio.playback import Player  # noqa: E402
+from audiosae.steering.playback import Player  # noqa: E402
 
 PITCH_CLASSES = 66
 EXPANSION = 8

@@ -104,7 +104,6 @@ NO_TORCH_UNDER = ("studio/widgets",)
 MAX_LINES = 800
 KNOWN_OVER_MAX_LINES = {
     "audiosae/probes.py",
-    "studio/playback.py",
 }
 
 
