@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {
-    "LoadedModels": "audiosae.analysis", "ClipAnalysis": "audiosae.analysis",
-    "FeatureIndex": "audiosae.feature_index", "load_or_build_feature_index": "audiosae.feature_index",
+    "LoadedModels": "audiosae.explore.analysis", "ClipAnalysis": "audiosae.explore.analysis",
+    "FeatureIndex": "audiosae.explore.feature_index",
+    "load_or_build_feature_index": "audiosae.explore.feature_index",
 }
 
 

@@ -3,7 +3,7 @@ what the studio's window runs when a workspace opens and a clip is chosen."""
 
 from __future__ import annotations
 
-from ..analysis import ClipAnalysis, LoadedModels
+from .analysis import ClipAnalysis, LoadedModels
 from ..audio import load_audio
 from ..corpus import Source
 from ..jobs import CancelToken, Progress, ProgressSink
