@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainW
                                QStackedWidget, QWidget)
 
 from audiosae import __version__
-from audiosae.analysis import ClipAnalysis, LoadedModels
+from audiosae.explore.analysis import ClipAnalysis, LoadedModels
 from audiosae.audio import AUDIO_EXTENSIONS
 from audiosae.corpus import Source
 from audiosae.errors import AudioSAEError, WorkspaceError, printable

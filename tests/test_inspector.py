@@ -296,3 +296,38 @@ def test_snippet_player_without_a_device_says_playback_is_unavailable(qtbot, mon
     assert messages and messages[-1].startswith("playback unavailable") and "PortAudio" in messages[-1]
     assert not player.playing
     player.close()
+
+
+# ---- the view-model alone ---------------------------------------------------------------------------
+def test_the_view_model_works_without_widgets_and_drops_a_stale_index(loaded, qtbot):
+    """``InspectorModel`` (no QtWidgets): texts and contributions for a selection; an index job
+    whose models were replaced while it ran is forgotten, the new models' job gives the index."""
+    from studio.models.inspector import InspectorModel
+
+    models, analysis = loaded
+    state, runner = ExplorerState(), JobRunner()
+    model = InspectorModel(state, runner, audio_device=None)
+    assert model.header()[0] == "Feature inspector" and model.contributions() == []
+    state.set_workspace(models.workspace)
+    state.set_models(models)
+    state.set_analysis(analysis)
+    frame = 40
+    j = strongest_feature(analysis, frame)
+    ready = []
+    model.index_ready.connect(ready.append)
+    state.select_feature(j, frame)
+    first = model.index_job.handle
+    assert first is not None and model.stats_text() == "corpus statistics: building…"
+    assert model.header() == (f"feature {j}", model.header()[1]) and f"{analysis.f[frame, j]:.3f}" in model.header()[1]
+    rows = model.contributions()
+    assert rows and rows[0]["predicted"] and rows[0]["class"] == int(analysis.predicted(model.attribute)[frame])
+    state.set_models(models)               # the same models again: the running job is stale
+    assert first.cancel_token.cancelled and model.index_job.handle is None and model.index is None
+    model.ensure_index()
+    qtbot.waitUntil(lambda: model.index is not None, timeout=30000)
+    assert len(ready) == 1 and ready[0] is model.index
+    assert f"{100 * model.index.density[j]:.2f} %" in model.stats_text()
+    hist = model.histogram()
+    assert hist is not None and hist.corpus_share is not None and "bars: corpus" in hist.legend
+    model.shutdown()
+    assert runner.shutdown(20000)

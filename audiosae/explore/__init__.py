@@ -5,9 +5,14 @@
 * ``audiosae.explore.sources``: a corpus source found again (its file, or the built-in
   source re-made with the workspace's seed), the first clip a workspace shows.
 * ``audiosae.explore.clips``: the models bundle loaded and a clip analysed, as jobs.
-* The models bundle and clip analysis themselves (``LoadedModels``, ``ClipAnalysis``) live in
-  ``audiosae.analysis``, the corpus feature index in ``audiosae.feature_index``; both are
-  re-exported here (lazily: they import this package's decoding module).
+* ``audiosae.explore.analysis``: the models bundle (``LoadedModels``: backend, SAE, probes,
+  attribute spec) and clip analysis (``ClipAnalysis``); ``audiosae.analysis`` is this module
+  under its old name.
+* ``audiosae.explore.feature_index``: the corpus feature index (density, histograms, top frames,
+  snippets, boost); ``audiosae.feature_index`` is this module under its old name.
+
+The bundle's main names are re-exported here, lazily (importing ``audiosae.explore.sources``
+does not load torch models).
 """
 
 from __future__ import annotations

@@ -20,9 +20,8 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from audiosae.explore.decoding import TOP_CLASSES, feature_contributions, probe_weight_column
-from audiosae.feature_index import (FeatureIndex, boost_window, decoder_direction, histogram_counts,
-                                    histogram_edges, load_or_build_feature_index, render_boost)
-from audiosae.jobs import Progress
+from audiosae.explore.feature_index import (FeatureIndex, boost_window, decoder_direction, histogram_counts,
+                                            histogram_edges, load_or_build_feature_index, render_boost)
 
 from ..snippets import SnippetPlayer
 from ..state import ExplorerState
