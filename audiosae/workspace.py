@@ -85,6 +85,9 @@ class Manifest:
         check_schema(data, path, kind="corpus manifest")
         try:
             sources = {str(k): SourceRecord(**v) for k, v in data.get("sources", {}).items()}
+            for record in sources.values():  # a relative file path lies inside the workspace (the demo's music)
+                if record.path is not None and not Path(record.path).is_absolute():
+                    record.path = str(Path(path).parent.parent / record.path)
             for record in sources.values():
                 if record.split not in ("train", "val") or not isinstance(record.shard, int):
                     raise ValueError(f"source {record.source_id!r} has split {record.split!r}, "

@@ -33,6 +33,7 @@ from tests.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  #
 
 LOAD_TIMEOUT_MS = 60_000
 DEMO = find_demo_workspace()
+DEMO_FIRST_CLIP = DEMO / "clips" / sorted(p.name for p in (DEMO / "clips").iterdir())[0]   # real music (test_demo_music)
 
 
 @pytest.fixture
@@ -101,11 +102,14 @@ def test_default_clip_of_a_workspace_without_clips(tmp_path):
     shutil.copy(DEMO / "corpus" / "manifest.json", root / "corpus" / "manifest.json")
     ws = mw.Workspace.open(root)
     clip = default_clip(ws)
-    val = sorted(r.source_id for r in ws.manifest().sources.values() if r.split == "val")
+    # The demo's music lies in its music/ folder, not copied here: the first tones source of the
+    # validation split is the first source that can be found again.
+    val = sorted(r.source_id for r in ws.manifest().sources.values()
+                 if r.split == "val" and r.source_id.startswith("tones/"))
     assert isinstance(clip, mw.Source) and clip.source_id == val[0]
     assert clip.load(24000).shape[1] == pytest.approx(clip.seconds * 24000, abs=2)
     # The demo itself ships clips: its first clip wins.
-    assert default_clip(mw.Workspace.open(DEMO)) == str(DEMO / "clips" / "01-tones-heldout.flac")
+    assert default_clip(mw.Workspace.open(DEMO)) == str(DEMO_FIRST_CLIP)
 
 
 # ---- the bundled demo ------------------------------------------------------------------------------
@@ -116,9 +120,9 @@ def test_bundled_demo_is_complete_and_small():
         assert (ws.probe_dir(name) / "probes.safetensors").is_file()
     assert "x8-l1_0.02" in ws.sae_names()
     assert not (DEMO / "checkpoints").exists()
-    assert sorted(p.name for p in (DEMO / "clips").iterdir())[0] == "01-tones-heldout.flac"
+    assert DEMO_FIRST_CLIP.suffix == ".ogg" and "heldout" in DEMO_FIRST_CLIP.name
     size = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
-    assert size < 8e6, f"the demo grew to {size / 1e6:.1f} MB"
+    assert size < 20e6, f"the demo grew to {size / 1e6:.1f} MB"
 
 
 def load_make_demo():
@@ -142,13 +146,17 @@ def test_demo_ships_the_index_the_inspector_would_build():
 
 def test_demo_builder_runs_small(tmp_path):
     make_demo = load_make_demo()
-    out = make_demo.build_demo(tmp_path / "demo", minutes=0.3, epochs=2)
+    try:
+        out = make_demo.build_demo(tmp_path / "demo", minutes=0.3, epochs=2, excerpt=3.0)
+    except make_demo.MusicUnavailable as exc:   # no .debs cached and apt cannot fetch them
+        pytest.skip(str(exc))
     ws = mw.Workspace.open(out)
     assert ws.sae_names() == ["x8-l1_0.02"] and not (out / "checkpoints").exists()
     assert (out / "saes" / "x8-l1_0.02" / "feature_index.safetensors").is_file()
     clip = sorted((out / "clips").iterdir())[0]
     info = sf.info(str(clip))
-    assert info.samplerate == 24000 and 0 < info.duration <= make_demo.CLIP_SECONDS + 0.01
+    assert info.samplerate == 24000 and 0 < info.duration <= 3.01 and clip.suffix == ".ogg"
+    assert any(s.startswith("music/") for s in ws.manifest().sources)
 
 
 # ---- start page ----------------------------------------------------------------------------------
@@ -226,7 +234,7 @@ def test_open_demo_loads_models_and_clip_without_blocking(qtbot, window, monkeyp
     state = window.state
     sae_name = state.models.sae.cfg.name
     assert sae_name in state.models.workspace.sae_names()
-    assert state.clip_path == str(DEMO / "clips" / "01-tones-heldout.flac")
+    assert state.clip_path == str(DEMO_FIRST_CLIP)
     analysis = state.analysis
     assert analysis.sample_rate == state.models.backend.sample_rate == 24000
     assert analysis.f.shape == (analysis.n_frames, state.models.sae.cfg.d_sae) and analysis.n_frames > 500
@@ -391,7 +399,7 @@ def test_a_failing_job_shows_one_line_and_the_app_keeps_going(qtbot, window, tmp
     assert message in status and "log:" in status
     dialogs = window.error_dialogs
     assert len(dialogs) == 1 and message in dialogs[0].text() and "log" in dialogs[0].informativeText()
-    assert window.state.clip_path == str(DEMO / "clips" / "01-tones-heldout.flac")   # the old clip stays
+    assert window.state.clip_path == str(DEMO_FIRST_CLIP)   # the old clip stays
     good = wave_file(tmp_path / "good.wav")
     with qtbot.waitSignal(window.state.clip_changed, timeout=LOAD_TIMEOUT_MS):
         window.open_audio(good)
@@ -409,7 +417,7 @@ def test_job_progress_shows_in_the_status_bar_and_cancels(qtbot, window, tmp_pat
     qtbot.waitUntil(lambda: not window.runner.active, timeout=30_000)
     qtbot.waitUntil(lambda: not window.cancel_button.isVisible(), timeout=2_000)
     assert window.statusBar().currentMessage() == "analysis cancelled"
-    assert window.state.clip_path == str(DEMO / "clips" / "01-tones-heldout.flac")
+    assert window.state.clip_path == str(DEMO_FIRST_CLIP)
 
 
 def test_opening_something_that_is_not_a_workspace(qtbot, window, tmp_path):
