@@ -44,6 +44,7 @@ from audiosae.probes import preload_optimizer_modules
 from audiosae.workspace import WORKSPACE_FILE, Workspace
 
 from .logging_setup import current_log_file, one_line, show_error
+from .models.explorer import ExplorerSession
 from .panes import PANES, PanePlaceholder, build_pane, is_placeholder  # noqa: F401  (old import path)
 from .settings import StudioSettings
 from .start_page import StartPage, workspace_exists
@@ -111,11 +112,16 @@ class MainWindow(QMainWindow):
         self.state = ExplorerState(self)
         self.runner = JobRunner(self)
         self._closed = False
-        self._load_job: JobHandle | None = None
         self._settle_heap_after_clip = False
-        self._clip_job: JobHandle | None = None
-        self._pending_clip: str | Source | None = None
-        self._current_clip: str | Source | None = None
+        self.session = ExplorerSession(self.state, self.runner, self)
+        self.session.models_loaded.connect(self._models_loaded)
+        self.session.models_failed.connect(self._models_failed)
+        self.session.load_cancelled.connect(lambda: self.show_status("loading the workspace was cancelled"))
+        self.session.clip_analysed.connect(self._clip_analysed)
+        self.session.clip_empty.connect(lambda: self.show_status(
+            "this workspace has no clip to show yet: open an audio file (File > Open audio…)"))
+        self.session.clip_failed.connect(self._clip_failed)
+        self.session.clip_cancelled.connect(lambda: self.show_status("analysis cancelled"))
         self._wizard: QWidget | None = None
         self._dialogs: list[QWidget] = []          # non-modal windows to close with the main window
         self.actions_by_name: dict[str, QAction] = {}
@@ -308,40 +314,17 @@ class MainWindow(QMainWindow):
         except AudioSAEError as exc:
             self.report_error(str(exc), context="Cannot open the workspace")
             return False
-        for job in (self._load_job, self._clip_job):
-            if job is not None:
-                job.cancel()
-        self._load_job = self._clip_job = None
-        self._pending_clip = str(Path(clip).expanduser().resolve()) if clip else None
-        self._current_clip = None
-        self.state.set_workspace(workspace)
+        self.session.open(workspace, sae_name, clip, device=self.effective_device(),
+                          crepe_model=self.settings.crepe_model)
         self.settings.add_recent_workspace(path)
         self.start_page.refresh()
         self.setWindowTitle(f"{workspace.root.resolve().name} — audiosae studio")
         self.models_label.setText(f"{workspace.backend_name} · loading…")
         self.show_explorer()
-        self._start_model_load(workspace, sae_name)
         return True
 
-    def _start_model_load(self, workspace: Workspace, sae_name: str | None) -> None:
-        device = self.effective_device()
-
-        def connect(job: JobHandle) -> None:
-            self._load_job = job
-            job.finished.connect(lambda models, j=job: self._models_loaded(j, models))
-            job.failed.connect(lambda message, tb, j=job: self._models_failed(j, message, tb))
-            job.cancelled.connect(lambda: self.show_status("loading the workspace was cancelled"))
-
-        # JobRunner.submit starts the thread on the next event-loop turn: connected first.
-        connect(self.runner.submit(f"loading {workspace.root.name}", load_models_job, workspace, sae_name,
-                                   device, self.settings.crepe_model))
-
-    def _models_loaded(self, job: JobHandle, models: LoadedModels) -> None:
-        if self._closed or job is not self._load_job:
-            return  # superseded by another open, or the window is closing
-        self._load_job = None
+    def _models_loaded(self, models: LoadedModels) -> None:
         self._settle_heap_after_clip = True   # most long-lived objects exist once a clip is shown
-        self.state.set_models(models)
         codec = "" if models.backend is not None else " (codec unavailable)"
         self.models_label.setText(f"{models.workspace.backend_name}{codec} · SAE {models.sae.cfg.name} · "
                                   f"{models.device}")
@@ -351,23 +334,16 @@ class MainWindow(QMainWindow):
         for part in models.missing:   # no dialog: the clip's banner says what is missing and the fix
             log.warning("%s", part.line())
         self.show_status(message)
-        clip, self._pending_clip = self._pending_clip, None
-        self.analyse(clip)
 
-    def _models_failed(self, job: JobHandle, message: str, tb: str) -> None:
-        if job is self._load_job:
-            self._load_job = None
+    def _models_failed(self, message: str, tb: str, current: bool) -> None:
+        if current:
             self.models_label.setText("no models")
         self.report_error(message, tb, context="Loading the workspace failed")
         self.models_failed.emit(one_line(message))
 
     def reload_models(self) -> None:
         """Load the open workspace's SAE again (new device / CREPE model), keeping the clip."""
-        if self.state.workspace is None:
-            return
-        sae = self.state.models.sae.cfg.name if self.state.models is not None else None
-        self._pending_clip = self._current_clip
-        self._start_model_load(self.state.workspace, sae)
+        self.session.reload(device=self.effective_device(), crepe_model=self.settings.crepe_model)
 
     def choose_audio(self) -> None:
         patterns = " ".join(f"*{ext}" for ext in AUDIO_EXTENSIONS)
@@ -385,8 +361,7 @@ class MainWindow(QMainWindow):
                               f"is analysed with its SAE and probes", context="No workspace")
             return False
         if self.state.models is None:
-            if self._load_job is not None:
-                self._pending_clip = path
+            if self.session.wait_for_models(path):
                 self.show_status(f"{printable(Path(path).name)} opens once the workspace has loaded")
                 return True
             self.report_error("the workspace's models failed to load; cannot analyse audio",
@@ -397,34 +372,9 @@ class MainWindow(QMainWindow):
 
     def analyse(self, clip: str | Source | None = None) -> JobHandle | None:
         """Analyse ``clip`` (None: the workspace's default clip) in a job; the result goes to the state."""
-        models = self.state.models
-        if models is None:
-            return None
-        if self._clip_job is not None:
-            self._clip_job.cancel()
-        label = printable(Path(clip).name) if isinstance(clip, str) else (clip.source_id if clip is not None
-                                                                           else "the first clip")
+        return self.session.analyse(clip)
 
-        def connect(job: JobHandle) -> None:
-            self._clip_job = job
-            job.finished.connect(lambda result, j=job: self._clip_analysed(j, result))
-            job.failed.connect(lambda message, tb, j=job: self._clip_failed(j, message, tb))
-            job.cancelled.connect(lambda: self.show_status("analysis cancelled"))
-
-        job = self.runner.submit(f"analysing {label}", analyse_clip_job, models, clip)
-        connect(job)   # before the thread starts (next event-loop turn)
-        return job
-
-    def _clip_analysed(self, job: JobHandle, result: tuple[ClipAnalysis, str, str | Source] | None) -> None:
-        if self._closed or job is not self._clip_job:
-            return
-        self._clip_job = None
-        if result is None:
-            self.show_status("this workspace has no clip to show yet: open an audio file (File > Open audio…)")
-            return
-        analysis, name, clip = result
-        self._current_clip = clip
-        self.state.set_analysis(analysis, name)
+    def _clip_analysed(self, analysis: ClipAnalysis, name: str) -> None:
         if self._settle_heap_after_clip:   # one full collection now, none mid-playback later
             self._settle_heap_after_clip = False
             QTimer.singleShot(0, settle_long_lived_objects)
@@ -445,9 +395,7 @@ class MainWindow(QMainWindow):
             return
         self.show_status(f"{shown}: {analysis.seconds:.1f} s, {analysis.n_frames} frames")
 
-    def _clip_failed(self, job: JobHandle, message: str, tb: str) -> None:
-        if job is self._clip_job:
-            self._clip_job = None
+    def _clip_failed(self, message: str, tb: str) -> None:
         self.report_error(message, tb, context="Analysing the clip failed")
         self.clip_failed.emit(one_line(message))
 
@@ -625,6 +573,7 @@ class MainWindow(QMainWindow):
         if self._closed:
             return
         self._closed = True
+        self.session.close()
         self.job_status.close()
         self.runner.cancel_all()   # every job stops at its next safe point while the panes shut down
         for name in ("audition", "inspector", "timeline", "generation"):
