@@ -9,30 +9,25 @@ Composition (panes never call each other; they share ``ExplorerState``)::
 Each pane is built with its explicit constructor arguments, ``Pane(state, runner, settings,
 parent=self)``, through ``studio.panes.build_pane`` (a placeholder when it cannot be built);
 the wizard as ``TrainingWizard(runner, settings, parent=self)``.  The window calls only:
-``TimelineView.zoom(factor)`` (> 1 zooms in), ``.fit()``; ``AuditionPanel.toggle_play()``,
-``.toggle_loop()``, ``.export_steered()``, ``.set_output_device(name)``; ``shutdown()`` on any pane
-that has it, when closing.  Actions and menus: ``studio.window_menus``; the status bar's job
-line: ``studio.widgets.job_status``.
-
-Opening a workspace: ``Workspace.open`` (reads two JSON files, GUI thread), then a job loads
-``LoadedModels`` (``audiosae.explore.clips.load_models_job``), then a job analyses a clip
-(``analyse_clip_job``: ``--clip``, a dropped file, the workspace's ``clips/`` folder, or its first
-validation source found again, ``audiosae.explore.sources.default_clip``) and
-``state.set_analysis`` hands it to the panes.  Failures show a one-line message and the log's path.
+``TimelineView.zoom(factor)``, ``.fit()``; ``AuditionPanel.toggle_play()``, ``.toggle_loop()``,
+``.export_steered()``, ``.set_output_device(name)``; ``shutdown()`` on any pane that has it.
+Actions and menus: ``studio.window_menus``; geometry and drops: ``studio.window_state``; the
+status bar's job line: ``studio.widgets.job_status``.  The workspace's models and the clip
+load in jobs held by ``studio.models.explorer.ExplorerSession`` (``audiosae.explore.clips``);
+the window shows what its signals say: status line, models label, error dialogs.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon
 from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QStackedWidget, QWidget)
 
-from audiosae import __version__
 from audiosae.explore.analysis import ClipAnalysis, LoadedModels
 from audiosae.audio import AUDIO_EXTENSIONS
 from audiosae.corpus import Source
@@ -47,11 +42,12 @@ from .logging_setup import current_log_file, one_line, show_error
 from .models.explorer import ExplorerSession
 from .panes import PANES, PanePlaceholder, build_pane, is_placeholder  # noqa: F401  (old import path)
 from .settings import StudioSettings
-from .start_page import StartPage, workspace_exists
+from .start_page import StartPage
 from .state import ExplorerState
 from .widgets.job_status import JobStatus
-from .widgets.shortcuts import ShortcutsDialog
+from .widgets.shortcuts import ShortcutsDialog, about_box
 from .window_menus import ZOOM_STEP, build_actions, build_menus, shortcut_rows
+from .window_state import dropped_paths, restore_window, save_window_settings
 from .workers import JobHandle, JobRunner
 
 log = logging.getLogger("studio.main_window")
@@ -171,9 +167,9 @@ class MainWindow(QMainWindow):
         self.state.status.connect(lambda text: self.show_status(text))
         self.state.feature_order_changed.connect(self._sync_feature_order)
 
-        self._build_actions()
-        self._build_menus()
-        self._restore_window()
+        build_actions(self)
+        build_menus(self)
+        restore_window(self)
         self.show_start_page()
 
     # ---- construction helpers ----------------------------------------------------------------
@@ -183,32 +179,6 @@ class MainWindow(QMainWindow):
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
-
-    def _action(self, name: str, text: str, slot: Callable[..., Any], keys: tuple[str, ...] = (),
-                tip: str = "", *, checkable: bool = False, in_panes: bool = False) -> QAction:
-        action = QAction(text, self)
-        action.setObjectName(f"action_{name}")
-        if keys:
-            action.setShortcuts([QKeySequence(k) for k in keys])
-        if tip:
-            action.setStatusTip(tip)
-        action.setCheckable(checkable)
-        action.triggered.connect(lambda checked=False: slot())
-        if in_panes:
-            # Window context on the main window and on each dock: the keys work wherever the
-            # focus is in the explorer, floating docks included, while text fields keep them
-            # (they accept the ShortcutOverride for printable keys) and other windows (the
-            # wizard, dialogs) are not affected, as an application-wide shortcut would be.
-            for dock in self.docks:
-                dock.addAction(action)
-        self.actions_by_name[name] = action
-        return action
-
-    def _build_actions(self) -> None:
-        build_actions(self)
-
-    def _build_menus(self) -> None:
-        build_menus(self)
 
     def generation_view(self) -> QWidget:
         """The Generation dock's ``GenerationView`` (or its placeholder), built on first use."""
@@ -225,36 +195,6 @@ class MainWindow(QMainWindow):
         self.generation_dock.raise_()
         if not is_placeholder(view):
             getattr(view, method)()
-
-    def _fill_recent_menu(self) -> None:
-        menu = self.recent_menu
-        menu.clear()
-        recent = self.settings.recent_workspaces
-        for path in recent:
-            missing = not workspace_exists(path)
-            text = f"{Path(path).name} — missing (click to remove)" if missing else Path(path).name
-            action = menu.addAction(text)
-            action.setToolTip(path)
-            action.setStatusTip(path)
-            action.setData(path)
-            if missing:
-                action.triggered.connect(lambda checked=False, p=path: self._forget_recent(p))
-            else:
-                action.triggered.connect(lambda checked=False, p=path: self.open_workspace(p))
-        if recent:
-            menu.addSeparator()
-        clear = menu.addAction("Clear the list")
-        clear.setEnabled(bool(recent))
-        clear.triggered.connect(self._clear_recent)
-
-    def _forget_recent(self, path: str) -> None:
-        self.settings.remove_recent_workspace(path)
-        self.start_page.refresh()
-        self.show_status(f"removed {path} from the recent workspaces (it no longer exists)")
-
-    def _clear_recent(self) -> None:
-        self.settings.clear_recent_workspaces()
-        self.start_page.refresh()
 
     # ---- pages ---------------------------------------------------------------------------------
     @property
@@ -453,15 +393,7 @@ class MainWindow(QMainWindow):
         return dialog
 
     def show_about(self) -> QMessageBox:
-        box = QMessageBox(self)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowTitle("About audiosae studio")
-        box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(f"<b>audiosae studio {__version__}</b><br>See and hear what the latent spaces of audio "
-                    f"autoencoders encode: sparse autoencoders, linear probes and control vectors "
-                    f"(after Paek et al. 2025).<br><br>Log file: {current_log_file()}")
-        if not self.windowIcon().isNull():
-            box.setIconPixmap(self.windowIcon().pixmap(self.fontMetrics().height() * 4))
+        box = about_box(self)
         self._keep(box)
         box.show()
         return box
@@ -499,19 +431,7 @@ class MainWindow(QMainWindow):
             action.setChecked(True)
 
     # ---- drag and drop --------------------------------------------------------------------------------
-    @staticmethod
-    def dropped_paths(mime: QMimeData) -> tuple[list[Path], list[Path]]:
-        """(workspace folders, audio files) among the dropped local files."""
-        workspaces, audio = [], []
-        for url in mime.urls() if mime.hasUrls() else []:
-            if not url.isLocalFile():
-                continue
-            path = Path(url.toLocalFile())
-            if path.is_dir() and (path / WORKSPACE_FILE).is_file():
-                workspaces.append(path)
-            elif path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-                audio.append(path)
-        return workspaces, audio
+    dropped_paths = staticmethod(dropped_paths)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         workspaces, audio = self.dropped_paths(event.mimeData())
@@ -538,35 +458,8 @@ class MainWindow(QMainWindow):
         self.open_audio(audio[0])
 
     # ---- window state and closing --------------------------------------------------------------------
-    def _restore_window(self) -> None:
-        geometry = self.settings.window_geometry
-        if geometry is None or not self.restoreGeometry(geometry):
-            screen = self.screen().availableGeometry() if self.screen() is not None else None
-            if screen is not None and screen.width() > 0:
-                self.resize(int(screen.width() * 0.8), int(screen.height() * 0.85))
-        state = self.settings.window_state
-        if state is None or not self.restoreState(state):
-            # First run: the inspector as wide as it asks, at least ~44 characters (font units,
-            # HiDPI-safe), at most 40 % of the window.
-            wanted = max(self.inspector.sizeHint().width(), self.fontMetrics().horizontalAdvance("M") * 44)
-            self.resizeDocks([self.inspector_dock], [min(wanted, int(self.width() * 0.4))],
-                             Qt.Orientation.Horizontal)
-        self._dock_visible = {d.objectName(): not d.isHidden() for d in self.docks}
-
     def save_window_settings(self) -> None:
-        on_start = self.on_start_page
-        if on_start:
-            # Save the explorer's dock layout, not the start page's hidden docks.
-            self.setUpdatesEnabled(False)
-            for dock in self.docks:
-                dock.setVisible(self._dock_visible.get(dock.objectName(), True))
-        self.settings.window_geometry = self.saveGeometry()
-        self.settings.window_state = self.saveState()
-        self.settings.sync()
-        if on_start:
-            for dock in self.docks:
-                dock.hide()
-            self.setUpdatesEnabled(True)
+        save_window_settings(self)
 
     def shutdown(self) -> None:
         """Cancel jobs, stop the panes' audio and timers, close the dialogs (idempotent)."""

@@ -2,20 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar
 
 from .logging_setup import current_log_file, open_log_folder
+from .start_page import workspace_exists
 from .state import FEATURE_ORDERS
 
 ZOOM_STEP = 1.5                  # TimelineView.zoom(factor): factor > 1 zooms in
 
 
+def add_action(window: Any, name: str, text: str, slot: Callable[..., Any], keys: tuple[str, ...] = (),
+               tip: str = "", *, checkable: bool = False, in_panes: bool = False) -> QAction:
+    """A window action named ``action_<name>`` (kept in ``window.actions_by_name``)."""
+    action = QAction(text, window)
+    action.setObjectName(f"action_{name}")
+    if keys:
+        action.setShortcuts([QKeySequence(k) for k in keys])
+    if tip:
+        action.setStatusTip(tip)
+    action.setCheckable(checkable)
+    action.triggered.connect(lambda checked=False: slot())
+    if in_panes:
+        # Window context on the main window and on each dock: the keys work wherever the
+        # focus is in the explorer, floating docks included, while text fields keep them
+        # (they accept the ShortcutOverride for printable keys) and other windows (the
+        # wizard, dialogs) are not affected, as an application-wide shortcut would be.
+        for dock in window.docks:
+            dock.addAction(action)
+    window.actions_by_name[name] = action
+    return action
+
+
+def fill_recent_menu(window: Any) -> None:
+    """File > Open recent: the recent workspaces (a missing one is removed when clicked), Clear."""
+    menu = window.recent_menu
+    menu.clear()
+    recent = window.settings.recent_workspaces
+
+    def forget(path: str) -> None:
+        window.settings.remove_recent_workspace(path)
+        window.start_page.refresh()
+        window.show_status(f"removed {path} from the recent workspaces (it no longer exists)")
+
+    def clear_all() -> None:
+        window.settings.clear_recent_workspaces()
+        window.start_page.refresh()
+
+    for path in recent:
+        missing = not workspace_exists(path)
+        text = f"{Path(path).name} — missing (click to remove)" if missing else Path(path).name
+        action = menu.addAction(text)
+        action.setToolTip(path)
+        action.setStatusTip(path)
+        action.setData(path)
+        if missing:
+            action.triggered.connect(lambda checked=False, p=path: forget(p))
+        else:
+            action.triggered.connect(lambda checked=False, p=path: window.open_workspace(p))
+    if recent:
+        menu.addSeparator()
+    clear = menu.addAction("Clear the list")
+    clear.setEnabled(bool(recent))
+    clear.triggered.connect(clear_all)
+
+
 def build_actions(window: Any) -> None:
     """The window's actions (``window.actions_by_name``), the feature-order group included."""
-    a = window._action
+    def a(*args: Any, **kwargs: Any) -> QAction:
+        return add_action(window, *args, **kwargs)
+
     a("open_workspace", "&Open workspace…", window.choose_workspace, ("Ctrl+O",),
       "Open a workspace folder (made by the wizard or `audiosae build`/`train`)")
     a("open_audio", "Open &audio…", window.choose_audio, ("Ctrl+Shift+O",),
@@ -66,8 +125,8 @@ def build_menus(window: Any) -> None:
     file_menu.addAction(acts["open_audio"])
     window.recent_menu = file_menu.addMenu("Open &recent")
     window.recent_menu.setObjectName("recent_menu")
-    window.recent_menu.aboutToShow.connect(window._fill_recent_menu)
-    window._fill_recent_menu()
+    window.recent_menu.aboutToShow.connect(lambda: fill_recent_menu(window))
+    fill_recent_menu(window)
     file_menu.addAction(acts["open_demo"])
     file_menu.addAction(acts["new_workspace"])
     file_menu.addSeparator()

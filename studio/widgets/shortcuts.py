@@ -1,10 +1,14 @@
-"""Help > Keyboard shortcuts: a table generated from the actions registered in the menus."""
+"""Help > Keyboard shortcuts (a table generated from the actions registered in the menus) and Help > About."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHeaderView, QLabel, QTableWidget, QTableWidgetItem,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHeaderView, QLabel, QMessageBox, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from audiosae import __version__
+
+from ..logging_setup import current_log_file
 
 
 class ShortcutsDialog(QDialog):
@@ -42,3 +46,17 @@ class ShortcutsDialog(QDialog):
         if screen is not None and screen.height() > 0:
             height = min(height, int(screen.height() * 0.8))
         self.resize(width, height)
+
+
+def about_box(parent: QWidget) -> QMessageBox:
+    """Help > About: the version, what the studio is for, the log file (not shown yet)."""
+    box = QMessageBox(parent)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.setWindowTitle("About audiosae studio")
+    box.setTextFormat(Qt.TextFormat.RichText)
+    box.setText(f"<b>audiosae studio {__version__}</b><br>See and hear what the latent spaces of audio "
+                f"autoencoders encode: sparse autoencoders, linear probes and control vectors "
+                f"(after Paek et al. 2025).<br><br>Log file: {current_log_file()}")
+    if not parent.windowIcon().isNull():
+        box.setIconPixmap(parent.windowIcon().pixmap(parent.fontMetrics().height() * 4))
+    return box
