@@ -135,13 +135,15 @@ def test_models_without_the_codec_analyse_corpus_sources_from_their_stored_laten
     assert (models.sample_rate, models.channels, models.hop_length) == (24000, 1, full.backend.hop_length)
     assert CODEC_MESSAGE in models.codec_unavailable("steering")
 
+    # The first validation source: a tones Source re-made, or a file of the corpus (the demo's music/).
     clip = default_clip(models.workspace)
-    assert isinstance(clip, Source)
-    wave = clip.load(models.sample_rate, models.channels)
+    sources = models.workspace.manifest().sources
+    record = sources[clip.source_id] if isinstance(clip, Source) else next(r for r in sources.values() if r.path == clip)
+    wave = clip.load(models.sample_rate, models.channels) if isinstance(clip, Source) else \
+        load_audio(clip, models.sample_rate, models.channels)
     stored = models.stored_frames(clip)
-    assert stored is not None and stored.latents.shape == (models.workspace.manifest().sources[clip.source_id].n_frames,
-                                                           full.backend.latent_dim)
-    part = models.analyze(wave, stored=stored, source=clip.source_id)
+    assert stored is not None and stored.latents.shape == (record.n_frames, full.backend.latent_dim)
+    part = models.analyze(wave, stored=stored, source=record.source_id)
     ref = full.analyze(wave)
     assert part.has_features and part.f.shape == ref.f.shape
     np.testing.assert_allclose(part.times, ref.times, atol=1e-5)
@@ -174,7 +176,8 @@ def test_explorer_without_the_codec_shows_the_corpus_clip_then_audio_without_fea
     assert win.error_dialogs == []                                        # no dialog, no empty explorer
     models, analysis = win.state.models, win.state.analysis
     assert models is not None and models.backend is None
-    assert win.state.clip_path in models.workspace.manifest().sources     # the default corpus clip
+    sources = models.workspace.manifest().sources                       # the default corpus clip
+    assert any(win.state.clip_path in (sid, r.path) for sid, r in sources.items())
     assert analysis.f.shape == (analysis.n_frames, models.sae.cfg.d_sae) and analysis.n_frames > 100
     timeline = win.timeline
     qtbot.waitUntil(lambda: _timeline_ready(timeline), timeout=LOAD_TIMEOUT_MS)
