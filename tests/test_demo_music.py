@@ -100,3 +100,22 @@ def test_first_clip_is_real_music_not_in_the_corpus():
     assert not {(record["package"], m) for m in record["members"]} & corpus_members
     stems = {PurePosixPath(m).stem for m in record["members"]}
     assert not any(PurePosixPath(sid).stem in stems for sid in ws.manifest().sources)
+
+
+def test_missing_packages_name_the_apt_packages(tmp_path, monkeypatch):
+    make_demo = load_make_demo()
+    rm = make_demo.realmusic()
+
+    def no_download(pkg, cache):
+        raise SystemExit(f"cannot download {pkg.name} (run 'apt-get update' first?)")
+
+    monkeypatch.setattr(rm, "download", no_download)
+    monkeypatch.setattr(make_demo, "installed_version", lambda name: None)
+    try:
+        make_demo.music_items(tmp_path / "cache", tmp_path / "tmp", 3.0, 24000, 1)
+    except make_demo.MusicUnavailable as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("no error without the packages")
+    assert "apt-get install hyperrogue-music drascula-music sonic-pi-samples" in message
+    assert "cannot download hyperrogue-music" in message
