@@ -268,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-residual", action="store_true", help="add back x - SAE(x) so only the steered direction changes")
     s.add_argument("--out", type=Path, required=True, help="output audio (.wav or .flac)")
     s.add_argument("--method", choices=D.STEER_METHODS, default=D.DEFAULT_STEER_METHOD,
-                   help="how the features are steered: 'paper' = add the probe's row for the target class "
-                        "(default); 'mass-mean' = mean SAE features of the target class minus the other classes' "
+                   help=f"how the features are steered (default {D.DEFAULT_STEER_METHOD!r}: the lowest cost on "
+                        "non-target attributes at the first alpha reaching the target on >= 50%% of frames, in the "
+                        "steering evaluation on held-out real music; README, 'Steering methods'): 'paper' = add the "
+                        "probe's row for the target class (Paek et al.); 'mass-mean' = mean SAE features of the target class minus the other classes' "
                         "(over the workspace's training frames, cached in WORKSPACE/steer); 'orthogonal' = "
                         "mass-mean without its parts along the other attributes' probes; 'solve' = per frame the "
                         "smallest step reaching the target class while holding the other probes (alpha = budget); "

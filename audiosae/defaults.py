@@ -63,7 +63,7 @@ SEED = 0
 # CLI's choices).  Every base method also exists as "<method>+match" (loudness matched per frame).
 STEER_BASE_METHODS = ("paper", "mass-mean", "orthogonal", "solve", "clamp", "top-features")
 STEER_METHODS = STEER_BASE_METHODS + tuple(m + "+match" for m in STEER_BASE_METHODS)
-DEFAULT_STEER_METHOD = "paper"   # chosen later by the steering evaluation (issue 12)
+DEFAULT_STEER_METHOD = "solve+match"   # by the steering evaluation on held-out real music (README, "Steering methods")
 
 
 # Tracing DiffRhythm generation (``audiosae trace`` and the studio's generation view, both through

@@ -212,8 +212,8 @@ def steer_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet,
     unsteered path (``wave``'s reconstruction through the same rule) over ``rule.crossfade_seconds``
     outside each edge: beyond that the output is the reconstruction, sample for sample
     (``report["level"]["levelled"] == "selection"``, ``["region"]`` in seconds).
-    ``method``: how the features are steered (``steering.methods.METHODS``; default ``"paper"``,
-    the probe row).  ``context``: a ``methods.prepare_method`` result (what the method needs from
+    ``method``: how the features are steered (``steering.methods.METHODS``; default
+    ``defaults.DEFAULT_STEER_METHOD``, chosen by the steering evaluation).  ``context``: a ``methods.prepare_method`` result (what the method needs from
     the workspace); without one it is prepared here from ``means`` (the ``ClassMeans`` of this SAE
     and attribute, needed by the corpus methods).  Every method has the same alpha scale.
     ``+match`` methods match the loudness per frame (two latent hops) instead of per 0.2 s.
