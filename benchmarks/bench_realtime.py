@@ -144,7 +144,7 @@ def measure(backend_name: str, *, seconds: float = 10.0, run_seconds: float = 12
         start = time.perf_counter()
         alpha = 0.0
         while time.perf_counter() - start < run_seconds:
-            alpha = float(rng.choice([a for a in (-12.0, -6.0, -3.0, 3.0, 6.0, 12.0) if a != alpha]))
+            alpha = float(rng.choice([a for a in (1.0, 3.0, 6.0, 10.0, 20.0, 30.0) if a != alpha]))
             t0 = time.perf_counter()
             version = renderer.set_alpha(alpha)
             changes.append((version, t0))
