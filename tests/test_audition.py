@@ -63,20 +63,27 @@ def make_panel(qtbot, clip_env, tmp_path, monkeypatch):
     """``make_panel(output="virtual", device=None)``: a panel on the clip, its session ready."""
     made = []
 
-    def make(output: str = "virtual", device: str | None = None, wait: bool = True) -> AuditionPanel:
+    def make(output: str = "virtual", device: str | None = None, wait: bool = True,
+             method: str | None = "paper") -> AuditionPanel:
+        """``method``: the steering method picked before the clip opens ("paper": the closed
+        form these tests check against; None keeps the core's default, which may need the
+        corpus's class means first: a job, so allow for it)."""
         ws, models, analysis = clip_env
         monkeypatch.setattr(AuditionPanel, "player_output", output)
         settings = StudioSettings(tmp_path / f"settings{len(made)}.ini")
         settings.audio_device = device
         state, runner = ExplorerState(), JobRunner()
         panel = AuditionPanel(state, runner, settings)
+        if method is not None:
+            panel.method_combo.setCurrentIndex(panel.method_combo.findData(method))
+            assert panel.method == method
         made.append((panel, state, runner))
         panel.resize(460, 320)
         panel.show()
         state.set_workspace(ws)
         state.set_models(models)
         if wait:
-            with qtbot.waitSignal(panel.session_ready, timeout=15000):
+            with qtbot.waitSignal(panel.session_ready, timeout=60000 if method == "paper" else 120000):
                 state.set_analysis(analysis, "clip.wav")
         else:
             state.set_analysis(analysis, "clip.wav")

@@ -26,6 +26,7 @@ from PySide6.QtCore import Qt  # noqa: E402
 from audiosae.steering.level import LevelReport, merge_reports  # noqa: E402
 from audiosae.steering.methods import SteeringContext  # noqa: E402
 from studio.models.audition import default_target, format_level  # noqa: E402
+from audiosae.defaults import DEFAULT_STEER_METHOD  # noqa: E402
 from tests.test_audition import clip_env, make_panel  # noqa: E402,F401  (pytest fixtures)
 
 EVAL_SECONDS = 1.5
@@ -41,8 +42,14 @@ def test_method_combo_reaches_the_renderer_heatmap_and_export(make_panel, qtbot,
         return original(self, f, target, alpha, mask)
 
     monkeypatch.setattr(SteeringContext, "steer_features", spy)
-    panel = make_panel()
-    assert panel.method == "paper" and panel.method_combo.currentData() == "paper"  # the core's default
+    default_panel = make_panel(method=None)        # opens on the core's default method
+    assert default_panel.method == DEFAULT_STEER_METHOD
+    assert default_panel.method_combo.currentText() == f"{DEFAULT_STEER_METHOD} (default)"
+    assert default_panel.renderer.params.method == DEFAULT_STEER_METHOD
+    default_panel.shutdown()
+    used.clear()
+    panel = make_panel()                             # then the paper's method, picked
+    assert panel.method == "paper" and panel.method_combo.currentData() == "paper"
     assert [panel.method_combo.itemData(i) for i in range(panel.method_combo.count())][:2] == ["paper", "mass-mean"]
     state = panel.state
     with qtbot.waitSignal(state.steered_features_changed, timeout=5000):
