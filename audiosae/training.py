@@ -26,10 +26,6 @@ from .workspace import Workspace, remove_stale_temp_files
 RAW_BASELINE = "raw-latent"
 DEFAULT_CHECKPOINT_EVERY_S = 30.0
 PROBE_METRICS_SCHEMA = 2     # probe metrics.json "format": 1 = val split only; 2 = + cv, warnings, within1/mae
-PROBE_BATCH_SIZE = D.PROBE_BATCH_SIZE
-PROBE_LR = D.PROBE_LR
-PROBE_MAX_EPOCHS = D.PROBE_MAX_EPOCHS
-PROBE_PATIENCE = D.PROBE_PATIENCE
 
 
 def sae_name(expansion: int, l1: float, architecture: str = D.DEFAULT_ARCHITECTURE, rmsnorm: bool | None = None,
@@ -75,15 +71,15 @@ class TrainSettings:
     probe_cv_max_sources: int = D.PROBE_CV_MAX_SOURCES
     probe_l2: Sequence[float] = L2_GRID
     probe_class_weight: str | None = D.PROBE_CLASS_WEIGHT
-    probe_max_epochs: int = PROBE_MAX_EPOCHS
+    probe_max_epochs: int = D.PROBE_MAX_EPOCHS
     # the attributes probed (default the paper's three: the time budget of the SAE issue covers
     # them; every registered attribute of the workspace's spec can be added, each ~one more head)
     probe_attributes: Sequence[str] = ATTRIBUTES
 
     def probe_fingerprint(self, sae_fingerprint: str) -> str:
         items = [sae_fingerprint, PROBE_METRICS_SCHEMA, self.probe_folds, self.probe_cv_max_sources,
-                 [float(v) for v in self.probe_l2], self.probe_class_weight, PROBE_BATCH_SIZE, PROBE_LR,
-                 self.probe_max_epochs, PROBE_PATIENCE, D.PROBE_LR_DECAY, D.PROBE_SELECTION_STRIDE]
+                 [float(v) for v in self.probe_l2], self.probe_class_weight, D.PROBE_BATCH_SIZE, D.PROBE_LR,
+                 self.probe_max_epochs, D.PROBE_PATIENCE, D.PROBE_LR_DECAY, D.PROBE_SELECTION_STRIDE]
         if tuple(self.probe_attributes) != tuple(ATTRIBUTES):  # the paper's three keep their old fingerprints
             items.append(list(self.probe_attributes))
         return hashlib.sha256(json.dumps(items).encode()).hexdigest()[:12]
@@ -155,8 +151,8 @@ def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseA
     n_classes = {a: spec.n_classes(a) for a in attrs}
     class_names = {a: spec.class_names(a) for a in attrs}
     values = ordinal_class_values(spec, attrs)
-    kw = dict(l2=list(settings.probe_l2), class_weight=settings.probe_class_weight, batch_size=PROBE_BATCH_SIZE,
-              lr=PROBE_LR, max_epochs=settings.probe_max_epochs, patience=PROBE_PATIENCE, device=device,
+    kw = dict(l2=list(settings.probe_l2), class_weight=settings.probe_class_weight, batch_size=D.PROBE_BATCH_SIZE,
+              lr=D.PROBE_LR, max_epochs=settings.probe_max_epochs, patience=D.PROBE_PATIENCE, device=device,
               lr_decay=D.PROBE_LR_DECAY, selection_stride=D.PROBE_SELECTION_STRIDE)
     probes = train_probes(store, sae=sae, n_classes=n_classes, class_names=class_names, seed=settings.seed,
                           progress=progress, cancel=cancel, **kw)

@@ -43,6 +43,8 @@ sys.path.insert(0, str(HERE))
 if importlib.util.find_spec("audiosae") is None:  # not installed: use this checkout
     sys.path.insert(0, str(HERE.parent))
 
+from audiosae import defaults as D  # noqa: E402  (light: no torch)
+
 PAPER_WIDTHS = (4, 8, 16, 32, 64, 128, 256)
 PAPER_L1 = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15)
 # The grid is chosen at run time: the widths (in this order) and lambdas that the measured
@@ -50,10 +52,10 @@ PAPER_L1 = (0.005, 0.01, 0.02, 0.05, 0.1, 0.15)
 LAMBDAS_FIRST, LAMBDAS_FALLBACK = (0.005, 0.02, 0.05, 0.15), (0.005, 0.15)
 DEFAULT_BUDGET_MINUTES = 30.0
 PROBE_CLASSES = 66 + 20 + 20                     # classes of the 3 probes
-# Epochs of one probe fit (train_probes): the L2-selection pass runs until the slowest of its
-# 3 x 4 heads stops early (25-40 of at most 40 seen on a 5-min real-music corpus), then the
-# refit runs the chosen epoch counts (the largest: 13-39).
-PROBE_SELECT_EPOCHS, PROBE_FIT_EPOCHS = 30, 20
+# The probe schedule of `audiosae train` (audiosae.defaults): the L2 grid compared for
+# PROBE_MAX_EPOCHS on every PROBE_SELECTION_STRIDE-th frame, then the refit for PROBE_MAX_EPOCHS.
+PROBE_SELECT_EPOCHS = D.PROBE_MAX_EPOCHS / D.PROBE_SELECTION_STRIDE
+PROBE_FIT_EPOCHS = D.PROBE_MAX_EPOCHS
 MATMUL_EFFICIENCY = 0.5                          # step time / pure-matmul time (bench_sae's measure)
 QUICK_WIDTHS, QUICK_L1, QUICK_EPOCHS = (4,), (0.02, 0.15), 3
 DEFAULT_ROOT = Path("~/.cache/audiosae/realmusic").expanduser()
@@ -189,7 +191,7 @@ def probe_fits(n_sources: int | None, probe_folds: int | None = None) -> int:
 
 def probe_fit_flops(d_in: int, d_features: int, *, encode: bool) -> float:
     """FLOPs of one ``train_probes`` call per training frame: the L2 grid's heads (forward and
-    weight gradient) on the inner split for ``PROBE_SELECT_EPOCHS`` (its held-out part
+    weight gradient) on the inner split for ``PROBE_SELECT_EPOCHS`` full-frame equivalents (its held-out part
     forward only), then the refit with one head per attribute for ``PROBE_FIT_EPOCHS``; every
     epoch encodes its frames again (SAE features, ``encode``) when the probe reads an SAE."""
     from audiosae.probes import INNER_VAL_FRACTION, L2_GRID

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_probe_speed.py WORKSPACE [--sae NAME|raw] [--configs 40:0:1,10:1:4]
 
-Each config is ``EPOCHS:DECAY:STRIDE``: at most EPOCHS epochs (batch 1024, Adam, lr 1e-2), the
+Each config is ``EPOCHS:DECAY:STRIDE``: at most EPOCHS epochs (Adam, the defaults' batch and rate), the
 learning rate constant (DECAY 0, early stop on the inner validation loss, the refit for the
 best epoch count) or falling linearly to 0 (DECAY 1, fixed length), and the L2 strengths
 compared on every STRIDE-th frame of the inner split.  ``40:0:1`` is the schedule before
@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from audiosae import defaults as D  # noqa: E402
 from audiosae.attributes import ATTRIBUTES  # noqa: E402
 from audiosae.probes import L2_GRID, train_probes  # noqa: E402
 from audiosae.sae import SparseAutoencoder  # noqa: E402
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     for conf in args.configs.split(","):
         epochs, decay, stride = (int(v) for v in conf.split(":"))
         t0, c0 = time.perf_counter(), time.process_time()
-        probes = train_probes(store, sae=sae, n_classes=n_classes, l2=list(L2_GRID), batch_size=1024, lr=1e-2,
-                              max_epochs=epochs, patience=4, lr_decay=bool(decay), selection_stride=stride)
+        probes = train_probes(store, sae=sae, n_classes=n_classes, l2=list(L2_GRID), batch_size=D.PROBE_BATCH_SIZE, lr=D.PROBE_LR,
+                              max_epochs=epochs, patience=D.PROBE_PATIENCE, lr_decay=bool(decay), selection_stride=stride)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         ev = probes.evaluate(store, split="val", sae=sae, class_values=ordinal_class_values(spec))
         row = {"config": conf, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "l2": probes.metrics["l2"],

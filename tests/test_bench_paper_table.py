@@ -75,8 +75,12 @@ def test_cost_model_counts_every_probe_fit():
     # k folds train on (k-1)/k of all frames each, plus the fit on the train split
     assert cv["probes_s"] / val["probes_s"] == pytest.approx((train + (k - 1) * total) / train)
     assert cv["seconds"] == pytest.approx(cv["sae_s"] + cv["probes_s"])
-    # the L2 grid and the epochs of selection + refit: one probe fit costs more than a pass of SAE epochs
-    assert val["probes_s"] > val["sae_s"]
+    # the model follows train's probe schedule (the grid on every n-th frame, then the refit) ...
+    assert bench_paper_table.PROBE_FIT_EPOCHS == D.PROBE_MAX_EPOCHS
+    assert bench_paper_table.PROBE_SELECT_EPOCHS == pytest.approx(D.PROBE_MAX_EPOCHS / D.PROBE_SELECTION_STRIDE)
+    # ... and puts one probe fit per SAE in the same order as its SAE epochs (measured on 10 min of
+    # real music, idle: 9 SAEs 105 s for 15 passes, their 10 probe sets ~100 s)
+    assert 0.3 < val["probes_s"] / val["sae_s"] < 3
 
 
 @pytest.mark.parametrize("n_sources", [12, 127])
