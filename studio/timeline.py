@@ -28,8 +28,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QToolTip, QVBoxL
 
 from audiosae.jobs import CancelToken, Progress, null_progress
 
-from .heatmap import (DEFAULT_TOP_N, BlockMass, HeatmapHeader, HeatmapPane, clip_density, display_levels,
-                      order_scores, top_features)
+from .heatmap import HeatmapHeader, HeatmapPane
+from .layers.feature_rows import DEFAULT_TOP_N, BlockMass, clip_density, display_levels, order_scores, row_order
 from .lanes import LanesPane
 from .state import ExplorerState
 from .waveform import PeakPyramid, WaveformPane, start_job
@@ -187,6 +187,9 @@ class TimelineView(QWidget):
         self._corpus_density: np.ndarray | None = None
         self._corpus_density_loaded = False
         self._probe_rows: dict[tuple[str, int], np.ndarray] = {}
+        # A label per feature (sequence by id, or {id: label}): the heatmap's rows are then
+        # grouped by label (``row_order``); None = by score alone.
+        self.row_labels: Any = None
         self.order_detail = ""
         self._resort_timer = QTimer(self)
         self._resort_timer.setSingleShot(True)
@@ -351,7 +354,7 @@ class TimelineView(QWidget):
             return values
 
         scores = order_scores(order, mass=mass, probe=probe, density=density)
-        self.heatmap.show_rows(top_features(scores, self.header.top_n.value()))
+        self.heatmap.show_rows(row_order(scores, self.header.top_n.value(), self.row_labels))
         self.order_detail = details.get(order, "")
         self.header.detail.setText(self.order_detail + ("  ·  steered f′" if self.state.steered_f is not None
                                                           else ""))

@@ -14,8 +14,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushB
 from audiosae import defaults as D
 
 from ...curves import PALETTE
-from ...heatmap import COLOR_MAP, display_levels
-from ...lanes import DECODED_PEN, GHOST_PEN, as_steps
+from ...lanes import DECODED_PEN, GHOST_PEN
+from ...layers.feature_rows import COLOR_MAP, display_levels
+from ...layers.lanes import as_steps
 from ...models.generation import SOURCE_LABELS
 
 BACKGROUND = "#141619"
