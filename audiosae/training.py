@@ -184,11 +184,12 @@ def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseA
 
 def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cpu",
                     progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
-                    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S) -> dict[str, Any]:
+                    checkpoint_every_s: float = DEFAULT_CHECKPOINT_EVERY_S, parallel: Any = None) -> dict[str, Any]:
     """Train the SAE grid of ``settings``, then the probes; returns the workspace report.
 
     ``checkpoint_every_s``: how often the grid's state is saved (a ``kill -9`` loses at most
-    this much training; a cancel always saves first).
+    this much training; a cancel always saves first).  ``parallel``: this rank's plan under
+    torchrun (``audiosae.distributed.training``; None: one process, as always).
     """
     cancel = cancel or CancelToken()
     for e in settings.expansions:
@@ -205,7 +206,8 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         raise AudioSAEError(f"probe folds must be >= 0 (0 or 1 = no cross-validation), got {settings.probe_folds}")
     if settings.probe_class_weight not in (None, "balanced"):
         raise AudioSAEError(f"probe class weights must be None or 'balanced', got {settings.probe_class_weight!r}")
-    remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
+    if parallel is None or parallel.rank == 0:
+        remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
     probe_attributes(ws.attribute_spec, settings)  # an attribute the workspace lacks fails before any training
     store = ws.frame_store()
     check_labelled(store, [a for a in probe_attributes(ws.attribute_spec, settings) if a not in ATTRIBUTES])
@@ -222,6 +224,8 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
             return False
 
     todo = {c.name for c in configs if not saved(c)}
+    if parallel is not None:
+        parallel.barrier("SAEs to train")   # every rank has looked before any writes
     if todo:
         # Always the whole grid: its checkpoint is keyed by the full config list, so a run killed
         # while saving the SAEs resumes from the finished checkpoint (no training pass) instead
@@ -229,8 +233,8 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         budget = settings.sae_budget(store.n_frames("train"))
         results = train_sae_grid(store, configs, **budget, batch_size=settings.batch_size, seed=settings.seed, device=device, progress=progress, cancel=cancel,
                                  checkpoint_dir=ws.root / "checkpoints" / f"grid-{fingerprint}",
-                                 checkpoint_every_s=checkpoint_every_s)
-        results = [(sae, m) for sae, m in results if sae.cfg.name in todo]
+                                 checkpoint_every_s=checkpoint_every_s, parallel=parallel)
+        results = [(sae, m) for sae, m in results if sae.cfg.name in todo and (parallel is None or parallel.saves(sae.cfg.name))]
         for i, (sae, train_metrics) in enumerate(results):
             cancel.raise_if_cancelled()
             progress(Progress("evaluate SAEs", i, len(results), sae.cfg.name))
@@ -246,15 +250,20 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
     # 2. Probes on each SAE's features, then the raw-latent baseline.
     names = [c.name for c in configs] + [RAW_BASELINE]
     probe_fp = settings.probe_fingerprint(fingerprint)
+    if parallel is not None:
+        parallel.barrier("SAEs saved")
+        mine = set(parallel.probe_names(names, [c.d_sae for c in configs] + [store.d_in]))
     for i, name in enumerate(names):
         cancel.raise_if_cancelled()
-        if _probe_done(ws, name, probe_fp):
+        if (parallel is not None and name not in mine) or _probe_done(ws, name, probe_fp):
             continue
         progress(Progress("probes", i, len(names), f"training probes on {name}"))
         sae = None if name == RAW_BASELINE else SparseAutoencoder.load(ws.sae_dir(name), device=device)
         metrics = train_and_evaluate_probes(ws, store, name, sae, settings, device=device, progress=progress, cancel=cancel)
         metrics.update(fingerprint=probe_fp, sae=name)
         atomic_write_json(ws.probe_dir(name) / "metrics.json", metrics)
+    if parallel is not None:
+        parallel.barrier("probes saved")
     progress(Progress("probes", len(names), len(names), "done"))
     from .report import workspace_report
 

@@ -439,18 +439,55 @@ def _empty_pending() -> dict[str, list]:
     return {k: [] for k in ("latents", "codes", "source", "frame", "time", "gt_midi", "extra", *RAW_COLUMNS)}
 
 
+def write_shard(ws: Workspace, manifest: Manifest, pending: dict[str, list], pending_sources: Sequence[Source],
+                splits: dict[str, str], frame_rate: float) -> None:
+    """Write the pending sources' frames as the next shard, then the manifest naming it (a build's
+    flush; a torchrun build's merge writes the same shards through it)."""
+    index = len(manifest.shards)
+    name = f"shard-{index:05d}.safetensors"
+    tensors: dict[str, np.ndarray] = {
+        "latents": np.concatenate(pending["latents"]).astype(np.float16),
+        "source": np.concatenate(pending["source"]).astype(np.int32),
+        "frame": np.concatenate(pending["frame"]).astype(np.int32),
+        "time": np.concatenate(pending["time"]).astype(np.float32),
+        "gt_midi": np.concatenate(pending["gt_midi"]).astype(np.float32),
+    }
+    for c in RAW_COLUMNS:
+        tensors[c] = np.concatenate(pending[c]).astype(np.float32)
+    for c in sorted(set.intersection(*(set(e) for e in pending["extra"]))):
+        tensors[EXTRA_PREFIX + c] = np.concatenate([e[c] for e in pending["extra"]]).astype(np.float32)
+    if pending["codes"] and all(c is not None for c in pending["codes"]):
+        tensors["codes"] = np.concatenate(pending["codes"]).astype(np.int32)
+    ids = [s.source_id for s in pending_sources]
+    save_tensors(ws.corpus_dir / name, tensors, {
+        "schema_version": SCHEMA_VERSION, "sources": ids, "backend": ws.backend_name,
+        "frame_rate": frame_rate})
+    split_rows = np.array([splits[i] for i in ids])[tensors["source"]]
+    manifest.shards.append({"file": name, "n_frames": int(tensors["latents"].shape[0]),
+                            "n_train": int(np.count_nonzero(split_rows == "train")),
+                            "n_val": int(np.count_nonzero(split_rows == "val"))})
+    for local, src in enumerate(pending_sources):
+        manifest.sources[src.source_id] = SourceRecord(
+            source_id=src.source_id, label=src.label, path=src.path, split=splits[src.source_id],
+            shard=index, n_frames=int(np.count_nonzero(tensors["source"] == local)), seconds=src.seconds)
+    ws.write_manifest(manifest)  # after the shard: a crash in between leaves an orphan, not a hole
+
+
 def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None = "auto",
                  problems: Sequence[AudioInputError] = (), shard_frames: int = DEFAULT_SHARD_FRAMES,
                  val_fraction: float = 0.1, seed: int = 0, crepe_model: str | None = None,
                  attributes: Sequence[str] | None = None, attribute_params: dict[str, dict] | None = None,
-                 progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> BuildSummary:
+                 progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
+                 split_of: dict[str, str] | None = None, fit: bool = True) -> BuildSummary:
     """Encode ``sources`` with the workspace's backend, label every frame, write shards.
 
     ``attributes``: registered attributes (``audiosae.attribute_registry``) labelled besides the
     paper's three, added to the workspace's spec (None: those the spec already has);
     ``attribute_params``: their params where not the defaults (the instrument side-car).
     Resumable: sources already in the manifest are skipped.  Bad files become entries in
-    the manifest's ``skipped`` list; the build goes on with the rest.
+    the manifest's ``skipped`` list; the build goes on with the rest.  ``split_of`` (a rank's
+    part of a torchrun build, ``audiosae.distributed.build``): the whole corpus' split instead
+    of one over ``sources``; ``fit`` False leaves the timbre and extra-attribute fits to the merge.
     """
     cancel = cancel or CancelToken()
     manifest = ws.manifest()
@@ -463,7 +500,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         ws.set_attribute_spec(spec)
     _remove_orphans(ws.corpus_dir, manifest)
     remove_stale_temp_files(ws.root)
-    splits = validation_split(list(sources), fraction=val_fraction, seed=seed)
+    splits = validation_split(list(sources), fraction=val_fraction, seed=seed) if split_of is None else dict(split_of)
     for rec in manifest.sources.values():  # keep splits decided by earlier runs
         splits[rec.source_id] = rec.split
     for p in problems:
@@ -482,34 +519,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         nonlocal pending, pending_sources, pending_frames
         if not pending_sources:
             return
-        index = len(manifest.shards)
-        name = f"shard-{index:05d}.safetensors"
-        tensors: dict[str, np.ndarray] = {
-            "latents": np.concatenate(pending["latents"]).astype(np.float16),
-            "source": np.concatenate(pending["source"]).astype(np.int32),
-            "frame": np.concatenate(pending["frame"]).astype(np.int32),
-            "time": np.concatenate(pending["time"]).astype(np.float32),
-            "gt_midi": np.concatenate(pending["gt_midi"]).astype(np.float32),
-        }
-        for c in RAW_COLUMNS:
-            tensors[c] = np.concatenate(pending[c]).astype(np.float32)
-        for c in sorted(set.intersection(*(set(e) for e in pending["extra"]))):
-            tensors[EXTRA_PREFIX + c] = np.concatenate([e[c] for e in pending["extra"]]).astype(np.float32)
-        if pending["codes"] and all(c is not None for c in pending["codes"]):
-            tensors["codes"] = np.concatenate(pending["codes"]).astype(np.int32)
-        ids = [s.source_id for s in pending_sources]
-        save_tensors(ws.corpus_dir / name, tensors, {
-            "schema_version": SCHEMA_VERSION, "sources": ids, "backend": ws.backend_name,
-            "frame_rate": backend.frame_rate})
-        split_rows = np.array([splits[i] for i in ids])[tensors["source"]]
-        manifest.shards.append({"file": name, "n_frames": int(tensors["latents"].shape[0]),
-                                "n_train": int(np.count_nonzero(split_rows == "train")),
-                                "n_val": int(np.count_nonzero(split_rows == "val"))})
-        for local, src in enumerate(pending_sources):
-            manifest.sources[src.source_id] = SourceRecord(
-                source_id=src.source_id, label=src.label, path=src.path, split=splits[src.source_id],
-                shard=index, n_frames=int(np.count_nonzero(tensors["source"] == local)), seconds=src.seconds)
-        ws.write_manifest(manifest)  # after the shard: a crash in between leaves an orphan, not a hole
+        write_shard(ws, manifest, pending, pending_sources, splits, backend.frame_rate)
         pending, pending_sources, pending_frames = _empty_pending(), [], 0
 
     for src in todo:
@@ -554,7 +564,7 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
 
     manifest.complete = True
     ws.write_manifest(manifest)
-    if manifest.shards:
+    if manifest.shards and fit:
         fit_timbre_range(ws, manifest)
         fit_extra_attributes(ws, manifest)
     n_train = sum(s["n_train"] for s in manifest.shards)

@@ -30,6 +30,7 @@ class _WidthGroup:
         self.d_in = d_in
         self.d_sae = configs[0].d_sae
         self.G = len(configs)
+        self.chunk_stack = self.G   # configs the row chunks are sized for (a grid split over ranks keeps the whole group's)
         self.device = device
         w_enc, w_dec = _init_weights(d_in, self.d_sae, seed)
         G, N, d = self.G, self.d_sae, d_in
@@ -105,7 +106,7 @@ class _WidthGroup:
 
     def chunk_rows(self, batch: int) -> int:
         """Rows of the batch processed at once (gradients accumulate over chunks)."""
-        per_row = self.G * self.d_sae
+        per_row = self.chunk_stack * self.d_sae
         rows = max(1, C.MAX_CHUNK_ELEMENTS // per_row)
         if self.device.type == "cpu":
             rows = min(rows, max(C.MIN_CHUNK_ROWS, C.CPU_CHUNK_ELEMENTS // per_row))

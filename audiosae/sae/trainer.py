@@ -217,7 +217,7 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                    tolerance: float = D.SAE_PLATEAU_TOLERANCE, seed: int = 0,
                    device: str | torch.device = "cpu", progress: ProgressSink = null_progress,
                    cancel: CancelToken | None = None, checkpoint_dir: Path | None = None,
-                   checkpoint_every_s: float = 30) -> list[tuple[SparseAutoencoder, dict]]:
+                   checkpoint_every_s: float = 30, parallel: Any = None) -> list[tuple[SparseAutoencoder, dict]]:
     """Train every config in one pass over the data per epoch; returns ``[(sae, train_metrics)]`` in order.
 
     The budget is ``epochs`` passes (a fixed schedule, as before: no learning-rate warm-up
@@ -234,6 +234,11 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
     (``converged``, ``plateau_step``, ``held_out_loss``, ``stopped``), the dead features at the
     end of training (``dead_features_train``: none fired in the last
     ``min(DEAD_WINDOW_FRAMES, n_train)`` frames) and bookkeeping (``steps``, ``frames``).
+
+    ``parallel`` (None: one process) is a ``audiosae.distributed.training`` plan under torchrun:
+    it builds this rank's groups, shares the held-out losses (the plateau rule sees the whole
+    grid), and makes checkpoints collective (at held-out steps, one file per rank and step);
+    only the configs this rank trains are returned.
     """
     _check_configs(store, configs)
     n_train = int(store.n_frames("train"))
@@ -246,7 +251,7 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                           patience=patience, tolerance=tolerance)
     dev = device if isinstance(device, torch.device) else pick_device(str(device))
     d_in = int(store.d_in)
-    groups = build_groups(configs, d_in, seed, dev)
+    groups = build_groups(configs, d_in, seed, dev) if parallel is None else parallel.build_groups(configs, d_in, seed, dev)
     window_steps = max(math.ceil(min(n_train, C.DEAD_WINDOW_FRAMES) / batch_size), 2 * METRICS_EVERY)
 
     settings: dict[str, Any] = dict(batch_size=batch_size, lr=lr, l1_warmup_fraction=l1_warmup_fraction, seed=seed)
@@ -258,8 +263,12 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                         eval_every=sched.eval_every)
     fingerprint = _fingerprint(store, configs, **settings)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    if parallel is not None and ckpt_path is not None:
+        fingerprint = parallel.fingerprint(fingerprint)
+        ckpt_path = parallel.checkpoint_to_load(ckpt_path)    # None: no step that every rank holds
 
     loaded = _load_checkpoint(ckpt_path, groups, fingerprint) if ckpt_path is not None else None
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     if loaded is None:
         progress(Progress("SAE input statistics", 0, None, "estimating the latent mean and scale"))
         mean, scale = normalisation_stats(store, batch_size=batch_size, seed=seed, cancel=cancel)
@@ -278,12 +287,16 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
     last_report = 0.0
     live: dict[str, dict[str, float]] = {}
 
-    def checkpoint() -> None:
+    def checkpoint(cancelling: bool = False) -> None:
         nonlocal last_ckpt
-        if ckpt_path is not None:
+        if ckpt_path is not None and not (cancelling and parallel is not None):   # a rank alone cannot commit
             state.seconds += time.monotonic() - last_ckpt
             last_ckpt = time.monotonic()
-            _save_checkpoint(ckpt_path, groups, mean, scale, state, fingerprint)
+            if parallel is None:
+                _save_checkpoint(ckpt_path, groups, mean, scale, state, fingerprint)
+            else:
+                parallel.save_checkpoint(ckpt_path, state.step,
+                                         lambda path: _save_checkpoint(path, groups, mean, scale, state, fingerprint))
 
     def report(force: bool = False) -> None:
         nonlocal last_report
@@ -307,6 +320,9 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                 rows = held_x.shape[0]
                 loss = sq_err / (rows * d_in) + grp.penalty(j, l1, active, rows)
                 state.held_out[c.name] = loss
+        if parallel is not None:   # every rank sees the whole grid's losses: the same plateau decisions
+            state.held_out.update(parallel.merge_held_out({c.name: state.held_out[c.name]
+                                                           for grp in groups for c in grp.configs}))
         losses = [state.held_out[c.name] for c in configs]
         state.held_out_history.append([state.step, *losses])
         if state.step <= sched.warm_steps or state.stopped or state.step > state.decay_start:
@@ -331,7 +347,7 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
         try:
             evaluate_held_out()
         except JobCancelled:
-            checkpoint()
+            checkpoint(cancelling=True)
             raise
         state.last_eval = state.step
 
@@ -343,7 +359,7 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                 try:
                     cancel.raise_if_cancelled()
                 except JobCancelled:
-                    checkpoint()
+                    checkpoint(cancelling=True)
                     raise
             if seen < state.batch_in_epoch:      # resume: these batches were consumed before the cut
                 seen += 1
@@ -362,7 +378,7 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                     grp.dead_now = grp.dead_mask(state.step, window_steps)
                 group_sums = [grp.compute_gradients(x, lam_scale, measure, cancel) for grp in groups]
             except JobCancelled:
-                checkpoint()
+                checkpoint(cancelling=True)
                 raise
             for grp, sums in zip(groups, group_sums):
                 grp.adam_step(step, lr_now)
@@ -385,7 +401,10 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
             state.batch_in_epoch = seen = seen + 1
             state.frames += x.shape[0]
             report(force=state.step == 1)
-            if ckpt_path is not None and time.monotonic() - last_ckpt >= checkpoint_every_s:
+            due = ckpt_path is not None and time.monotonic() - last_ckpt >= checkpoint_every_s
+            if parallel is not None and ckpt_path is not None:   # collective, at the held-out steps only
+                due = state.step % sched.eval_every == 0 and parallel.any(due, "checkpoint due")
+            if due:
                 checkpoint()
             if state.step >= state.end_step:
                 break
@@ -425,7 +444,7 @@ def train_sae_grid(store: FrameStore, configs: list[SAEConfig], *, epochs: int |
                        "dead_features_train": int(dead[j]),
                        "units": "normalised latents (E||x||^2 = d_in); mse ~ fraction of variance unexplained"}
             results[i] = (sae, metrics)
-    return results
+    return results if parallel is None else [r for r in results if r is not None]
 
 
 def calibrate_seconds_per_frame(configs: Sequence[SAEConfig], *, batch_size: int = D.SAE_BATCH_SIZE,

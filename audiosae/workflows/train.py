@@ -127,6 +127,15 @@ def run_build(request: BuildRequest, *, progress: ProgressSink = null_progress,
 
     backend_spec(request.backend)  # an unknown name fails before any work
     names, params = attribute_choice(request.attributes, request.labels)
+    from ..distributed import launched
+    if launched():  # under torchrun: ranks share the sources (audiosae.distributed.build)
+        from ..distributed import start
+        from ..distributed.build import build_corpus_distributed
+        return build_corpus_distributed(start(request.device), request.workspace, request.backend, request.backend_options,
+                                        request.sources, problems=request.problems, device=request.device,
+                                        seed=request.seed, crepe_model=request.crepe_model, attributes=names,
+                                        attribute_params=params, shard_frames=request.shard_frames,
+                                        progress=progress, cancel=cancel)
     ws = Workspace.create(request.workspace, request.backend, request.backend_options)
     extra = {"shard_frames": request.shard_frames} if request.shard_frames else {}
     summary = build_corpus(ws, request.sources, device=request.device, problems=request.problems,
@@ -168,6 +177,7 @@ class TrainRequest:
     settings: Any = None                 # TrainSettings; None = train_settings()
     device: str = "auto"
     checkpoint_every_s: float | None = None
+    parallel: str = "grid"               # under torchrun: "grid" (ranks split the SAEs) or "data" (the batches)
 
 
 def run_train(request: TrainRequest, *, progress: ProgressSink = null_progress,
@@ -180,6 +190,10 @@ def run_train(request: TrainRequest, *, progress: ProgressSink = null_progress,
     ws = Workspace.open(request.workspace)
     settings = train_settings() if request.settings is None else request.settings
     extra = {} if request.checkpoint_every_s is None else {"checkpoint_every_s": request.checkpoint_every_s}
+    from ..distributed import train_plan
+    if (plan := train_plan(request.parallel, request.device)) is not None:  # None without torchrun
+        extra["parallel"], device = plan
+        return train_workspace(ws, settings, device=device, progress=progress, cancel=cancel or CancelToken(), **extra)
     return train_workspace(ws, settings, device=str(pick_device(request.device)), progress=progress,
                            cancel=cancel or CancelToken(), **extra)
 
