@@ -18,14 +18,19 @@ was not measured and gets -1 whatever the attribute):
 
 * ``onset``: ``no onset`` / ``onset``: an onset (``librosa.onset.onset_detect`` on the flux)
   falls within the frame's ``[c - H/2, c + H/2)``.
-* ``onset_strength``: the pooled flux in 8 ordinal bins (edges 0, .25, .5, 1, 2, 4, 8, 16, 32 dB).
+* ``onset_strength``: the pooled flux in 8 ordinal bins: equal-frequency bins fit on the training
+  split after a build or ``label`` (``fit_quantile_edges``; before a fit, and for a spec saved
+  without edges: fixed edges 0, .25, .5, 1, 2, 4, 8, 16, 32 dB).
 * ``beat_phase``: ``none`` or where the frame falls between the two beats around it
   (``librosa.beat.beat_track``), in 4 quarters; ``none`` outside the first..last beat (raw -1).
 * ``chroma``: ``none`` (silent or flat: mean chroma above 0.7 of its peak) or the dominant pitch
   class C..B.
 * ``chord``: ``none`` or the major/minor triad (24) whose template best matches the chroma
   (cosine >= 0.75, each of its three tones >= 0.25 of the peak).
-* ``flatness``: log10 spectral flatness in 10 ordinal bins over -5..0 (silent frames: -1).
+* ``flatness``: log10 spectral flatness in 10 ordinal bins (silent frames: -1): equal-frequency bins
+  fit on the training split's non-silent frames like ``onset_strength`` (unfit: 10 bins over -5..0).
+  Why fit: with fixed edges one bin held 74 % of the tones corpus' frames (onset strength: most
+  frames in the lowest bin), so accuracy mostly measured that bin.
 * ``mfcc_timbre``: k-means classes (``k`` = 8) of MFCCs 1..12 (standardised), fit on the
   training split's non-silent frames after a build; centroids kept in ``workspace.json``;
   silent frames and a spec without centroids: -1.
@@ -61,6 +66,9 @@ CHROMA_FLAT = 0.7
 CHORD_MIN_COSINE = 0.75
 CHORD_MIN_TONE = 0.25
 MFCC_K = 8
+ONSET_BINS = 8
+FLATNESS_BINS = 10
+MIN_FIT_FRAMES = 100
 MFCC_FIT_FRAMES = 20000
 GM_FAMILIES = ("piano", "chromatic percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
                "reed", "pipe", "synth lead", "synth pad", "synth effects", "ethnic", "percussive", "sound effects")
@@ -170,6 +178,39 @@ def _bins(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
 
 def _bin_names(edges: tuple[float, ...], unit: str) -> list[str]:
     return [f"{edges[k]:g}..{edges[k + 1]:g}{unit}" for k in range(len(edges) - 1)]
+
+
+def _edges(params: Mapping[str, Any], default: tuple[float, ...]) -> tuple[float, ...]:
+    """The fit edges of a binned attribute's params, else the fixed ``default``."""
+    fit = params.get("edges") if isinstance(params, Mapping) else None
+    return tuple(float(v) for v in fit) if fit else default
+
+
+def quantile_edges(values: np.ndarray, n_bins: int, digits: int = 4) -> tuple[float, ...] | None:
+    """Equal-frequency bin edges of ``values`` (finite ones): the 0, 1/n, ..., 1 quantiles rounded
+    to ``digits`` decimals, duplicates merged (a value held by many frames makes fewer bins);
+    None when fewer than ``MIN_FIT_FRAMES`` values or fewer than 2 bins remain.  Values outside
+    the edges fall in the end bins (``_bins`` clips)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < MIN_FIT_FRAMES or int(n_bins) < 2:
+        return None
+    q = np.round(np.quantile(v, np.linspace(0.0, 1.0, int(n_bins) + 1)), digits)
+    edges = tuple(float(x) for x in np.unique(q))
+    return edges if len(edges) >= 3 else None
+
+
+def fit_quantile_edges(column: str, default_bins: int):
+    """``Attribute.fit`` of a binned attribute: equal-frequency edges on the training split."""
+    def fit(params: dict, raw: Mapping[str, np.ndarray], spec: Any) -> dict:
+        n_bins = int(params.get("bins", default_bins))
+        edges = quantile_edges(raw[column], n_bins)
+        if edges is None:
+            raise AudioSAEError(f"{column}: too few or too uniform training frames to fit {n_bins} bins")
+        n = int(np.isfinite(np.asarray(raw[column], dtype=np.float64)).sum())
+        return dict(params, bins=n_bins, edges=list(edges),
+                    fit_source=f"equal-frequency bins of {n} training frames ({len(edges) - 1} distinct)")
+    return fit
 
 
 # ---- rhythm -----------------------------------------------------------------------------------
@@ -406,7 +447,7 @@ def classify_index(column: str):
 def _register_all() -> None:
     def binned(column: str, edges: tuple[float, ...]):
         def classify(params: dict, raw: Mapping[str, np.ndarray], spec: Any) -> np.ndarray:
-            return _bins(raw[column], edges)
+            return _bins(raw[column], _edges(params, edges))
         return classify
 
     onset_cols = {"onset": 1, "onset_strength": 1}
@@ -420,8 +461,11 @@ def _register_all() -> None:
         name="onset_strength", description="peak onset flux in the frame (dB, binned)",
         steering="toward a higher bin: a sharper, louder attack; toward the lowest: a steady sound",
         ordinal=True, columns=onset_cols, extract=extract_onset,
-        classify=binned("onset_strength", ONSET_EDGES), class_names=lambda p: _bin_names(ONSET_EDGES, " dB"),
-        class_value=lambda p, k: 0.5 * (ONSET_EDGES[k] + ONSET_EDGES[k + 1])), replace=True)
+        classify=binned("onset_strength", ONSET_EDGES),
+        class_names=lambda p: _bin_names(_edges(p, ONSET_EDGES), " dB"),
+        class_value=lambda p, k: 0.5 * (_edges(p, ONSET_EDGES)[k] + _edges(p, ONSET_EDGES)[k + 1]),
+        default_params=lambda: {"bins": ONSET_BINS, "edges": None, "fit_source": "not fit"},
+        fit=fit_quantile_edges("onset_strength", ONSET_BINS)), replace=True)
     register(Attribute(
         name="beat_phase", description="where the frame falls between the beats around it (librosa beat tracking)",
         steering="toward a quarter: move the frame's rhythmic position (an onset on the beat for 0-25%)",
@@ -444,8 +488,10 @@ def _register_all() -> None:
         name="flatness", description="log10 spectral flatness (0: white noise, very negative: pure tones)",
         steering="toward a higher bin: noisier, breathier; toward a lower bin: purer, more tonal",
         ordinal=True, columns={"flatness": 1}, extract=extract_flatness,
-        classify=binned("flatness", FLATNESS_EDGES), class_names=lambda p: _bin_names(FLATNESS_EDGES, ""),
-        class_value=lambda p, k: 0.5 * (FLATNESS_EDGES[k] + FLATNESS_EDGES[k + 1])), replace=True)
+        classify=binned("flatness", FLATNESS_EDGES), class_names=lambda p: _bin_names(_edges(p, FLATNESS_EDGES), ""),
+        class_value=lambda p, k: 0.5 * (_edges(p, FLATNESS_EDGES)[k] + _edges(p, FLATNESS_EDGES)[k + 1]),
+        default_params=lambda: {"bins": FLATNESS_BINS, "edges": None, "fit_source": "not fit"},
+        fit=fit_quantile_edges("flatness", FLATNESS_BINS)), replace=True)
     register(Attribute(
         name="mfcc_timbre", description="k-means timbre classes of MFCCs 1-12, fit on the training split",
         steering="toward a class: give the frame the spectral envelope of that MFCC cluster",

@@ -23,11 +23,16 @@ STD_FLOOR = 0.1              # input std floored at this fraction of the RMS std
 PROGRESS_INTERVAL_S = 0.5
 
 def confusion_metrics(confusion: torch.Tensor | np.ndarray | Sequence[Sequence[int]],
-                      class_values: Sequence[float] | None = None) -> dict[str, Any]:
+                      class_values: Sequence[float] | None = None,
+                      train_counts: Sequence[int] | None = None) -> dict[str, Any]:
     """Metrics of a ``K x K`` confusion matrix (rows = true class, columns = predicted).
 
-    Always ``accuracy``, ``balanced_accuracy``, ``chance`` (majority class's rate),
-    ``n_frames``, ``support`` and ``confusion``.  With ``class_values`` (the value each class
+    Always ``accuracy``, ``balanced_accuracy``, ``macro_f1`` (mean F1 over the classes present),
+    ``chance`` (the evaluated frames' own majority class's rate: an oracle's, the highest any
+    constant answer reaches), ``n_frames``, ``support`` and ``confusion``.  With ``train_counts``
+    (frames per class in training) also the honest baseline, the constant answer "the training
+    split's majority class": ``majority_accuracy``, ``majority_balanced_accuracy`` and
+    ``majority_macro_f1``.  With ``class_values`` (the value each class
     stands for, e.g. a bin centre; ordinal attributes) also ``within1``: the share of frames
     predicted at most one class away, and ``mae``: the mean ``|value(pred) - value(true)|``
     in the values' unit.  Classes whose value is NaN (say "unvoiced") are left out of both.
@@ -45,7 +50,15 @@ def confusion_metrics(confusion: torch.Tensor | np.ndarray | Sequence[Sequence[i
         "n_frames": n,
         "chance": float(support.max()) / n if n else float("nan"),
         "support": support.tolist(),
+        "macro_f1": _macro_f1(cm),
     }
+    if train_counts is not None and len(train_counts) == k and n:
+        major = int(np.argmax(np.asarray(train_counts)))
+        const = torch.zeros_like(cm)
+        const[:, major] = support
+        base = confusion_metrics(const)
+        out.update(majority_accuracy=base["accuracy"], majority_balanced_accuracy=base["balanced_accuracy"],
+                   majority_macro_f1=base["macro_f1"])
     if class_values is not None:
         v = np.asarray(class_values, dtype=np.float64)
         if v.shape != (k,):
@@ -59,6 +72,18 @@ def confusion_metrics(confusion: torch.Tensor | np.ndarray | Sequence[Sequence[i
         out["within1"] = float((c * near).sum() / m) if m else float("nan")
         out["mae"] = float((c * err).sum() / m) if m else float("nan")
     return out
+
+
+def _macro_f1(cm: torch.Tensor) -> float:
+    """Mean F1 over the classes with true frames (a class never predicted scores 0)."""
+    c = cm.double()
+    tp, support, predicted = c.diag(), c.sum(1), c.sum(0)
+    present = support > 0
+    if not bool(present.any()):
+        return float("nan")
+    denom = support + predicted
+    f1 = torch.where(denom > 0, 2.0 * tp / denom.clamp(min=1.0), torch.zeros_like(tp))
+    return float(f1[present].mean())
 
 
 def _unit_hash(text: str) -> float:

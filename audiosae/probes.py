@@ -268,9 +268,11 @@ class ProbeSet:
                  class_values: Mapping[str, Sequence[float]] | None = None) -> dict[str, dict[str, Any]]:
         """Per attribute: ``accuracy``, ``balanced_accuracy`` (mean recall over the classes present),
         ``confusion`` (``K x K`` list, rows = true class, columns = predicted), ``n_frames``
-        (labelled frames), ``chance`` (the majority class's rate) and ``support`` (frames per
-        true class).  For the attributes in ``class_values`` (ordinal classes: the value of
-        each class, e.g. bin centres in dB or Hz) also ``within1`` and ``mae``; see
+        (labelled frames), ``chance`` (the majority class's rate), ``macro_f1``, ``support``
+        (frames per true class) and the training majority class's ``majority_accuracy`` /
+        ``majority_balanced_accuracy`` / ``majority_macro_f1``.  For the attributes in
+        ``class_values`` (ordinal classes: the value of each class, e.g. bin centres in dB or
+        Hz) also ``within1`` and ``mae``; see
         ``confusion_metrics``."""
         self.check_sae(sae)
         if int(store.n_frames(split)) == 0:  # type: ignore[arg-type]
@@ -292,7 +294,9 @@ class ProbeSet:
                     k = self.n_classes(a)
                     confusion[a] += torch.bincount((y[keep] * k + pred[keep]).cpu(), minlength=k * k)
         values = class_values or {}
-        return {a: confusion_metrics(confusion[a].view(self.n_classes(a), -1), values.get(a)) for a in attrs}
+        counts = self.metrics.get("class_counts") or {}   # the training split's, for the majority baseline
+        return {a: confusion_metrics(confusion[a].view(self.n_classes(a), -1), values.get(a), counts.get(a))
+                for a in attrs}
 
     def _stacked(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
         w = torch.cat([self.weights[a] for a in self.attributes]).to(device)
@@ -437,7 +441,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
 
 
 RANGE_COVERAGE_WARNING = 0.5   # warn when validation covers less than this share of the training class span
-SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "chance", "within1", "mae")
+SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "chance", "majority_accuracy",
+                   "majority_balanced_accuracy", "majority_macro_f1", "within1", "mae")
 
 
 def range_warning(attr: str, train_counts: Sequence[int], val_support: Sequence[int],

@@ -66,6 +66,7 @@ def _probe_columns(ev: dict[str, dict[str, Any]]) -> dict[str, Any]:
         row[f"{a}_accuracy"] = r.get("accuracy")
         row[f"{a}_accuracy_std"] = r.get("accuracy_std")
         row[f"{a}_balanced_accuracy"] = r.get("balanced_accuracy")
+        row[f"{a}_macro_f1"] = r.get("macro_f1")
         if a not in ATTRIBUTES and r.get("within1") is not None:
             row[f"{a}_within1"] = r.get("within1")
             row[f"{a}_mae"] = r.get("mae")
@@ -87,8 +88,10 @@ def _probed_attributes(ws: Workspace, docs: list[dict[str, dict[str, Any]]]) -> 
 
 
 def attribute_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per probed attribute: classes, the majority-class rate, the raw-latent probe and
-    the best SAE probe (accuracy, and within-1 / mean error for ordinal attributes)."""
+    """One row per probed attribute: classes, the majority-class rate (``chance``: the evaluated
+    frames' own majority; ``majority_*``: the training majority class answered everywhere), the
+    raw-latent probe and the best SAE probe (accuracy, balanced accuracy, macro-F1, and within-1 /
+    mean error for ordinal attributes)."""
     out = []
     base = report["baseline"]
     for a in report.get("attributes") or ATTRIBUTES:
@@ -100,6 +103,12 @@ def attribute_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "best_accuracy": best.get(f"{a}_accuracy") if best else None,
                     "best_within1": best.get(f"{a}_within1") if best else None,
                     "best_mae": best.get(mae_key) if best else None,
+                    "majority": base.get(f"{a}_majority_accuracy"),
+                    "majority_balanced": base.get(f"{a}_majority_balanced_accuracy"),
+                    "majority_macro_f1": base.get(f"{a}_majority_macro_f1"),
+                    "raw_balanced": base.get(f"{a}_balanced_accuracy"), "raw_macro_f1": base.get(f"{a}_macro_f1"),
+                    "best_balanced": best.get(f"{a}_balanced_accuracy") if best else None,
+                    "best_macro_f1": best.get(f"{a}_macro_f1") if best else None,
                     "n_classes": (report.get("n_classes") or {}).get(a)})
     return out
 
@@ -150,6 +159,8 @@ def workspace_report(ws: Workspace, *, verify: bool = False) -> dict[str, Any]:
     probed = _probed_attributes(ws, [*evals, baseline])
     base_row = {"sae": RAW_BASELINE, **_probe_columns(baseline),
                 **{f"{a}_chance": baseline.get(a, {}).get("chance") for a in [*ATTRIBUTES, *probed]},
+                **{f"{a}_majority_{m}": baseline.get(a, {}).get(f"majority_{m}") for a in [*ATTRIBUTES, *probed]
+                   for m in ("accuracy", "balanced_accuracy", "macro_f1")},
                 "probe_method": base_facts.get("method"), "probe_warnings": base_facts.get("warnings", [])}
     corpus = ws.meta.get("corpus") or {}
     methods = {r["probe_method"] for r in [*rows, base_row] if r.get("probe_method")}
@@ -221,11 +232,15 @@ def format_report(report: dict[str, Any]) -> str:
         if any(a not in ATTRIBUTES for a in report.get("attributes") or ()) else []
     if extra or len(report.get("attributes") or ()) > len(ATTRIBUTES):
         lines += ["", f"{'attribute':<16} {'classes':>7} {'majority':>8} {'raw x':>7} {'best SAE':>8} "
-                      f"{'±1':>5} {'MAE':>6}  SAE"]
+                      f"{'±1':>5} {'MAE':>6} {'bal maj/x/SAE':>17} {'F1 maj/x/SAE':>17}  SAE"]
         for r in attribute_rows(report):
-            lines.append(f"{r['attribute']:<16} {_fmt(r['n_classes'], 'd'):>7} {_fmt(r['chance'], '.3f'):>8} "
+            bal = "/".join(_fmt(r[k], '.2f') for k in ("majority_balanced", "raw_balanced", "best_balanced"))
+            f1 = "/".join(_fmt(r[k], '.2f') for k in ("majority_macro_f1", "raw_macro_f1", "best_macro_f1"))
+            lines.append(f"{r['attribute']:<16} {_fmt(r['n_classes'], 'd'):>7} "
+                         f"{_fmt(r['majority'] if r['majority'] is not None else r['chance'], '.3f'):>8} "
                          f"{_fmt(r['raw_latent'], '.3f'):>7} {_fmt(r['best_accuracy'], '.3f'):>8} "
-                         f"{_fmt(r['best_within1'], '.2f'):>5} {_fmt(r['best_mae'], '.2f'):>6}  {r['best_sae'] or '-'}")
+                         f"{_fmt(r['best_within1'], '.2f'):>5} {_fmt(r['best_mae'], '.2f'):>6} {bal:>17} {f1:>17}  "
+                         f"{r['best_sae'] or '-'}")
     lines.append("")
     method = report.get("probe_method") or "val split"
     lines.append("sparsity = fraction of zero h; L0 = active features per frame; dead = never active on "
