@@ -147,7 +147,7 @@ def reference_torchcrepe() -> tuple[Any, str]:
     """``(torchcrepe, "")`` when it imports, else ``(None, why)``: the reference is optional.
 
     Imported by name, here only: the project itself never imports torchcrepe (nor the
-    torchaudio it imports; tests/test_architecture.py checks both).
+    torchaudio it imports; tests/core/test_architecture.py checks both).
     """
     import importlib
 

@@ -10,7 +10,7 @@ about ``--density`` of the frames (trained SAEs of this width: 1-10 %), then tim
 ``describe_features`` (stream + histograms + AUROC, the cache file included).  Goal: <= 120 s
 on the development machine (2 CPU cores).
 
-``write_frames_workspace`` is also what tests/test_describe.py builds its corpora with.
+``write_frames_workspace`` is also what tests/core/test_describe.py builds its corpora with.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ Figures:
 
 ``--output virtual``: a silent clock stands in for the device (offscreen, CI).  ``--output
 device`` plays on a real output (``--device NAME``); ``--null-sink`` starts a private
-PulseAudio null sink first (as ``tests/audio_device.py`` does) and plays on ALSA's "pulse".
+PulseAudio null sink first (as ``tests/support/audio_device.py`` does) and plays on ALSA's "pulse".
 ``--threads``: torch intra-op threads for the whole process (render worker, heatmap and
 training share them).  ``run(...)`` returns the figures as a dict.
 """
@@ -134,8 +134,8 @@ def _tiny_workspace(root: Path, minutes: float = 0.3) -> Workspace:
 
 @contextlib.contextmanager
 def null_sink() -> Iterator[Any]:
-    """The PulseAudio null sink of ``tests/audio_device.py`` outside pytest (its fixture's body)."""
-    from tests.audio_device import pulse_null_sink
+    """The PulseAudio null sink of ``tests/support/audio_device.py`` outside pytest (its fixture's body)."""
+    from tests.support.audio_device import pulse_null_sink
 
     body = getattr(pulse_null_sink, "__wrapped__", pulse_null_sink)
     generator = body()

@@ -9,7 +9,7 @@ dependencies instead), prints the versions it got and runs a smoke subset:
 
 1. every module of ``audiosae`` and ``studio`` imports, and ``torchaudio`` is never imported;
 2. CREPE labels a 440 Hz tone as A4, and an EnCodec round trip on a tiny model, both in a
-   process where ``import torchaudio`` raises (``tests/test_no_torchaudio.py``);
+   process where ``import torchaudio`` raises (``tests/core/test_no_torchaudio.py``);
 3. ``audiosae demo`` on a short corpus (build, SAE grid, probes, report, steered example);
 4. the studio's ``--smoke-test`` on the demo workspace (offscreen).
 
@@ -96,7 +96,7 @@ def run_compat(argv: list[str], ensure_uv, venv_python) -> int:
     with tempfile.TemporaryDirectory(prefix="audiosae-compat-") as tmp:
         _step("imports", [str(py), "-c", IMPORT_ALL], test_env, ROOT, results)
         _step("CREPE + EnCodec without torchaudio",
-              [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_no_torchaudio.py"],
+              [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/core/test_no_torchaudio.py"],
               test_env, ROOT, results)
         demo = Path(tmp) / "demo"
         _step("audiosae demo (0.5 min of tones)",

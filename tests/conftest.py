@@ -1,48 +1,15 @@
-"""Shared test helpers.  Tests never touch the network and build every model themselves."""
+"""Shared test set-up.  Tests never touch the network and build every model themselves.
+
+Tests live in ``tests/core`` (no Qt), ``tests/studio`` (Qt, offscreen) and share helpers from
+``tests/support`` (benchmarks may import those, never a test module)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-import numpy as np
-import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 # Qt tests (those using qtbot/qapp) fail on leaked QThreads, timers, threads and windows;
 # settings and logs go to a temporary folder.  Non-Qt tests are untouched.
-from tests.qt_fixtures import isolated_settings, main_window, qt_leak_check, qt_leak_guard  # noqa: E402,F401
-
-
-def fixture_path(name: str) -> Path:
-    """A parity fixture from ../shared/fixtures, or skip the test saying why."""
-    path = FIXTURES / name
-    if not path.is_file():
-        pytest.skip(f"parity fixture {path} is absent (../shared/fixtures ships with the project's shared folder)")
-    return path
-
-
-def harmonic_tone(midi: float, seconds: float, sample_rate: int, *, level_db: float = -12.0,
-                  partials: int = 6, tilt: float = 1.0) -> np.ndarray:
-    """A steady harmonic tone [N] at ``level_db`` dBFS RMS."""
-    f0 = 440.0 * 2 ** ((midi - 69) / 12)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    wave = np.zeros_like(t)
-    for k in range(1, partials + 1):
-        if k * f0 < sample_rate / 2:
-            wave += np.sin(2 * np.pi * k * f0 * t) / k ** tilt
-    wave *= 10 ** (level_db / 20) / np.sqrt(np.mean(wave ** 2))
-    return wave.astype(np.float32)
-
-
-def copy_folder(src: Path, dst: Path) -> Path:
-    """A flat copy of ``src`` (a saved SAE / probe folder) to damage in a test."""
-    dst.mkdir()
-    for p in src.iterdir():
-        (dst / p.name).write_bytes(p.read_bytes())
-    return dst
+from tests.support.qt_fixtures import isolated_settings, main_window, qt_leak_check, qt_leak_guard  # noqa: E402,F401
+from tests.support.common import FIXTURES, REPO_ROOT, SHARED, copy_folder, fixture_path, harmonic_tone  # noqa: E402,F401

@@ -7,7 +7,7 @@ module names, so the released ``encodec_24khz-d7cc33bc.th`` loads by its own key
 (``encoder.model.0.conv.conv.weight_g``, ``encoder.model.13.lstm.weight_ih_l0``,
 ``decoder.model.3.convtr.convtr.weight_v``, ``quantizer.vq.layers.0._codebook.embed`` ...)
 with a strict ``load_state_dict``.  ``tests/fixtures/make_encodec_fixture.py`` records the
-package's outputs and the 24 kHz key layout that ``tests/test_codecs.py`` holds this to.
+package's outputs and the 24 kHz key layout that ``tests/core/test_codecs.py`` holds this to.
 
 Only what the backends use is built: mono, weight norm, no audio normalisation, no segments.
 """
