@@ -67,6 +67,7 @@ STEER_METHODS = STEER_BASE_METHODS + tuple(m + "+match" for m in STEER_BASE_METH
 # method whose hit rate keeps rising with alpha.  solve+match scored best (1.22 vs 1.37) but saturates
 # (A4 0.85 at alpha 10, 20 and 30) and on the built-in tones stops at 0.10 where paper+match reaches 0.58.
 DEFAULT_STEER_METHOD = "paper+match"
+STEER_ALPHA = 20.0             # `audiosae steer`'s strength (the paper: 1, 10, 20, 30)
 
 
 # Tracing DiffRhythm generation (``audiosae trace`` and the studio's generation view, both through

@@ -238,3 +238,15 @@ def build_and_train(plan: RunPlan, *, progress: ProgressSink = null_progress,
     cancel.raise_if_cancelled()
     return run_train(TrainRequest(workspace=ws.root, settings=plan.train, device=plan.device),
                      progress=progress, cancel=cancel)
+
+
+def run_report(workspace: Path | str) -> dict[str, Any]:
+    """``audiosae report``: the workspace's table, every file checked (a damaged one fails here,
+    not as garbage in the table)."""
+    from ..report import workspace_report
+    from ..workspace import Workspace
+
+    ws = Workspace.open(workspace)
+    if not ws.sae_names():
+        raise WorkspaceError(f"{ws.root}: no trained SAE yet; run `audiosae train {ws.root}`")
+    return workspace_report(ws, verify=True)

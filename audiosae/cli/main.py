@@ -1,0 +1,97 @@
+"""The ``audiosae`` command: the parser of every command group, and ``main`` (dispatch, errors,
+printing).  Each subcommand's parser sets ``handler``: ``handler(args, *, progress, cancel)``
+returns ``{"text": str, "json": dict}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from .. import memory
+from ..errors import AudioSAEError, JobCancelled
+from ..jobs import CancelToken
+from . import corpus, exporting, steering, tracing, training
+from .options import common_options
+from .progress import TqdmProgress
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+# The commands in the order `audiosae --help` lists them.
+COMMANDS: tuple[Callable[..., argparse.ArgumentParser], ...] = (
+    corpus.add_build, corpus.add_label, training.add_train, training.add_report, steering.add_steer,
+    training.add_demo, corpus.add_backends, tracing.add_trace, tracing.add_trace_report, exporting.add_export_sae,
+    exporting.add_import_sae, exporting.add_export_lanes, exporting.add_describe, steering.add_steer_eval,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    p = argparse.ArgumentParser(prog="audiosae", description="Sparse autoencoders, probes and control vectors on audio latents.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(sub, common)
+    return p
+
+
+def _run(args: argparse.Namespace, cancel: CancelToken) -> dict[str, Any]:
+    progress = TqdmProgress(quiet=args.quiet)
+    try:
+        return args.handler(args, progress=progress, cancel=cancel)
+    finally:
+        progress.close()
+
+
+def _tolerant_output() -> None:
+    """Never die printing a name: a terminal that cannot show a character (an ASCII locale, a
+    file name that is not valid UTF-8) gets an escape like \\xff instead of UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # replaced by a plain object, or closed
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
+    memory.keep_large_allocations_off_the_heap()  # long builds/training: no heap creep
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "post_parse", None) is not None:
+            args.post_parse(parser, args)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return int(exc.code or 0)
+    cancel = CancelToken()
+    try:
+        result = _run(args, cancel)
+    except KeyboardInterrupt:
+        cancel.cancel()
+        print("audiosae: interrupted; re-run the same command to resume", file=sys.stderr)
+        return EXIT_ERROR
+    except JobCancelled as exc:
+        print(f"audiosae: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except AudioSAEError as exc:
+        if args.debug:
+            raise
+        print(f"audiosae: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # an unexpected bug: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"audiosae: internal error: {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        if args.json:
+            print(json.dumps(result.get("json", result), indent=2, default=str))
+        elif result.get("text"):
+            print(result["text"])
+        sys.stdout.flush()
+    except BrokenPipeError:  # `audiosae report WS | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK

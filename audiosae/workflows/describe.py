@@ -1,0 +1,54 @@
+"""Feature descriptions as a workflow: ``audiosae describe`` (every SAE feature's best attribute
+classes, cached next to the SAE) and its Neuronpedia-style export.  Nothing here imports Qt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import AudioSAEError
+from ..jobs import CancelToken, ProgressSink, null_progress
+
+DESCRIBE_TOP = 5          # labels per feature, best first
+DESCRIBE_THREADS = 1      # CPU threads while labelling (on a busy machine 1 was 2-3x faster than 2)
+
+
+@dataclass
+class DescribeRequest:
+    """``audiosae describe WORKSPACE --sae NAME``.  ``feature`` None: every feature;
+    ``neuronpedia``: also write the Neuronpedia-style export there."""
+
+    workspace: Path
+    sae: str
+    feature: int | None = None
+    top: int = DESCRIBE_TOP
+    neuronpedia: Path | None = None
+    threads: int = DESCRIBE_THREADS
+    device: str = "auto"
+
+
+@dataclass
+class DescribeResult:
+    description: Any          # describe.FeatureDescription
+    data: dict[str, Any]      # its JSON for the chosen features
+    neuronpedia: Path | None
+
+
+def run_describe(request: DescribeRequest, *, progress: ProgressSink = null_progress,
+                 cancel: CancelToken | None = None) -> DescribeResult:
+    from ..describe import load_or_describe, neuronpedia_export
+    from ..workspace import Workspace
+
+    if request.top < 1:
+        raise AudioSAEError(f"--top must be at least 1, got {request.top}")
+    ws = Workspace.open(request.workspace)
+    desc = load_or_describe(ws, request.sae, device=request.device, progress=progress, cancel=cancel or CancelToken(),
+                            threads=request.threads or None)
+    if request.feature is not None and not 0 <= request.feature < desc.n_features:
+        raise AudioSAEError(f"feature {request.feature} is out of range (0..{desc.n_features - 1})")
+    feats = [request.feature] if request.feature is not None else range(desc.n_features)
+    data = desc.to_json(feats, top=request.top)
+    if request.neuronpedia is not None:
+        neuronpedia_export(ws, desc, request.neuronpedia, top=request.top)
+    return DescribeResult(desc, data, request.neuronpedia)
