@@ -23,8 +23,9 @@ through one ``SteeringContext`` per (method, attribute): the renderer, the expor
 heatmap; methods that need the class means are prepared in a job (``studio.models.audition``,
 the Qt-free half of this dock).  The level label under alpha shows what the level rule did.
 
-Nothing here blocks on model work except ``steer_features`` on the visible frames, which is
-a few milliseconds (see ``FULL_HEATMAP_ELEMENTS``).
+Nothing here blocks on model work: the heatmap's f' (``steer_features`` on the steered frames,
+only those in view for long clips: ``FULL_HEATMAP_ELEMENTS``) is a job of
+``studio.models.steered_heatmap``; the GUI thread only swaps its result in.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, frame_mask
 from studio.models.audition import (DEFAULT_CHUNK_SECONDS, STEER_DEFAULT_METHOD, AuditionSession, build_session,
                                     default_target, export_job, export_sidecar, format_level, prepare_context,
-                                    render_export, steered_rows)
+                                    render_export)
 from studio.models.job_slot import JobSlot
+from studio.models.steered_heatmap import HeatRequest, SteeredHeatmap
 from studio.playback import Player
 from studio.widgets.audition_actions import AUDIO_SUFFIXES, AuditionActions  # noqa: F401
 from studio.widgets.audition_controls import (ALPHA_MAX, ALPHA_STEP, AlphaSpinBox, TargetControls, arrange,
@@ -106,9 +108,8 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
         self._method_jobs: list[Any] = []               # handles, waited for at shutdown
         self._preparing: tuple[str, str] | None = None
         self._evaluation: Any = None                    # the steering evaluation dialog, once opened
-        self._heat_buffer: np.ndarray | None = None     # long clips: f with f' written in view
-        self._heat_dirty: tuple[int, int] | None = None
-        self._heat_shown = False
+        self._heat = SteeredHeatmap(runner, state.set_steered_features,
+                                    on_failed=lambda message: self._set_error(f"heatmap f': {message}"))
         self._setting_playhead = False
         self._looping = False
         self._pending_change: tuple[int, float] | None = None  # (version, monotonic) not heard yet
@@ -341,6 +342,10 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
         self._shut = True
         self._playhead_timer.stop()
         self._heat_timer.stop()
+        heat_job = self._heat.slot.handle
+        self._heat.reset(emit=False)
+        if heat_job is not None:
+            heat_job.wait(10_000)
         self._method_slot.cancel()
         for handle in self._method_jobs:
             handle.wait(10_000)
@@ -642,28 +647,22 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
             self._heat_timer.start()
 
     def _on_view_range_changed(self, start: float, end: float) -> None:
-        if self._heat_buffer is not None and self._heat_shown:
+        if self._heat.buffer is not None and self._heat.shown:
             self._schedule_heatmap()
 
     def _reset_heatmap(self, emit: bool) -> None:
         self._heat_timer.stop()
-        self._heat_buffer = None
-        self._heat_dirty = None
-        was_shown, self._heat_shown = self._heat_shown, False
-        if emit and was_shown:
-            self.state.set_steered_features(None)
+        self._heat.reset(emit)
 
     def _update_heatmap(self) -> None:
-        """``state.set_steered_features(f')``: f' on the steered frames, f elsewhere; None when
-        nothing is steered (alpha 0) or the A/B switch plays the original."""
+        """``state.set_steered_features(f')``: f' on the steered frames, f elsewhere (a job: see
+        ``SteeredHeatmap``); None when nothing is steered (alpha 0) or the A/B switch plays the
+        original."""
         analysis, models, params = self.state.analysis, self.state.models, self.params
         if self._shut or analysis is None or models is None or params is None:
             return
         if params.alpha == 0.0 or self.mode == "original":
-            if self._heat_shown:
-                self._heat_shown = False
-                self._restore_heat_rows()
-                self.state.set_steered_features(None)
+            self._heat.hide(analysis.f)
             return
         context = self.context(params.method, params.attribute)
         if context is None:   # being prepared: the heatmap follows when it is ready
@@ -683,29 +682,7 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
             first = int(np.searchsorted(analysis.times, v0 - margin, side="left"))
             last = int(np.searchsorted(analysis.times, v1 + margin, side="right"))
             lo, hi = max(lo, first), min(hi, last)
-        steered = None
-        if hi > lo:
-            steered = steered_rows(context, f[lo:hi], params.target, params.alpha, mask[lo:hi])
-        if full:
-            out = np.array(f, dtype=np.float32, copy=True)
-            if steered is not None:
-                out[lo:hi] = steered
-        else:
-            if self._heat_buffer is None:
-                self._heat_buffer = np.array(f, dtype=np.float32, copy=True)
-            self._restore_heat_rows()
-            out = self._heat_buffer
-            if steered is not None:
-                out[lo:hi] = steered
-                self._heat_dirty = (lo, hi)
-        self._heat_shown = True
-        self.state.set_steered_features(out)
-
-    def _restore_heat_rows(self) -> None:
-        if self._heat_buffer is not None and self._heat_dirty is not None and self.state.analysis is not None:
-            lo, hi = self._heat_dirty
-            self._heat_buffer[lo:hi] = self.state.analysis.f[lo:hi]
-            self._heat_dirty = None
+        self._heat.request(HeatRequest(f, context, int(params.target), float(params.alpha), mask, lo, hi, full))
 
     def _export_sidecar(self, path: str, params: SteeringParams, renderer: SteeredRenderer) -> dict[str, Any]:
         models = self.state.models
