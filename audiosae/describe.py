@@ -407,15 +407,38 @@ def _matching_columns(desc: FeatureDescription, query: str) -> list[int]:
              or f"{a} {c}".lower() == q]
     if exact:
         return exact
+    quality = _chord_quality(q, cols)
+    if quality is not None:
+        return quality
     return [i for i, (a, c) in enumerate(cols) if q in f"{a} {c}".lower()]
+
+
+def _chord_quality(q: str, cols: list[tuple[str, str]]) -> list[int] | None:
+    """"minor" / "major" (every minor / major triad), "a minor" / "c# major" (one): chord classes
+    are named "Am" / "C#" (``attribute_library.chord_names``)."""
+    words = q.replace("chord", "").split()
+    if not words or words[-1] not in ("minor", "major", "min", "maj") or len(words) > 2:
+        return None
+    minor = words[-1].startswith("min")
+    root = words[0] if len(words) == 2 else None
+    out = []
+    for i, (a, c) in enumerate(cols):
+        if a != "chord" or c == "none":
+            continue
+        is_minor = c.endswith("m")
+        name = c[:-1] if is_minor else c
+        if is_minor == minor and (root is None or name.lower() == root):
+            out.append(i)
+    return out
 
 
 def search_features(desc: FeatureDescription, query: str, *, min_score: float = 0.5, limit: int | None = 50
                     ) -> list[dict[str, Any]]:
     """Features whose labels match ``query`` (case-insensitive), best AUROC first.
 
-    ``query`` is a class name ("C#4", "db4", "unvoiced", "-12..-9 dB"), an attribute name or part
-    of one ("loud" -> every loudness class), or any part of "attribute class" text ("pitch C#").
+    ``query`` is a class name ("C#4", "db4", "unvoiced", "-12..-9 dB", "Am", "brass"), an attribute
+    name or part of one ("loud" -> every loudness class, "onset"), a chord quality ("minor", "major",
+    "a minor"), or any part of "attribute class" text ("pitch C#").
     An exact class name wins over partial matches.  Each hit: ``feature``, ``score`` (its best
     AUROC among the matching classes), ``attribute``, ``class``, ``mass_fraction``, ``density``.
     """

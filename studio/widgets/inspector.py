@@ -4,6 +4,8 @@ Shown in a dock.  It draws what ``studio.models.inspector.InspectorModel`` holds
 what the user does:
 
 * the feature id and its activation at that frame (``f``, ``h``; ``f'`` when steering is on);
+* what the feature is: its automatic labels best first, the boost check and a search box that
+  finds features by label (``studio.widgets.feature_labels``);
 * the distribution of ``f_j`` over the corpus (log-spaced bins) and its density, from the
   ``audiosae.feature_index`` index, built in a job the first time it is needed (progress and
   cancel here) and cached next to the SAE; until then the clip's own histogram;
@@ -33,6 +35,7 @@ from ..models.inspector import BETA_RANGE, BOOST_TIP, DEFAULT_BETA, DISTINCT_SEC
 from ..settings import StudioSettings
 from ..state import ExplorerState
 from ..workers import JobRunner
+from .feature_labels import FeatureLabelsPanel
 from .inspector_parts import CORPUS_BARS, NEGATIVE, PLAYING_ROW, POSITIVE, item, section, styled_plot, table
 
 __all__ = ["FeatureInspector", "PLAYING_ROW", "POSITIVE", "NEGATIVE", "CORPUS_BARS"]
@@ -166,6 +169,10 @@ class FeatureInspector(QWidget):
         self.stats_label.setWordWrap(True)
         for w in (self.title_label, self.value_label, self.stats_label):
             layout.addWidget(w)
+
+        # What the feature is: its automatic labels, the boost check, the label search (issue 14).
+        self.labels_panel = FeatureLabelsPanel(self.state, self.runner)
+        layout.addWidget(self.labels_panel)
 
         # Activation histogram (log-x bins) with the clicked value marked.
         layout.addWidget(section("Activation over the corpus"))
