@@ -4,7 +4,7 @@
                                                                   [--top 64] [--width 1600] [--json]
 
 A synthetic ``ClipAnalysis`` (``minutes`` of 24 kHz audio, 75 frames/s, ``features`` sparse
-non-negative SAE features, random probes) is shown in a ``studio.timeline.TimelineView``
+non-negative SAE features, random probes) is shown in a ``studio.widgets.timeline.TimelineView``
 of ``width`` x 900 px, offscreen.  Figures (milliseconds, medians over repeats):
 
 - ``pyramid_build_ms``: the waveform peak pyramid, once per clip;
@@ -86,15 +86,15 @@ def run(minutes: float = 10.0, features: int = 2048, top: int = 64, width: int =
     from PySide6.QtWidgets import QApplication
 
     from studio.state import ExplorerState
-    from studio.timeline import TimelineView
-    from studio.waveform import PeakPyramid
+    from studio.widgets.timeline import TimelineView
+    from studio.layers.peaks import PeakPyramid
 
     app = QApplication.instance() or QApplication([])
     analysis, models = synthetic_clip(minutes, features)
     out: dict = {"minutes": minutes, "frames": analysis.n_frames, "features": features, "top": top,
                  "width_px": width, "threads": torch.get_num_threads()}
     out["pyramid_build_ms"] = _median_ms(lambda: PeakPyramid.from_wave(analysis.wave, analysis.sample_rate), 3)
-    from studio.timeline import prepare_clip_display
+    from studio.layers.clip import prepare_clip_display
     out["prepare_clip_ms"] = _median_ms(lambda: prepare_clip_display(analysis), 3)
 
     state = ExplorerState()
@@ -167,7 +167,7 @@ def run(minutes: float = 10.0, features: int = 2048, top: int = 64, width: int =
         view.refresh_rows()
 
     out["steered_update_ms"] = _median_ms(steer_heatmap, repeats)
-    from studio.lanes import decode_classes
+    from audiosae.explore.decoding import decode_classes
     out["lanes_decode_ms"] = _median_ms(lambda: decode_classes(models.probes, steered[0],
                                                                ["pitch", "loudness", "timbre"]), 3)
     view.close()
@@ -183,7 +183,7 @@ def gui_stalls(analysis, models, width: int) -> dict[str, float]:
     from PySide6.QtTest import QTest
 
     from studio.state import ExplorerState
-    from studio.timeline import TimelineView
+    from studio.widgets.timeline import TimelineView
     from studio.workers import JobRunner
 
     state, runner = ExplorerState(), JobRunner()

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def workspace_for_audio(recent: list[str]) -> str | None:
     """Where to analyse an audio file opened on its own: the most recent workspace that still
     exists, else None (the bundled demo)."""
-    from .start_page import workspace_exists
+    from .widgets.start_page import workspace_exists
 
     return next((path for path in recent if workspace_exists(path)), None)
 

@@ -42,7 +42,7 @@ from .logging_setup import current_log_file, one_line, show_error
 from .models.explorer import ExplorerSession
 from .panes import PANES, PanePlaceholder, build_pane, is_placeholder  # noqa: F401  (old import path)
 from .settings import StudioSettings
-from .start_page import StartPage
+from .widgets.start_page import StartPage
 from .state import ExplorerState
 from .widgets.job_status import JobStatus
 from .widgets.shortcuts import ShortcutsDialog, about_box
@@ -361,7 +361,7 @@ class MainWindow(QMainWindow):
         return wizard
 
     def show_preferences(self) -> QDialog:
-        from .preferences import PreferencesDialog
+        from .widgets.preferences import PreferencesDialog
 
         dialog = PreferencesDialog(self.settings, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

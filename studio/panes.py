@@ -21,7 +21,7 @@ log = logging.getLogger("studio.main_window")
 
 # name -> (module, class, title); the order of the docks in the View menu
 PANES = {
-    "timeline": ("studio.timeline", "TimelineView", "Timeline"),
+    "timeline": ("studio.widgets.timeline", "TimelineView", "Timeline"),
     "inspector": ("studio.widgets.inspector", "FeatureInspector", "Feature inspector"),
     "audition": ("studio.audition", "AuditionPanel", "Audition"),
     "generation": ("studio.generation", "GenerationView", "Generation"),

@@ -9,7 +9,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar
 
 from .logging_setup import current_log_file, open_log_folder
-from .start_page import workspace_exists
+from .widgets.start_page import workspace_exists
 from .state import FEATURE_ORDERS
 
 ZOOM_STEP = 1.5                  # TimelineView.zoom(factor): factor > 1 zooms in

@@ -23,7 +23,7 @@ from audiosae.explore.decoding import TOP_CLASSES, feature_contributions, probe_
 from audiosae.explore.feature_index import (FeatureIndex, boost_window, decoder_direction, histogram_counts,
                                             histogram_edges, load_or_build_feature_index, render_boost)
 
-from ..snippets import SnippetPlayer
+from .snippets import SnippetPlayer
 from ..state import ExplorerState
 from ..workers import JobRunner
 from .job_slot import JobSlot

@@ -287,7 +287,7 @@ class EvaluationModel(QObject):
         self._play(key)
 
     def _play(self, key: tuple[str, float]) -> bool:
-        from studio.snippets import SnippetPlayer
+        from studio.models.snippets import SnippetPlayer
 
         if self._player is None:
             self._player = SnippetPlayer(self._device, output=self._output, parent=self)

@@ -17,11 +17,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
-from .layers.feature_rows import (COLOR_MAP, DEFAULT_TOP_N, MAX_TOP_N, BlockMass,  # noqa: F401 (re-exported)
-                                  FeatureRows, clip_density, display_levels, frame_grid, gather_job,
-                                  gather_rows, order_scores, top_features)
-from .state import FEATURE_ORDERS
-from .waveform import PaneViewBox, start_job
+from ..layers.feature_rows import COLOR_MAP, MAX_TOP_N, BlockMass, FeatureRows, frame_grid, gather_job, gather_rows
+from ..state import FEATURE_ORDERS
+from .pane_view import PaneViewBox, start_job
 
 GATHER_SYNC_LIMIT = 250_000       # frames x new rows gathered in the GUI thread (~5 ms); more -> a job
 

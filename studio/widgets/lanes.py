@@ -17,9 +17,8 @@ from PySide6.QtCore import QObject, Qt, Signal
 from audiosae.attribute_spec import AttributeSpec
 from audiosae.explore.decoding import decode_classes, decode_cost
 
-from .layers.lanes import (LANES, LaneData, as_steps, clip_lanes, decode_job, lane_y_range,  # noqa: F401
-                           pitch_ticks, visible_minmax)
-from .waveform import PaneViewBox, start_job
+from ..layers.lanes import LANES, LaneData, clip_lanes, decode_job, lane_y_range, pitch_ticks
+from .pane_view import PaneViewBox, start_job
 
 SYNC_DECODE_LIMIT = 60_000_000  # multiply-adds; above this the decode runs as a job
 DECODED_PEN = pg.mkPen("#ff9f40", width=2)

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout
 from audiosae.attributes import CREPE_MODELS
 from audiosae.devices import DEVICE_CHOICES, available_devices
 
-from .settings import StudioSettings
+from ..settings import StudioSettings
 
 SYSTEM_DEFAULT = "System default"
 
@@ -70,7 +70,7 @@ class PreferencesDialog(QDialog):
         self.setMinimumWidth(self.fontMetrics().horizontalAdvance("M") * 40)
 
     def _fill_audio_devices(self) -> None:
-        from .playback import list_output_devices, sounddevice_or_reason
+        from ..playback import list_output_devices, sounddevice_or_reason
 
         self.audio_combo.addItem(SYSTEM_DEFAULT, None)
         names = []

@@ -17,7 +17,6 @@ The view never calls other panes: it reads the ``ExplorerState`` and listens to 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,13 +25,13 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer
 from PySide6.QtGui import QCursor, QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QToolTip, QVBoxLayout, QWidget
 
-from audiosae.jobs import CancelToken, Progress, null_progress
-
+from ..layers.clip import ClipDisplay, prepare_clip_display, prepare_job
+from ..layers.feature_rows import DEFAULT_TOP_N, clip_density, order_scores, row_order
+from ..state import ExplorerState
 from .heatmap import HeatmapHeader, HeatmapPane
-from .layers.feature_rows import DEFAULT_TOP_N, BlockMass, clip_density, display_levels, order_scores, row_order
 from .lanes import LanesPane
-from .state import ExplorerState
-from .waveform import PeakPyramid, WaveformPane, start_job
+from .pane_view import start_job
+from .waveform import WaveformPane
 
 log = logging.getLogger("studio.timeline")
 
@@ -49,36 +48,6 @@ PREPARE_SYNC_LIMIT = 4_000_000  # samples + feature values prepared in the GUI t
 # workspace's codec could not load and the clip is not one of its corpus sources).
 NO_FEATURES_TEXT = "no SAE features for this audio: it needs the codec's encoder (see the note above)"
 NO_PROBES_TEXT = "probe: no SAE features for this audio"
-
-
-@dataclass
-class ClipDisplay:
-    """What the panes precompute once per clip (pure numpy; built in a job for long clips)."""
-
-    pyramid: PeakPyramid
-    mass: BlockMass
-    levels: tuple[float, float]
-
-
-def prepare_clip_display(analysis: Any, *, progress=null_progress, cancel: CancelToken | None = None
-                         ) -> ClipDisplay:
-    """Waveform peak pyramid, block mass sums and colour levels of a ``ClipAnalysis``."""
-    cancel = cancel or CancelToken()
-    progress(Progress("timeline", 0, 3, "waveform peaks"))
-    pyramid = PeakPyramid.from_wave(analysis.wave, analysis.sample_rate)
-    cancel.raise_if_cancelled()
-    progress(Progress("timeline", 1, 3, "feature mass"))
-    mass = BlockMass(analysis.f)
-    cancel.raise_if_cancelled()
-    progress(Progress("timeline", 2, 3, "colour levels"))
-    levels = display_levels(analysis.f)
-    progress(Progress("timeline", 3, 3, "done"))
-    return ClipDisplay(pyramid, mass, levels)
-
-
-def _prepare_job(token: Any, analysis: Any, *, progress=null_progress, cancel: CancelToken | None = None
-                 ) -> tuple[Any, ClipDisplay]:
-    return token, prepare_clip_display(analysis, progress=progress, cancel=cancel)
 
 
 def _setting(settings: Any, key: str, default: Any) -> Any:
@@ -383,7 +352,7 @@ class TimelineView(QWidget):
             return
         self._show_clip(None)
         self.header.detail.setText("preparing the timeline…")
-        self._prepare_job = start_job(self.runner, "prepare timeline", _prepare_job, (self._clip_token, analysis),
+        self._prepare_job = start_job(self.runner, "prepare timeline", prepare_job, (self._clip_token, analysis),
                                       analysis, finished=self._on_prepared, failed=self._on_prepare_failed)
 
     def _on_prepared(self, result: tuple[Any, ClipDisplay]) -> None:

@@ -114,7 +114,7 @@ def short_state(qtbot, clip_env):
 def test_evaluation_view_fills_the_matrix_and_plays_a_cell(qtbot, short_state, tmp_path, monkeypatch):
     import audiosae.steering.control as control
     from studio.models.steer_eval import EvaluationModel
-    from studio.snippets import SnippetPlayer
+    from studio.models.snippets import SnippetPlayer
     from studio.widgets.steer_eval import SteeringEvaluationDialog, hit_colour
 
     state, runner, models, short = short_state

@@ -167,7 +167,7 @@ def test_models_without_the_codec_analyse_corpus_sources_from_their_stored_laten
 def test_explorer_without_the_codec_shows_the_corpus_clip_then_audio_without_features(
         qtbot, monkeypatch, tmp_path, main_window):
     from audiosae.analysis import CODEC_PART
-    from studio.timeline import NO_FEATURES_TEXT
+    from studio.widgets.timeline import NO_FEATURES_TEXT
 
     root, outside = _workspace_without_codec(tmp_path, monkeypatch)
     win = main_window

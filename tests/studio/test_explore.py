@@ -75,10 +75,10 @@ def test_probe_decoding_and_source_finding_are_written_once():
     """The studio and the analysis use the core's functions; no other copy is left."""
     import audiosae.analysis
     import audiosae.feature_index
-    import studio.lanes
     import studio.main_window
+    import studio.widgets.lanes
 
-    assert studio.lanes.decode_classes is decoding.decode_classes
+    assert studio.widgets.lanes.decode_classes is decoding.decode_classes
     assert audiosae.analysis.probe_distributions is decoding.probe_distributions
     assert audiosae.feature_index._builtin_source is sources.builtin_source
     assert studio.main_window.default_clip is sources.default_clip

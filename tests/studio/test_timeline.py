@@ -20,15 +20,15 @@ from audiosae.realtime import SteeringParams  # noqa: E402
 from audiosae.sae import rms_norm  # noqa: E402
 from audiosae.training import TrainSettings, train_workspace  # noqa: E402
 from audiosae.workspace import Workspace, build_corpus  # noqa: E402
-from studio import heatmap as heatmap_module  # noqa: E402
-from studio import lanes as lanes_module  # noqa: E402
-from studio import timeline as timeline_module  # noqa: E402
-from studio.heatmap import BlockMass, FeatureRows, gather_rows, top_features  # noqa: E402
-from studio.lanes import visible_minmax  # noqa: E402
+from studio.layers.feature_rows import BlockMass, FeatureRows, gather_rows, top_features  # noqa: E402
+from studio.layers.lanes import visible_minmax  # noqa: E402
+from studio.layers.peaks import PeakPyramid  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
 from studio.state import ExplorerState  # noqa: E402
-from studio.timeline import TimelineView  # noqa: E402
-from studio.waveform import PeakPyramid  # noqa: E402
+from studio.widgets import heatmap as heatmap_module  # noqa: E402
+from studio.widgets import lanes as lanes_module  # noqa: E402
+from studio.widgets import timeline as timeline_module  # noqa: E402
+from studio.widgets.timeline import TimelineView  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402
 from tests.support.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401
 

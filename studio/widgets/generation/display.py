@@ -13,11 +13,11 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushB
 
 from audiosae import defaults as D
 
-from ...curves import PALETTE
-from ...lanes import DECODED_PEN, GHOST_PEN
 from ...layers.feature_rows import COLOR_MAP, display_levels
 from ...layers.lanes import as_steps
 from ...models.generation import SOURCE_LABELS
+from ..curves import PALETTE
+from ..lanes import DECODED_PEN, GHOST_PEN
 
 BACKGROUND = "#141619"
 CURSOR_PEN = pg.mkPen("#ff4d4d", width=1.5)

@@ -19,7 +19,7 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QWidget
 
 from ...models.generation import LATENT_FRAME_RATE, SOURCE_LABELS, GenerationModel
-from ...snippets import SnippetPlayer
+from ...models.snippets import SnippetPlayer
 from .display import TraceDisplay
 from .form import GenerationForm
 

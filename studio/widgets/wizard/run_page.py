@@ -15,7 +15,7 @@ from audiosae.jobs import Progress
 from audiosae.workflows.train import RunPlan, grid_names, uses_k
 from audiosae.workflows.train_plan import format_duration
 
-from ...curves import FVU_TOOLTIP, LiveCurves
+from ..curves import FVU_TOOLTIP, LiveCurves
 from ...models.wizard import RunModel
 from ...workers import JobHandle, JobRunner
 from .common import ERROR_STYLE, NOTE_STYLE, OK_STYLE, label
