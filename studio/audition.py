@@ -44,8 +44,8 @@ from audiosae.jobs import CancelToken, Progress, ProgressSink
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, frame_mask
 from studio.models.audition import (DEFAULT_CHUNK_SECONDS, STEER_DEFAULT_METHOD, AuditionSession, build_session,
-                                    default_target, export_job, export_sidecar, format_level, prepare_context,
-                                    render_export)
+                                    default_target, export_job, format_level, prepare_context, render_export,
+                                    steer_request)
 from studio.models.job_slot import JobSlot
 from studio.models.steered_heatmap import HeatRequest, SteeredHeatmap
 from studio.playback import Player
@@ -684,12 +684,16 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
             lo, hi = max(lo, first), min(hi, last)
         self._heat.request(HeatRequest(f, context, int(params.target), float(params.alpha), mask, lo, hi, full))
 
-    def _export_sidecar(self, path: str, params: SteeringParams, renderer: SteeredRenderer) -> dict[str, Any]:
+    def _steer_request(self, path: str, params: SteeringParams, renderer: SteeredRenderer) -> Any:
+        """The export's ``SteerRequest``: what ``audiosae steer`` would be given for these choices."""
         models = self.state.models
-        return export_sidecar(path=path, source=self.state.clip_path or (self.state.analysis.source
-                                                                          if self.state.analysis else ""),
-                              models=models, workspace=self.state.workspace or models.workspace, params=params,
-                              target_name=self._target_name(params), renderer=renderer)
+        return steer_request(path=path, source=self.state.clip_path or (self.state.analysis.source
+                                                                         if self.state.analysis else ""),
+                             models=models, workspace=self._export_workspace(), params=params,
+                             target_name=self._target_name(params), limit=renderer.limit)
+
+    def _export_workspace(self) -> Any:
+        return self.state.workspace or self.state.models.workspace
 
     def _default_target(self, *args: Any) -> int:
         return default_target(*args)

@@ -3,11 +3,13 @@ audition dock starts (build the session, prepare a steering method, render an ex
 numbers it shows (the level rule's report, the steered features of the heatmap).
 
 Every path that steers goes through the core with one ``SteeringContext`` per (method,
-attribute): the realtime renderer (what the dock plays), ``render_export`` (a second renderer
-built from the live one, so the file is what was heard) and the heatmap's f' (the context's
-``steer_features``).  Methods that need the workspace's class means are prepared in a job
-(``prepare_context``: ``steering.methods.prepare_method``, cached by the core in
-``WORKSPACE/steer/``).  No QtWidgets here.
+attribute): the realtime renderer (what the dock plays), the export and the heatmap's f' (the
+context's ``steer_features``).  The export is the workflow ``audiosae steer`` runs
+(``workflows.steer.run_steer``: the same request, the same side-car writer), given the live
+renderer so that a second renderer built from it renders the file as it was heard.  Methods
+that need the workspace's class means are prepared in a job (``prepare_context``:
+``steering.methods.prepare_method``, cached by the core in ``WORKSPACE/steer/``).  No
+QtWidgets here.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import torch
 
 from audiosae.analysis import ClipAnalysis, LoadedModels
 from audiosae.attributes import MIDI_MAX, MIDI_MIN
-from audiosae.errors import JobCancelled
+from audiosae.errors import AudioSAEError, JobCancelled
 from audiosae.jobs import CancelToken, Progress, ProgressSink, null_progress
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering.methods import DEFAULT_METHOD, METHODS, SteeringContext, prepare_method
+from audiosae.workflows import steer as steer_flow
+from audiosae.workflows.steer import SteerRequest, render_as_heard
 from studio.playback import Player
 
 PITCH_DEFAULT_OFFSET = 4        # semitones above the clip's median pitch (a major third: clearly audible)
@@ -111,75 +115,35 @@ def prepare_context(models: LoadedModels, method: str, attribute: str, *, progre
     return context
 
 
-def render_export(live: SteeredRenderer, latents: np.ndarray, params: SteeringParams, *,
-                  progress: ProgressSink = null_progress, cancel: CancelToken | None = None,
-                  level_out: dict[str, Any] | None = None) -> np.ndarray:
-    """The whole steered clip ``[C, N]`` for ``params``, rendered exactly as ``live`` plays it
-    (``latents``: the clip's latents, as ``live`` was built with).
-
-    A separate renderer with ``live``'s chunking, context, cross-fade, steering contexts (the
-    same method) and level rule (``live.limit``), so the export equals the audition's steered
-    audio while the user goes on moving controls.  ``level_out``: a dict filled with what the
-    rule did (``SteeredRenderer.level_summary``), for the side-car."""
-    cancel = cancel or CancelToken()
-    renderer = SteeredRenderer(live.backend, live.sae, live.probes, live.wave, params,
-                               latents=latents,
-                               chunk_seconds=live.chunk_frames * live.hop / live.sample_rate,
-                               context_frames=live.context_frames, fade_seconds=live.fade / live.sample_rate,
-                               cancel=cancel, limit=live.limit, contexts=live.contexts)
-    total = renderer.n_chunks
-    for index in range(total):
-        cancel.raise_if_cancelled()
-        renderer.render_chunk(index)
-        progress(Progress("export", index + 1, total, "rendering the steered clip"))
-    if level_out is not None:
-        level_out.update(renderer.level_summary())
-    return renderer.mix(0, renderer.n_samples)
+render_export = render_as_heard   # the export's rendering: the core's (``workflows.steer``)
 
 
-def export_job(renderer: SteeredRenderer, latents: np.ndarray, params: SteeringParams, path: str,
-               sidecar: dict[str, Any], *,
+def steer_request(*, path: str, source: str | None, models: LoadedModels, workspace: Any, params: SteeringParams,
+                  target_name: str, limit: bool = True) -> SteerRequest:
+    """The audition's choices as the ``SteerRequest`` ``audiosae steer`` builds from its flags:
+    the target by its class name (the index when the name does not read back as that class),
+    the SAE and device the models were loaded with."""
+    spec = models.spec
+    try:
+        target = target_name if spec.parse_target(params.attribute, target_name) == int(params.target) \
+            else str(int(params.target))
+    except AudioSAEError:
+        target = str(int(params.target))
+    backend = models.backend
+    return SteerRequest(workspace=Path(workspace.root), audio=source or None, attribute=params.attribute,
+                        target=target, out=Path(path), alpha=float(params.alpha), method=params.method,
+                        sae=models.sae.cfg.name, start=params.start, end=params.end,
+                        keep_residual=bool(params.keep_residual), limit=bool(limit),
+                        device=str(backend.device) if backend is not None else "auto")
+
+
+def export_job(request: SteerRequest, renderer: SteeredRenderer, latents: np.ndarray, workspace: Any = None, *,
                progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> str:
-    """Render and write the export (job thread): the audio file, then its JSON side-car."""
-    from audiosae.audio import save_audio
-    from audiosae.storage import atomic_write_json
-
-    level: dict[str, Any] = {}
-    audio = render_export(renderer, latents, params, progress=progress, cancel=cancel, level_out=level)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    save_audio(path, audio, renderer.sample_rate, limit=renderer.limit)
-    sidecar = {**sidecar, "level": level}  # what the level rule did: gain, peaks, limited samples
-    atomic_write_json(Path(path).with_suffix(Path(path).suffix + ".json"), sidecar)
-    return path
-
-
-def export_sidecar(*, path: str, source: str, models: LoadedModels, workspace: Any, params: SteeringParams,
-                   target_name: str, renderer: SteeredRenderer) -> dict[str, Any]:
-    """The side-car of an exported steered clip (the level report is added by ``export_job``)."""
-    context = renderer.context(params.method, params.attribute)
-    return {
-        "schema_version": 1,
-        "input": source,
-        "output": path,
-        "workspace": str(workspace.root),
-        "sae": models.sae.cfg.name,
-        "backend": workspace.backend_name,
-        "attribute": params.attribute,
-        "target": target_name,
-        "target_class": int(params.target),
-        "alpha": float(params.alpha),
-        **context.describe(),   # method, base, match_frames, alpha_unit
-        "keep_residual": bool(params.keep_residual),
-        "scope": "whole clip" if params.start is None and params.end is None else "selection",
-        "start": params.start,
-        "end": params.end,
-        "sample_rate": renderer.sample_rate,
-        "seconds": renderer.duration,
-        "renderer": {"chunk_seconds": renderer.chunk_frames * renderer.hop / renderer.sample_rate,
-                     "context_frames": list(renderer.context_frames),
-                     "fade_seconds": renderer.fade / renderer.sample_rate},
-    }
+    """Render and write the export (job thread) through the workflow ``audiosae steer`` runs
+    (``workflows.steer.run_steer``), rendered as ``renderer`` plays it; returns the path."""
+    steer_flow.run_steer(request, live=renderer, latents=latents, workspace=workspace, progress=progress,
+                         cancel=cancel)
+    return str(request.out)
 
 
 def steered_rows(context: SteeringContext, f: np.ndarray, target: int, alpha: float, mask: np.ndarray) -> np.ndarray:
@@ -246,5 +210,5 @@ def _wanted_target(analysis: ClipAnalysis | None, attribute: str, n_classes: int
 
 
 __all__ = ["AuditionSession", "DEFAULT_CHUNK_SECONDS", "STEER_DEFAULT_METHOD", "STEER_METHODS", "build_session",
-           "default_target", "export_job", "export_sidecar", "format_level", "needs_workspace", "prepare_context",
-           "render_export", "steered_rows"]
+           "default_target", "export_job", "format_level", "needs_workspace", "prepare_context", "render_export",
+           "steer_request", "steered_rows"]

@@ -1,8 +1,9 @@
 """The audition dock's export, output-device and status-line actions (a view: no torch).
 
 ``AuditionActions`` is a mixin of ``studio.audition.AuditionPanel``: it asks for a path, starts
-the export job (``studio.models.audition.export_job``: a second renderer with the live one's
-method, contexts and level rule) and writes the status line.
+the export job (``studio.models.audition.export_job``: the workflow ``audiosae steer`` runs,
+``workflows.steer.run_steer``, with a second renderer built from the live one) and writes the
+status line.
 """
 
 from __future__ import annotations
@@ -59,15 +60,16 @@ class AuditionActions:
             self._set_error(str(exc))
             self.export_failed.emit(str(exc))
             return None
-        sidecar = self._export_sidecar(path, params, renderer)
+        request = self._steer_request(path, params, renderer)
+
         def connect(job: Any) -> None:
             job.progress.connect(self._on_export_progress)
             job.finished.connect(self._on_export_finished)
             job.failed.connect(lambda message, tb: self._on_export_ended(message or "export failed"))
             job.cancelled.connect(lambda: self._on_export_ended("cancelled"))
 
-        job = self._submit("export steered audio", self._export_fn, renderer, analysis.latents, params, path, sidecar,
-                           connect=connect)
+        job = self._submit("export steered audio", self._export_fn, request, renderer, analysis.latents,
+                           self._export_workspace(), connect=connect)
         self._export_job, self._export_path = job, path
         self.export_button.setText("Cancel export")
         self._export_note = "exporting… 0%"

@@ -190,7 +190,7 @@ def test_label_adds_attributes_without_reencoding_and_missing_audio_gets_no_labe
 def test_cli_attribute_options_and_the_default_build_list(tmp_path):
     from audiosae.attribute_registry import registered_names
     from audiosae.cli import build_parser
-    from audiosae.commands import train_settings_from_args
+    from audiosae.cli.training import train_settings_from_args
     from audiosae.training import check_labelled
     from audiosae.workflows.train import attribute_choice, default_build_attributes
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import types
 
-import audiosae.commands as commands
 import audiosae.probes as probes
 import audiosae.report as report
 from audiosae.attributes import AttributeSpec
+from audiosae.workflows.demo import demo_target
 
 
 def _workspace(monkeypatch, trained: list[int]):
@@ -21,12 +21,12 @@ def _workspace(monkeypatch, trained: list[int]):
 
 def test_demo_steers_toward_a4_when_the_probe_saw_it(monkeypatch):
     ws, _ = _workspace(monkeypatch, [0, 30, AttributeSpec().parse_target("pitch", "A4"), 50])
-    assert commands._demo_target(ws) == "A4"
+    assert demo_target(ws) == "A4"
 
 
 def test_demo_steers_toward_the_nearest_trained_note_otherwise(monkeypatch):
     a4 = AttributeSpec().parse_target("pitch", "A4")
     ws, spec = _workspace(monkeypatch, [0, a4 - 5, a4 - 1, a4 + 3])
-    assert commands._demo_target(ws) == spec.class_names("pitch")[a4 - 1] == "G#4"
+    assert demo_target(ws) == spec.class_names("pitch")[a4 - 1] == "G#4"
     ws, spec = _workspace(monkeypatch, [0])  # nothing voiced: A4, and steering says why it cannot
-    assert commands._demo_target(ws) == "A4"
+    assert demo_target(ws) == "A4"

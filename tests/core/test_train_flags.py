@@ -10,7 +10,7 @@ import pytest
 
 from audiosae import defaults as D
 from audiosae.cli import build_parser, main
-from audiosae.commands import train_settings_from_args
+from audiosae.cli.training import train_settings_from_args
 
 
 @pytest.fixture(scope="module")

@@ -432,7 +432,7 @@ def test_hub_download_cancels_mid_transfer(tmp_path, monkeypatch):
 
 # ---- the demo ----------------------------------------------------------------------------------------
 def test_demo_cancels_while_building_and_training(tmp_path):
-    from audiosae.commands import cmd_demo
+    from audiosae.cli.training import run_demo as cmd_demo
 
     for run in range(RUNS):
         for stage, after in (("build", 3), ("train SAEs", 2)):

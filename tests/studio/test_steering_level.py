@@ -215,17 +215,27 @@ def test_boost_is_matched_and_limited():
 
 
 def test_audition_export_is_matched_limited_and_says_so(tmp_path):
+    """The audition's export job (the steer workflow, rendered as the live renderer plays)."""
+    from types import SimpleNamespace
+
+    from audiosae.attributes import AttributeSpec
     from audiosae.realtime import SteeredRenderer, SteeringParams
+    from audiosae.workflows.steer import SteerRequest
     from studio.audition import _export_job
     from tests.core.test_realtime import _loud_toy, toy_clip
 
     backend, sae, probes = _loud_toy()
     wave = toy_clip(2.0)
     params = SteeringParams("pitch", 7, 30.0, method="paper")   # the toy is built to blow up along the probe row
+    spec = AttributeSpec()
+    toy_ws = SimpleNamespace(root=tmp_path, backend_name="toy", attribute_spec=spec)
     for limit in (True, False):
         live = SteeredRenderer(backend, sae, probes, wave, params, chunk_seconds=0.25, limit=limit)
         path = str(tmp_path / f"export-{limit}.wav")
-        _export_job(live, backend.encode(wave).latents, params, path, {"alpha": 30.0})
+        request = SteerRequest(workspace=tmp_path, audio=None, attribute="pitch",
+                               target=spec.class_names("pitch")[7], out=Path(path), alpha=30.0, method="paper",
+                               limit=limit, device="cpu")
+        assert _export_job(request, live, backend.encode(wave).latents, toy_ws) == path
         audio, sr = sf.read(path, always_2d=True)
         side = json.loads(Path(path + ".json").read_text())
         if limit:
@@ -235,6 +245,7 @@ def test_audition_export_is_matched_limited_and_says_so(tmp_path):
             assert side["level"]["peak_before"] > 2.0 and side["level"]["gain_db"] < -10
         else:
             assert np.abs(audio).max() > 2.0 and side["level"]["rule"] == "raw"
+        assert (side["schema_version"], side["kind"], side["target_class"]) == (2, "audiosae.steered_audio", 7)
     assert math.isfinite(side["alpha"])
 
 

@@ -148,7 +148,7 @@ def test_the_training_page_and_the_cli_resolve_choices_alike(qtbot, runner, flag
     """The same choices made on the training page and as ``audiosae train`` flags give equal settings
     (jumprelu's lambda grid follows the architecture's default on both)."""
     from audiosae.cli import build_parser
-    from audiosae.commands import train_settings_from_args
+    from audiosae.cli.training import train_settings_from_args
     from studio.models.wizard import TrainingModel
 
     cli = train_settings_from_args(build_parser().parse_args(["train", "WS", *flags]))
