@@ -54,6 +54,11 @@ def add_train(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPar
                    help="attributes to probe (default pitch,loudness,timbre: the time budget covers those; each "
                         "further one adds about one probe head per SAE); 'all' = every one the workspace labels")
     t.add_argument("--checkpoint-seconds", type=float, default=None, help=argparse.SUPPRESS)  # crash tests
+    par = t.add_argument_group("under torchrun (torchrun --nproc-per-node N -m audiosae train WS ...)")
+    par.add_argument("--parallel", choices=("grid", "data"), default="grid",
+                     help="grid (default): the ranks split the grid's SAEs, each reading all the data (the same "
+                          "SAEs as one process, bit for bit); data: the ranks split every batch and all-reduce the "
+                          "gradients (one very wide SAE, or fewer SAEs than ranks).  Ignored without torchrun")
     t.set_defaults(handler=run_train)
     return t
 
@@ -90,7 +95,7 @@ def train_request_from_args(args: argparse.Namespace, device: str) -> Any:
     from ..workflows import train as flow
 
     return flow.TrainRequest(workspace=Path(args.workspace), settings=train_settings_from_args(args), device=device,
-                             checkpoint_every_s=args.checkpoint_seconds)
+                             checkpoint_every_s=args.checkpoint_seconds, parallel=getattr(args, "parallel", "grid"))
 
 
 def run_train(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:

@@ -3,9 +3,11 @@ workspace through the same workflows as ``audiosae build`` / ``train``.
 
     python -m torch.distributed.run ... tests/support/distributed_worker.py JOB.json
 
-``JOB.json``: ``{"op": "build" | "train", "workspace": ..., "out": FILE, ...}`` (build: ``minutes``,
+``JOB.json``: ``{"op": "build" | "train" | "grid", "workspace": ..., "out": FILE, ...}`` (grid: the SAE
+grid alone through ``train_sae_grid``, nothing saved, for the benchmark) (build: ``minutes``,
 ``shard_frames``; train: ``expansions``, ``l1s``, ``epochs`` / ``frames``, ``batch_size``,
-``parallel``, ``probe_folds``, ``checkpoint_every_s``, ``kill_rank``/``kill_after_steps``).
+``parallel``, ``probe_folds``, ``checkpoint_every_s``; ``kill_rank``, ``kill_stage``, ``kill_after_steps``,
+``kill_signal``: that rank kills (or stops) itself once that stage reports that much done).
 Rank 0 writes the result (report or build summary, plus its peak RSS) to ``out``; every rank
 writes ``out.rank<R>.json`` with its peak RSS and wall time.
 """
@@ -63,6 +65,15 @@ def run_torchrun(job: Path, nproc: int, *, threads: int | None = 1, timeout: flo
     return subprocess.run(cmd, env=_env(threads, extra_env), capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+def run_torchrun_cli(cli_args: list[str], nproc: int, *, threads: int | None = 1,
+                     timeout: float = 600) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node N -m audiosae ARGS``: the command a user types."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(nproc),
+           "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--max-restarts", "0",
+           "-m", "audiosae", *map(str, cli_args)]
+    return subprocess.run(cmd, env=_env(threads), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
 def start_ranks(job: Path, world: int, *, threads: int = 1, extra_env: dict | None = None) -> list[subprocess.Popen]:
     """``world`` processes with torchrun's variables set by hand (no agent to tear them down): for
     watching what the survivors of a killed rank do."""
@@ -93,9 +104,32 @@ def main(job_file: str) -> int:
     def progress(event: Progress) -> None:   # a kill -9 of one rank at a chosen point
         if kill_at is not None and rank == job.get("kill_rank", 1) and event.stage == job.get("kill_stage", "train SAEs") \
                 and event.done >= kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGSTOP if job.get("kill_signal") == "STOP" else signal.SIGKILL)
 
-    if job["op"] == "build":
+    stages: dict[str, float] = {}
+    inner = progress
+
+    def progress(event: Progress) -> None:   # noqa: F811 - the first time each stage reports
+        stages.setdefault(event.stage, time.perf_counter() - t0)
+        inner(event)
+
+    if job["op"] == "grid":                  # the SAE grid alone (benchmarks): no probes, nothing saved
+        from audiosae.distributed import train_plan
+        from audiosae.sae import train_sae_grid
+        from audiosae.workspace import Workspace
+
+        ws = Workspace.open(job["workspace"])
+        store = ws.frame_store()
+        settings = train_settings(expansions=job["expansions"], l1s=job["l1s"], batch_size=job.get("batch_size", 512),
+                                  seed=job.get("seed", 0), epochs=job["epochs"])
+        plan = train_plan(job.get("parallel", "grid"), "cpu")
+        t1 = time.perf_counter()
+        results = train_sae_grid(store, settings.sae_configs(store.d_in), epochs=settings.epochs,
+                                 batch_size=settings.batch_size, seed=settings.seed, device="cpu",
+                                 progress=progress, parallel=None if plan is None else plan[0])
+        result = {"train_s": time.perf_counter() - t1,
+                  "saes": {sae.cfg.name: {"mse": m.get("mse"), "l0": m.get("l0")} for sae, m in results}}
+    elif job["op"] == "build":
         from audiosae.corpus import builtin_sources
 
         sources = builtin_sources("tones", minutes=float(job.get("minutes", 0.5)), seed=0)
@@ -115,7 +149,8 @@ def main(job_file: str) -> int:
     wall = time.perf_counter() - t0
     out = Path(job["out"])
     Path(f"{out}.rank{rank}.json").write_text(json.dumps({"rank": rank, "peak_rss_mb": _peak_rss_mb(),
-                                                           "wall_s": wall}))
+                                                           "wall_s": wall, "stages": stages,
+                                                           "result": result if job["op"] == "grid" else None}))
     if rank == 0:
         out.write_text(json.dumps({"result": result, "peak_rss_mb": _peak_rss_mb(), "wall_s": wall}, default=str))
     from audiosae.distributed import stop
