@@ -12,11 +12,7 @@ from typing import Any, Callable
 from .. import memory
 from ..errors import AudioSAEError, JobCancelled
 from ..jobs import CancelToken
-from .corpus import add_backends, add_build, add_label
-from .exporting import add_describe, add_export_lanes, add_export_sae, add_import_sae
-from .steering import add_steer, add_steer_eval
-from .tracing import add_trace, add_trace_report
-from .training import add_demo, add_report, add_train
+from . import corpus, exporting, steering, tracing, training
 from .options import common_options
 from .progress import TqdmProgress
 
@@ -24,8 +20,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 # The commands in the order `audiosae --help` lists them.
 COMMANDS: tuple[Callable[..., argparse.ArgumentParser], ...] = (
-    add_build, add_label, add_train, add_report, add_steer, add_demo, add_backends, add_trace, add_trace_report,
-    add_export_sae, add_import_sae, add_export_lanes, add_describe, add_steer_eval,
+    corpus.add_build, corpus.add_label, training.add_train, training.add_report, steering.add_steer,
+    training.add_demo, corpus.add_backends, tracing.add_trace, tracing.add_trace_report, exporting.add_export_sae,
+    exporting.add_import_sae, exporting.add_export_lanes, exporting.add_describe, steering.add_steer_eval,
 )
 
 
