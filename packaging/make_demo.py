@@ -67,7 +67,7 @@ SEED = 0
 # would need its own ~2 MB index.  Trained with the default schedule (no epochs, no batch).
 EXPANSIONS = (8,)
 L1S = (0.02,)
-# The feature index is built as the inspector would build it (studio.inspector.INDEX_TOP_K and
+# The feature index is built as the inspector would build it (studio.models.inspector.INDEX_TOP_K and
 # HIST_BINS; a test checks they agree), so the app loads it instead of rebuilding it.
 INDEX_TOP_K = 100
 INDEX_HIST_BINS = 40

@@ -347,7 +347,7 @@ class MainWindow(QMainWindow):
             self._wizard.activateWindow()
             return self._wizard
         try:
-            from .wizard import TrainingWizard
+            from .widgets.wizard.wizard import TrainingWizard
         except ImportError as exc:
             log.warning("training wizard not available: %s", exc)
             self.report_error(f"the training wizard is not available in this build ({exc}); use the command "

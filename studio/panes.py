@@ -24,7 +24,7 @@ PANES = {
     "timeline": ("studio.widgets.timeline", "TimelineView", "Timeline"),
     "inspector": ("studio.widgets.inspector", "FeatureInspector", "Feature inspector"),
     "audition": ("studio.audition", "AuditionPanel", "Audition"),
-    "generation": ("studio.generation", "GenerationView", "Generation"),
+    "generation": ("studio.widgets.generation.view", "GenerationView", "Generation"),
 }
 
 

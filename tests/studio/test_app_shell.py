@@ -136,7 +136,7 @@ def load_make_demo():
 
 def test_demo_ships_the_index_the_inspector_would_build():
     from audiosae.feature_index import load_feature_index
-    from studio import inspector
+    from studio.models import inspector
 
     make_demo = load_make_demo()
     assert (make_demo.INDEX_TOP_K, make_demo.INDEX_HIST_BINS) == (inspector.INDEX_TOP_K, inspector.HIST_BINS)

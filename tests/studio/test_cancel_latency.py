@@ -450,7 +450,9 @@ def test_gui_stop_button_cancels_training_within_a_second(qtbot, tmp_path):
     pytest.importorskip("pytestqt")
     from audiosae.training import TrainSettings
     from studio.settings import StudioSettings
-    from studio.wizard import AudioChoice, RunPage, RunPlan
+    from audiosae.workflows.audio_plan import AudioChoice
+    from audiosae.workflows.train import RunPlan
+    from studio.widgets.wizard.run_page import RunPage
     from studio.workers import JobRunner
 
     ws = synthetic_workspace(tmp_path / "ws", 40960)

@@ -57,7 +57,7 @@ def _style(seed: int = 1) -> torch.Tensor:
 
 @pytest.fixture
 def make_view(qtbot, workspace, models):
-    from studio.generation import GenerationView
+    from studio.widgets.generation.view import GenerationView
     from studio.state import ExplorerState
     from studio.workers import JobRunner
     from audiosae.workspace import Workspace
@@ -232,7 +232,7 @@ def test_playback_decodes_the_chosen_state_and_caches_it(make_view, weights, qtb
 
 
 def test_form_notes_and_missing_style(make_view, qtbot):
-    from studio.generation import muq_available
+    from studio.models.generation import muq_available
 
     view = make_view()
     assert not view.muq_note.isHidden() == (not muq_available())
@@ -252,7 +252,7 @@ def test_form_notes_and_missing_style(make_view, qtbot):
 
 def test_main_window_hosts_the_view_lazily_and_opens_traces(qtbot, isolated_settings, monkeypatch, make_view,
                                                            weights, tmp_path):
-    from studio.generation import GenerationView
+    from studio.widgets.generation.view import GenerationView
     from studio.main_window import MainWindow
     from studio.settings import StudioSettings
 
@@ -269,14 +269,14 @@ def test_main_window_hosts_the_view_lazily_and_opens_traces(qtbot, isolated_sett
         file_menu = win.menuBar().actions()[0].menu()
         texts = [a.text() for a in file_menu.actions()]
         assert "Open &trace…" in texts and "Sa&ve trace…" in texts
-        monkeypatch.setattr("studio.generation.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
+        monkeypatch.setattr("studio.widgets.generation.view.QFileDialog.getExistingDirectory", lambda *a, **k: str(folder))
         win.actions_by_name["open_trace"].trigger()
         view = win.generation
         assert isinstance(view, GenerationView) and win.generation_dock.widget() is view
         qtbot.waitUntil(lambda: view.trace is not None, timeout=TIMEOUT_MS)
         assert view.trace.meta["trace_id"] == source.trace.meta["trace_id"] and view.slider.maximum() == 31
         again = tmp_path / "again"
-        monkeypatch.setattr("studio.generation.QFileDialog.getExistingDirectory", lambda *a, **k: str(again))
+        monkeypatch.setattr("studio.widgets.generation.view.QFileDialog.getExistingDirectory", lambda *a, **k: str(again))
         with qtbot.waitSignal(view.trace_saved, timeout=TIMEOUT_MS):
             win.actions_by_name["save_trace"].trigger()
         assert tr.load_trace(again, load_audio=False).meta["trace_id"] == source.trace.meta["trace_id"]

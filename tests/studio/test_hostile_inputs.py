@@ -523,7 +523,7 @@ def test_every_case_through_the_studio_clip_job(corpus):
 def test_the_wizard_lists_each_skipped_file_with_its_reason(qtbot, corpus, tmp_path):
     pytest.importorskip("pytestqt")
     from studio.settings import StudioSettings
-    from studio.wizard import TrainingWizard
+    from studio.widgets.wizard.wizard import TrainingWizard
     from studio.workers import JobRunner
 
     folder, cases, good = corpus

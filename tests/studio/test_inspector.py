@@ -1,4 +1,4 @@
-"""studio.inspector.FeatureInspector and studio.models.snippets.SnippetPlayer (pytest-qt, offscreen)."""
+"""studio.widgets.inspector.FeatureInspector and studio.models.snippets.SnippetPlayer (pytest-qt, offscreen)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import studio.playback as playback  # noqa: E402
 from audiosae.analysis import LoadedModels  # noqa: E402
 from audiosae.corpus import builtin_sources  # noqa: E402
 from audiosae.feature_index import boost_window, feature_index_path, load_feature_index  # noqa: E402
-from studio.inspector import PLAYING_ROW, FeatureInspector  # noqa: E402
+from studio.widgets.inspector import PLAYING_ROW, FeatureInspector  # noqa: E402
 from studio.models.snippets import SnippetPlayer  # noqa: E402
 from studio.state import ExplorerState  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402

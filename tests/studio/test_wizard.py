@@ -22,7 +22,8 @@ from audiosae.defaults import DEFAULT_EXPANSIONS  # noqa: E402
 from audiosae.corpus import builtin_sources  # noqa: E402
 from audiosae.workspace import Workspace, build_corpus, read_shard  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
-from studio.wizard import PAGE_ATTRIBUTES, PAGE_BACKEND, PAGE_GRID, PAGE_RESULTS, PAGE_RUN, TrainingWizard  # noqa: E402
+from studio.widgets.wizard.common import PAGE_ATTRIBUTES, PAGE_BACKEND, PAGE_GRID, PAGE_RESULTS, PAGE_RUN  # noqa: E402
+from studio.widgets.wizard.wizard import TrainingWizard  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402
 
 from tests.support.common import harmonic_tone  # noqa: E402

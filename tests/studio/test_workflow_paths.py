@@ -19,7 +19,8 @@ from audiosae.cli import EXIT_ERROR, EXIT_OK, main  # noqa: E402
 from audiosae.errors import AudioSAEError  # noqa: E402
 from audiosae.workflows import train as flow  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
-from studio.wizard import PAGE_ATTRIBUTES, PAGE_BACKEND, PAGE_GRID, PAGE_RUN, TrainingWizard  # noqa: E402
+from studio.widgets.wizard.common import PAGE_ATTRIBUTES, PAGE_BACKEND, PAGE_GRID, PAGE_RUN  # noqa: E402
+from studio.widgets.wizard.wizard import TrainingWizard  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402
 
 from tests.support.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401  (fail on Qt leaks)
@@ -260,7 +261,7 @@ def test_cli_and_generation_view_reach_the_same_trace_workflow(qtbot, monkeypatc
     from audiosae.cli import build_parser
     from audiosae.workflows.trace import TraceRequest
     from audiosae.workspace import Workspace
-    from studio.generation import GenerationView
+    from studio.widgets.generation.view import GenerationView
     from studio.state import ExplorerState
 
     models = LoadedModels.load(trace_workspace, device="cpu")
