@@ -12,7 +12,11 @@ from typing import Any, Callable
 from .. import memory
 from ..errors import AudioSAEError, JobCancelled
 from ..jobs import CancelToken
-from . import corpus, exporting, steering, tracing, training
+from .corpus import add_backends, add_build, add_label
+from .exporting import add_describe, add_export_lanes, add_export_sae, add_import_sae
+from .steering import add_steer, add_steer_eval
+from .tracing import add_trace, add_trace_report
+from .training import add_demo, add_report, add_train
 from .options import common_options
 from .progress import TqdmProgress
 
@@ -20,9 +24,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 # The commands in the order `audiosae --help` lists them.
 COMMANDS: tuple[Callable[..., argparse.ArgumentParser], ...] = (
-    corpus.add_build, corpus.add_label, training.add_train, training.add_report, steering.add_steer,
-    training.add_demo, corpus.add_backends, tracing.add_trace, tracing.add_trace_report, exporting.add_export_sae,
-    exporting.add_import_sae, exporting.add_export_lanes, exporting.add_describe, steering.add_steer_eval,
+    add_build, add_label, add_train, add_report, add_steer, add_demo, add_backends, add_trace, add_trace_report,
+    add_export_sae, add_import_sae, add_export_lanes, add_describe, add_steer_eval,
 )
 
 
@@ -53,20 +56,6 @@ def _tolerant_output() -> None:
             pass
 
 
-def _secondary_rank() -> bool:
-    """A rank other than 0 of a torchrun launch (never true without torchrun's variables)."""
-    import os
-
-    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0"
-
-
-def _leave_process_group() -> None:
-    """Leave the torchrun process group if this run joined one (nothing is imported otherwise)."""
-    dist = sys.modules.get("audiosae.distributed")
-    if dist is not None:
-        dist.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     _tolerant_output()
     memory.keep_large_allocations_off_the_heap()  # long builds/training: no heap creep
@@ -78,9 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     cancel = CancelToken()
-    secondary = _secondary_rank()
-    if secondary:                    # under torchrun rank 0 shows the progress and prints the result
-        args.quiet = True
     try:
         result = _run(args, cancel)
     except KeyboardInterrupt:
@@ -101,10 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiosae: internal error: {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        _leave_process_group()
-    if secondary:
-        return EXIT_OK
     try:
         if args.json:
             print(json.dumps(result.get("json", result), indent=2, default=str))

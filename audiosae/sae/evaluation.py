@@ -9,7 +9,7 @@ import torch
 from ..errors import WorkspaceError
 from ..frames import FrameStore
 from ..jobs import CancelToken
-from . import config as C
+import audiosae.sae.config as C
 from .model import SparseAutoencoder
 from .stats import _MomentAccumulator
 

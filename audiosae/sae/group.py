@@ -9,7 +9,7 @@ import torch
 
 from ..errors import WorkspaceError
 from ..jobs import CancelToken
-from . import config as C
+import audiosae.sae.config as C
 from .config import ADAM_BETAS, ADAM_EPS, SAEConfig
 from .model import SparseAutoencoder, _init_weights, rms_norm, topk_code
 

@@ -34,7 +34,7 @@ from ..errors import AudioSAEError, JobCancelled, WorkspaceError
 from ..frames import FrameStore
 from ..jobs import CancelToken, Progress, ProgressSink, null_progress
 from ..storage import check_schema, load_tensors, load_tensors_metadata, save_tensors
-from . import config as C
+import audiosae.sae.config as C
 from .. import defaults as D
 from .config import CHECKPOINT_FILE, CHECKPOINT_KIND, LR_DECAY_FRACTION, METRICS_EVERY, SAEConfig
 from .group import _WidthGroup, group_key, make_group

@@ -84,7 +84,7 @@ import torch
 
 from .. import defaults as D
 from ..errors import AudioSAEError
-from . import isolation
+import audiosae.steering.isolation as isolation
 
 BASE_METHODS = D.STEER_BASE_METHODS
 MATCH_SUFFIX = "+match"
@@ -261,7 +261,7 @@ class SteeringContext:
 
     def unit(self, f: torch.Tensor | None = None) -> float:
         """The step length at alpha 1: ``ALPHA_UNIT * feature_scale``."""
-        from .control import ALPHA_UNIT
+        from .vectors import ALPHA_UNIT
 
         return ALPHA_UNIT * self.feature_scale(f)
 
@@ -281,7 +281,7 @@ class SteeringContext:
 
     def raw_direction(self, target: int) -> torch.Tensor:
         """The method's direction before scaling and per-frame adjustment (float32 [F], CPU)."""
-        from .control import control_vector
+        from .vectors import control_vector
 
         base = self.base
         if base == "paper" or (base == "solve" and self.means is None):
@@ -302,7 +302,7 @@ class SteeringContext:
         ``orthogonal`` adjust it per frame; this is their frame-independent part)."""
         key = ("direction", int(target))
         if key not in self._cache or not (self.rmsnorm or self.means is not None):
-            from .control import control_vector
+            from .vectors import control_vector
 
             if self.base == "paper" and self.rmsnorm:   # bit-identical to the paper's control vector
                 w = control_vector(self.probes, self.attribute, int(target)).cpu()
@@ -319,7 +319,7 @@ class SteeringContext:
     def steer_features(self, f: torch.Tensor, target: int, alpha: float,
                        mask: torch.Tensor | None = None) -> torch.Tensor:
         """Steered features ``[T, F]`` for features ``f`` ``[T, F]`` (masked frames only)."""
-        from .control import check_alpha
+        from .vectors import check_alpha
 
         alpha = check_alpha(alpha)
         sae = self.sae
