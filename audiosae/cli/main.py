@@ -56,6 +56,20 @@ def _tolerant_output() -> None:
             pass
 
 
+def _secondary_rank() -> bool:
+    """A rank other than 0 of a torchrun launch (never true without torchrun's variables)."""
+    import os
+
+    return "WORLD_SIZE" in os.environ and os.environ.get("RANK", "0") != "0"
+
+
+def _leave_process_group() -> None:
+    """Leave the torchrun process group if this run joined one (nothing is imported otherwise)."""
+    dist = sys.modules.get("audiosae.distributed")
+    if dist is not None:
+        dist.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     _tolerant_output()
     memory.keep_large_allocations_off_the_heap()  # long builds/training: no heap creep
@@ -67,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return int(exc.code or 0)
     cancel = CancelToken()
+    secondary = _secondary_rank()
+    if secondary:                    # under torchrun rank 0 shows the progress and prints the result
+        args.quiet = True
     try:
         result = _run(args, cancel)
     except KeyboardInterrupt:
@@ -87,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audiosae: internal error: {exc.__class__.__name__}: {exc} (re-run with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        _leave_process_group()
+    if secondary:
+        return EXIT_OK
     try:
         if args.json:
             print(json.dumps(result.get("json", result), indent=2, default=str))
