@@ -167,7 +167,7 @@ class _Window:
             if not self.window.open_workspace(workspace):
                 raise RuntimeError(f"bench_studio: MainWindow could not open {workspace}")
         else:
-            from studio.audition import AuditionPanel
+            from studio.widgets.audition import AuditionPanel
             from studio.state import ExplorerState
             from studio.workers import JobRunner
 
@@ -215,7 +215,7 @@ def measure(window_kind: str = "main", *, output: str = "virtual", device: str |
     the whole run (a soak); ``snapshot_seconds``: also record, every so many seconds, the
     underruns, GUI gaps, latencies and process memory of that interval (``"intervals"``).
     """
-    from studio.audition import AuditionPanel
+    from studio.widgets.audition import AuditionPanel
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     try:  # PySide6 6.12.0 on Python 3.11 drops references to None/True; the app applies this at start

@@ -23,7 +23,7 @@ log = logging.getLogger("studio.main_window")
 PANES = {
     "timeline": ("studio.widgets.timeline", "TimelineView", "Timeline"),
     "inspector": ("studio.widgets.inspector", "FeatureInspector", "Feature inspector"),
-    "audition": ("studio.audition", "AuditionPanel", "Audition"),
+    "audition": ("studio.widgets.audition", "AuditionPanel", "Audition"),
     "generation": ("studio.widgets.generation.view", "GenerationView", "Generation"),
 }
 

@@ -1,6 +1,6 @@
 """The audition dock's export, output-device and status-line actions (a view: no torch).
 
-``AuditionActions`` is a mixin of ``studio.audition.AuditionPanel``: it asks for a path, starts
+``AuditionActions`` is a mixin of ``studio.widgets.audition.AuditionPanel``: it asks for a path, starts
 the export job (``studio.models.audition.export_job``: the workflow ``audiosae steer`` runs,
 ``workflows.steer.run_steer``, with a second renderer built from the live one) and writes the
 status line.

@@ -1,5 +1,5 @@
 """The audition dock's controls (a view: no torch).  ``build_controls(panel)`` makes the
-widgets on ``panel`` (``studio.audition.AuditionPanel``) and connects them to its slots;
+widgets on ``panel`` (``studio.widgets.audition.AuditionPanel``) and connects them to its slots;
 ``arrange(panel, columns)`` lays the rows out in one column or two."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""studio.audition: the control-vector audition panel on a tiny mel workspace.
+"""studio.widgets.audition: the control-vector audition panel on a tiny mel workspace.
 
 Checks that an alpha move re-renders only the chunks the steered range reaches, that the
 heatmap's f' follows the controls (in the scope only, None at alpha 0), that the export is
@@ -25,7 +25,7 @@ from PySide6.QtCore import QTimer  # noqa: E402
 
 import studio.playback as playback  # noqa: E402
 from audiosae.steering import control_vector  # noqa: E402
-from studio.audition import AuditionPanel  # noqa: E402
+from studio.widgets.audition import AuditionPanel  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
 from studio.state import ExplorerState  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402
@@ -185,7 +185,7 @@ def test_heatmap_features_follow_alpha_in_the_scope_only(make_panel, qtbot, clip
 def test_long_clips_steer_the_heatmap_only_in_view(make_panel, qtbot, clip_env, monkeypatch):
     """Above FULL_HEATMAP_ELEMENTS only the frames in view (plus a margin) get f'; rows
     steered for an earlier view go back to f when the view moves."""
-    import studio.audition as audition
+    import studio.widgets.audition as audition
 
     _, _, analysis = clip_env
     monkeypatch.setattr(audition, "FULL_HEATMAP_ELEMENTS", 1000)

@@ -304,7 +304,7 @@ def test_steered_rendering_export_cancels(indexed_workspace, long_recording):
     pytest.importorskip("PySide6")
     from audiosae.audio import load_audio
     from audiosae.realtime import SteeredRenderer, SteeringParams
-    from studio.audition import render_export
+    from studio.models.audition import render_export
 
     ws = indexed_workspace
     backend = ws.backend("cpu")

@@ -150,7 +150,7 @@ def test_cli_refuses_bad_alpha_with_usage_exit_code(tmp_path, capsys, text, mess
 
 
 def test_studio_alpha_spin_box_cannot_hold_nan_or_negative(qapp):
-    from studio.audition import ALPHA_MAX, AlphaSpinBox
+    from studio.widgets.audition_controls import ALPHA_MAX, AlphaSpinBox
 
     spin = AlphaSpinBox()
     spin.setRange(0.0, ALPHA_MAX)
@@ -221,7 +221,7 @@ def test_audition_export_is_matched_limited_and_says_so(tmp_path):
     from audiosae.attributes import AttributeSpec
     from audiosae.realtime import SteeredRenderer, SteeringParams
     from audiosae.workflows.steer import SteerRequest
-    from studio.audition import _export_job
+    from studio.models.audition import export_job as _export_job
     from tests.core.test_realtime import _loud_toy, toy_clip
 
     backend, sae, probes = _loud_toy()

@@ -55,7 +55,6 @@ from studio.widgets.audition_controls import (ALPHA_MAX, ALPHA_STEP, AlphaSpinBo
 
 log = logging.getLogger("studio.audition")
 
-_export_job = export_job   # the former name (tests, benchmarks)
 PLAYHEAD_INTERVAL_MS = 33       # ~30 Hz: smooth enough for a line, cheap for the GUI thread
 HEATMAP_INTERVAL_MS = 33        # steered features for the heatmap at most ~30 times a second
 STATUS_EVERY_TICKS = 6          # the status line (underruns) and the level label refresh ~5 times a second
