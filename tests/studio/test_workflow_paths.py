@@ -1,7 +1,8 @@
 """One path for every job (issue 13): ``audiosae build``/``train`` and the studio's wizard reach the
 same workflow functions (``audiosae.workflows.train.run_build`` / ``run_train``), and with nothing
 changed they ask for equal requests: the wizard's defaults are the CLI's.  ``audiosae trace`` and
-the studio's generation view reach ``audiosae.workflows.trace.run_trace`` alike."""
+the studio's generation view reach ``audiosae.workflows.trace.run_trace`` alike, and ``audiosae steer``
+and the audition's export ``audiosae.workflows.steer.run_steer``."""
 
 from __future__ import annotations
 
@@ -321,3 +322,65 @@ def test_cli_and_generation_view_reach_the_same_trace_workflow(qtbot, monkeypatc
     args = build_parser().parse_args(["trace", "WS", "--prompt", "x", "--out", "T"])
     assert (args.seconds, args.seed, args.steps, args.cfg, args.threshold, args.dtype) == (
         D.TRACE_SECONDS, D.TRACE_SEED, D.TRACE_STEPS, D.TRACE_CFG_STRENGTH, D.TRACE_THRESHOLD, D.TRACE_DTYPE)
+
+
+# ---- steer: ``audiosae steer`` and the audition's "Export steered audio" ----------------------------------
+
+from tests.studio.test_audition import _select, clip_env, make_panel  # noqa: E402,F401  (pytest fixtures)
+
+
+def spy_on_steer(monkeypatch) -> list:
+    """Record each ``workflows.steer.run_steer`` call (request and keyword arguments) and stop it."""
+    from audiosae.workflows import steer as steer_flow
+
+    calls: list = []
+
+    def spy(request, *, progress, cancel, **kwargs):
+        calls.append((request, kwargs))
+        raise Stopped("run_steer reached")
+
+    monkeypatch.setattr(steer_flow, "run_steer", spy)
+    return calls
+
+
+def test_cli_and_audition_export_reach_the_same_steer_workflow(qtbot, monkeypatch, make_panel, clip_env, tmp_path,
+                                                              capsys):
+    """Equal choices (attribute, target, alpha, method, selection, keep residual, SAE, device, output)
+    made as ``audiosae steer`` flags and in the audition dock give equal ``SteerRequest``s; the
+    studio's call also hands over its live renderer (the file is rendered as heard)."""
+    from audiosae.cli import build_parser
+    from audiosae.workflows.steer import SteerRequest
+
+    ws, models, _ = clip_env
+    panel = make_panel()                                   # the paper's method, picked
+    calls = spy_on_steer(monkeypatch)
+    target = max(models.probes.trained_classes("pitch"))
+    name = models.spec.class_names("pitch")[target]
+    panel.attribute_combo.setCurrentIndex(panel.attribute_combo.findData("pitch"))
+    panel.target_combo.setCurrentIndex(target)
+    panel._on_target_picked(target)
+    panel.keep_residual_check.setChecked(True)
+    _select(panel, 1.0, 3.5)
+    panel.set_alpha(12.5)
+    out = tmp_path / "steered.wav"
+    with qtbot.waitSignal(panel.export_failed, timeout=30_000) as failed:
+        assert panel.export_steered(str(out)) == str(out)
+    assert "run_steer reached" in failed.args[0] and not out.exists()
+
+    assert main(["steer", str(ws.root), "clip.wav", "--attribute", "pitch", "--target", name, "--alpha", "12.5",
+                 "--method", "paper", "--start", "1.0", "--end", "3.5", "--keep-residual", "--sae",
+                 models.sae.cfg.name, "--device", "cpu", "--out", str(out), "--quiet"]) == EXIT_ERROR
+    assert "run_steer reached" in capsys.readouterr().err
+    assert len(calls) == 2
+    (studio, studio_kw), (cli, cli_kw) = calls
+    assert studio == cli
+    assert (studio.target, studio.alpha, studio.method, studio.start, studio.end) == (name, 12.5, "paper", 1.0, 3.5)
+    assert studio.keep_residual and studio.limit and studio.device == "cpu" and studio.audio == Path("clip.wav")
+    assert studio_kw["live"] is panel.renderer and studio_kw["workspace"] is not None
+    assert cli_kw.get("live") is None                      # the CLI steers the file offline
+    # nothing chosen: the CLI's flags and the request default to audiosae.defaults' values
+    args = build_parser().parse_args(["steer", "WS", "a.wav", "--attribute", "pitch", "--target", "A4",
+                                      "--out", "o.wav"])
+    assert (args.alpha, args.method, args.limit) == (D.STEER_ALPHA, D.DEFAULT_STEER_METHOD, True)
+    plain = SteerRequest(workspace="WS", audio="a.wav", attribute="pitch", target="A4", out="o.wav")
+    assert (plain.alpha, plain.method, plain.limit) == (D.STEER_ALPHA, D.DEFAULT_STEER_METHOD, True)
