@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import defaults as D
 from ..errors import AudioSAEError
 from ..jobs import CancelToken, ProgressSink
 from .options import names, registered
@@ -24,7 +25,7 @@ def add_build(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPar
     b.add_argument("--minutes", type=float, default=None, help="limit the built-in corpus to about N minutes")
     b.add_argument("--weights", type=Path, default=None, help="local checkpoint file for the backend (offline)")
     b.add_argument("--crepe-model", choices=["tiny", "full"], default=None, help="CREPE size for pitch labels")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=D.SEED)
     b.add_argument("--attributes", type=names, default=None, metavar="A,B,...",
                    help="attributes labelled besides pitch, loudness and timbre (default: every registered one: "
                         f"{', '.join(registered())}); 'none' for only the paper's three")
