@@ -156,7 +156,7 @@ class SmokeCheck(QObject):
         return found
 
     def report(self, ok: bool, errors: list[str]) -> dict[str, Any]:
-        from .playback import sounddevice_or_reason
+        from audiosae.steering.playback import sounddevice_or_reason
 
         state = self.window.state
         models, analysis = state.models, state.analysis

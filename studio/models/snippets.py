@@ -1,6 +1,6 @@
 """One-shot playback of short snippets (corpus frames, boosted windows), for any pane.
 
-``SnippetPlayer`` plays a ``[channels, N]`` array once through ``studio.playback.Player`` (so it
+``SnippetPlayer`` plays a ``[channels, N]`` array once through ``audiosae.steering.playback.Player`` (so it
 gets the same device handling: chosen by name, default fallback, no-device detection) and
 says when it starts and stops, with a tag the caller chose (e.g. the row being played), so a
 list can highlight the row that sounds.  A new snippet replaces the one playing without a
@@ -20,7 +20,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from audiosae.errors import AudioSAEError
-from studio.playback import Player
+from audiosae.steering.playback import Player
 
 log = logging.getLogger("studio.snippets")
 

@@ -6,7 +6,7 @@ numbers, auditions any cell and saves the result through the core's writer.
 A cell is auditioned exactly as the evaluation steered it: ``SteeringEvaluation.steer_kwargs``
 into ``steering.control.steer_wave`` with the method's ``SteeringContext`` (prepared by the
 core, class means cached in ``WORKSPACE/steer/``), in a job; the audio plays through
-``SnippetPlayer`` (``studio.playback.Player``, the audition dock's player: same device
+``SnippetPlayer`` (``audiosae.steering.playback.Player``, the audition dock's player: same device
 choice, same virtual output in tests).
 """
 

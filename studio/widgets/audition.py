@@ -43,12 +43,12 @@ from audiosae.errors import AudioSAEError
 from audiosae.jobs import CancelToken, Progress, ProgressSink
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, frame_mask
+from audiosae.steering.playback import Player
 from studio.models.audition import (DEFAULT_CHUNK_SECONDS, STEER_DEFAULT_METHOD, AuditionSession, build_session,
                                     default_target, export_job, format_level, prepare_context, render_export,
                                     steer_request)
 from studio.models.job_slot import JobSlot
 from studio.models.steered_heatmap import HeatRequest, SteeredHeatmap
-from studio.playback import Player
 from studio.widgets.audition_actions import AUDIO_SUFFIXES, AuditionActions  # noqa: F401
 from studio.widgets.audition_controls import (ALPHA_MAX, ALPHA_STEP, AlphaSpinBox, TargetControls, arrange,
                                              build_controls)

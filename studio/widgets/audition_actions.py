@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from audiosae.errors import AudioSAEError
 from audiosae.jobs import Progress
-from studio.playback import list_output_devices
+from audiosae.steering.playback import list_output_devices
 
 if TYPE_CHECKING:
     from audiosae.realtime import SteeringParams

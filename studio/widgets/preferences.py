@@ -70,7 +70,7 @@ class PreferencesDialog(QDialog):
         self.setMinimumWidth(self.fontMetrics().horizontalAdvance("M") * 40)
 
     def _fill_audio_devices(self) -> None:
-        from ..playback import list_output_devices, sounddevice_or_reason
+        from audiosae.steering.playback import list_output_devices, sounddevice_or_reason
 
         self.audio_combo.addItem(SYSTEM_DEFAULT, None)
         names = []

@@ -23,7 +23,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QTimer  # noqa: E402
 
-import studio.playback as playback  # noqa: E402
+import audiosae.steering.playback as playback  # noqa: E402
 from audiosae.steering import control_vector  # noqa: E402
 from studio.widgets.audition import AuditionPanel  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402

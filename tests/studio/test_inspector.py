@@ -13,7 +13,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-import studio.playback as playback  # noqa: E402
+import audiosae.steering.playback as playback  # noqa: E402
 from audiosae.analysis import LoadedModels  # noqa: E402
 from audiosae.corpus import builtin_sources  # noqa: E402
 from audiosae.feature_index import boost_window, feature_index_path, load_feature_index  # noqa: E402

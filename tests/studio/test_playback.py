@@ -1,4 +1,4 @@
-"""studio.playback: the ring buffer, the Player's feeder logic (no device), and real playback
+"""audiosae.steering.playback (the studio's player): the ring buffer, the Player's feeder logic (no device), and real playback
 through a PulseAudio null sink (``-m audio_device``)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import studio.playback as playback
+import audiosae.steering.playback as playback
 from tests.support.audio_device import pulse_null_sink  # noqa: F401  (pytest fixture)
 from audiosae.errors import AudioSAEError
-from studio.playback import Player, RingBuffer
+from audiosae.steering.playback import Player, RingBuffer
 
 SR = 8000
 
