@@ -18,8 +18,9 @@ counting the output latency.
 Without PortAudio or without any output device, ``Player`` does not raise: it runs on a
 silent virtual clock (the playhead still moves) with ``available=False`` and ``reason``.
 
-No Qt here: the studio's audition and snippets play through it, and ``benchmarks/bench_realtime.py`` measures the core renderer
-through it without importing the studio.  The ring and the virtual clock: ``output_ring``.
+No Qt here: the studio's audition and snippets play through it, and
+``benchmarks/bench_realtime.py`` measures the core renderer through it without importing the
+studio.  The ring and the virtual clock: ``output_ring``.
 """
 
 from __future__ import annotations
