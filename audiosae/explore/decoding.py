@@ -112,3 +112,8 @@ def probe_weight_column(probes: Any, attribute: str, feature: int) -> tuple[list
     """(class names, ``W[:, j]`` as float64) of ``attribute``'s probe for feature ``j``."""
     w = probes.weights[attribute][:, feature].detach().cpu().numpy().astype(np.float64)
     return list(probes.class_names[attribute]), w
+
+
+def probe_weight_row(probes: Any, attribute: str, klass: int) -> np.ndarray:
+    """``W[k, :]`` as float64: class ``k``'s weight on every feature (the heatmap's "probe" order)."""
+    return probes.weights[attribute][int(klass)].detach().cpu().numpy().astype(np.float64)

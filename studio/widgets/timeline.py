@@ -25,6 +25,8 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer
 from PySide6.QtGui import QCursor, QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QToolTip, QVBoxLayout, QWidget
 
+from audiosae.explore.decoding import probe_weight_row
+
 from ..layers.clip import ClipDisplay, prepare_clip_display, prepare_job
 from ..layers.feature_rows import DEFAULT_TOP_N, clip_density, order_scores, row_order
 from ..state import ExplorerState
@@ -260,7 +262,7 @@ class TimelineView(QWidget):
             return None, f"class {k} out of range for {attr}: by mass instead"
         row = self._probe_rows.get(target)
         if row is None:
-            row = models.probes.weights[attr][k].detach().cpu().numpy().astype(np.float64)
+            row = probe_weight_row(models.probes, attr, k)
             self._probe_rows[target] = row
         features = self.heatmap.features
         if features is not None and row.shape[0] != features.shape[1]:

@@ -106,3 +106,67 @@ def test_feature_rows_image_keeps_a_one_frame_spike_at_any_zoom():
         assert image[0].max() == 5.0 and image[1].max() == 0.0
         col = (637 - first) // pool
         assert image[0, col] == 5.0
+
+
+# ---- peaks: the waveform's min/max per pixel column ----------------------------------------------
+def test_peaks_of_a_known_signal_at_every_zoom():
+    """A 1 kHz-sampled sine of amplitude 0.5 with one +0.9 click at t = 3.2 s: every column holds
+    the signal's true min/max, the click shows whatever the zoom, and the whole view is ~2 points a column."""
+    from studio.layers.peaks import PeakPyramid
+
+    rate = 1000
+    t = np.arange(10 * rate) / rate
+    wave = 0.5 * np.sin(2 * np.pi * 5.0 * t).astype(np.float32)
+    wave[3200] = 0.9
+    pyramid = PeakPyramid.from_wave(np.stack([wave, wave]), rate)   # stereo -> its mono mix
+    assert pyramid.peak() == pytest.approx(0.9)
+    for columns in (50, 333, 1000):
+        x, y, envelope = pyramid.envelope(0.0, 10.0, columns)
+        assert envelope and len(x) == len(y) and len(y) <= 2 * columns
+        assert y[1::2].max() == pytest.approx(0.9) and y[0::2].min() == pytest.approx(-0.5, abs=1e-3)
+        assert np.all(y[0::2] <= y[1::2])
+        click = int(np.argmax(y))
+        assert abs(x[click] - 3.2) <= 10.0 / columns + 1e-9   # the click is drawn in its own column
+    x, y, envelope = pyramid.envelope(3.19, 3.21, 100)       # zoomed in: the samples themselves
+    assert not envelope and y.max() == pytest.approx(0.9) and len(y) <= 23
+
+
+# ---- lanes: decoded classes per frame -> curves ------------------------------------------------------
+def test_lane_data_turns_classes_into_step_curves_with_a_ghost_when_steered():
+    from studio.layers.lanes import LaneData, as_steps, drop_flat_runs
+
+    lane = LaneData("pitch")
+    times = np.arange(100) * 0.01 + 0.005
+    table = np.array([np.nan, 60.0, 62.0, 64.0])        # class 0 = unvoiced (a gap)
+    classes = np.repeat([1, 2, 0, 3], 25)
+    measured = np.full(100, 61.0)
+    assert lane.set_clip(times, table, measured, classes)
+    lane.set_classes(None)
+    np.testing.assert_array_equal(lane.series["decoded"], table[classes])
+    assert lane.series["ghost"] is None and not lane.steered
+    x, y = lane.curve("decoded", 0.0, 1.0, 1000)         # few frames per pixel: steps, flat runs dropped
+    finite = np.isfinite(y)
+    assert finite.sum() <= 6 and set(np.unique(y[finite])) == {60.0, 62.0, 64.0}   # corners of 3 runs
+    assert np.isnan(y).any()                             # the unvoiced run stays a gap
+    steered = np.full(100, 3)
+    lane.set_classes(steered)
+    assert lane.steered and np.all(lane.series["decoded"] == 64.0)
+    np.testing.assert_array_equal(lane.series["ghost"], table[classes])   # the unsteered decode
+    assert lane.describe(10) == "probe E4 (was C4) · CREPE C#4 +0 c"
+    lo, hi = lane.fitted_y_range()
+    assert hi - lo >= 12.0 and lo <= 60.0 and hi >= 64.0
+    xs, ys = as_steps(np.array([1.0, 2.0]), np.array([5.0, 6.0]), 1.0)
+    assert xs.tolist() == [0.5, 1.5, 1.5, 2.5] and ys.tolist() == [5.0, 5.0, 6.0, 6.0]
+    assert drop_flat_runs(np.arange(5.0), np.array([1.0, 1, 1, 2, 2]))[0].tolist() == [0.0, 2.0, 3.0, 4.0]
+
+
+def test_loudness_lane_draws_silence_on_its_floor():
+    from studio.layers.lanes import LaneData
+
+    lane = LaneData("loudness")
+    lane.y_range = (-63.0, 3.0)
+    lane.set_clip(np.arange(3) * 0.1, np.array([-50.0, -20.0]), np.array([-120.0, -30.0, -10.0]), None)
+    lane.set_classes(None)
+    assert lane.series["measured"].tolist() == [-63.0, -30.0, -10.0]
+    assert lane.series["decoded"] is None                # no features: the measurement alone
+    assert lane.describe(0) == "RMS -120.0 dB"
