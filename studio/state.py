@@ -37,6 +37,7 @@ class ExplorerState(QObject):
     feature_selected = Signal(int, int)     # feature id, frame index
     feature_order_changed = Signal(str)     # key of FEATURE_ORDERS
     probe_target_changed = Signal(object)   # (attribute, class) or None, for the "probe" order
+    feature_labels_changed = Signal()       # the automatic labels (one per feature) or grouping by them
     status = Signal(str)                    # a one-line message for the status bar
 
     def __init__(self, parent: QObject | None = None):
@@ -53,6 +54,10 @@ class ExplorerState(QObject):
         self.selected_feature: tuple[int, int] | None = None
         self.feature_order: str = "mass"
         self.probe_target: tuple[str, int] | None = None   # (attribute, class) for the "probe" order
+        # the best automatic label of every feature ("pitch C#4"; "" = none), None before labelling;
+        # group_by_label: the heatmap groups (and colours) its rows by them
+        self.feature_labels: list[str] | None = None
+        self.group_by_label: bool = False
 
     # ---- setters (GUI thread only) -------------------------------------------------------
     def set_workspace(self, workspace: Workspace | None) -> None:
@@ -115,6 +120,19 @@ class ExplorerState(QObject):
         if order != self.feature_order:
             self.feature_order = order
             self.feature_order_changed.emit(order)
+
+    def set_feature_labels(self, labels: list[str] | None) -> None:
+        self.feature_labels = None if labels is None else list(labels)
+        self.feature_labels_changed.emit()
+
+    def set_group_by_label(self, on: bool) -> None:
+        if bool(on) != self.group_by_label:
+            self.group_by_label = bool(on)
+            self.feature_labels_changed.emit()
+
+    def row_labels(self) -> list[str] | None:
+        """The labels the heatmap groups its rows by (None: not grouping, or no labels yet)."""
+        return self.feature_labels if self.group_by_label else None
 
     def set_probe_target(self, target: tuple[str, int] | None) -> None:
         if target != self.probe_target:

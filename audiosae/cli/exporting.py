@@ -88,7 +88,8 @@ def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.Argument
 
     ds = sub.add_parser("describe", parents=[common], help="label every SAE feature with its best attribute classes",
                         description="Streams the corpus through SAE NAME and scores every feature against every "
-                                    "pitch / loudness / timbre class (one-vs-rest AUROC of its activation, and the "
+                                    "class of every attribute the workspace labels (pitch, loudness, timbre, onset, "
+                                    "chord, instrument ...: one-vs-rest AUROC of its activation, and the "
                                     "share of its activation mass per class). Cached next to the SAE; recomputed "
                                     "when the SAE, the corpus or the attribute spec changes.")
     ds.add_argument("workspace", type=Path)
@@ -100,6 +101,9 @@ def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.Argument
                     help="also write a Neuronpedia-style export (explanations, density, top activations)")
     ds.add_argument("--threads", type=int, default=DESCRIBE_THREADS,
                     help="CPU threads while labelling (default 1: on a busy machine 1 was 2-3x faster than 2)")
+    ds.add_argument("--boost-check", action="store_true",
+                    help="also boost the top-labelled features of each attribute on corpus clips and measure "
+                         "whether their labelled class grows (cached beside the SAE; the studio shows it)")
     ds.set_defaults(handler=run_describe)
     return ds
 
@@ -109,7 +113,8 @@ def run_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
     from ..workflows import describe as flow
 
     request = flow.DescribeRequest(workspace=args.workspace, sae=args.sae, feature=args.feature, top=args.top,
-                                   neuronpedia=args.neuronpedia, threads=args.threads, device=args.device)
+                                   neuronpedia=args.neuronpedia, threads=args.threads, device=args.device,
+                                   boost_check=args.boost_check)
     result = flow.run_describe(request, progress=progress, cancel=cancel)
     desc, data = result.description, result.data
     lines = [f"SAE {args.sae}: {desc.n_features} features over {desc.n_frames} frames "
@@ -119,6 +124,16 @@ def run_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
                            for x in item["labels"]) or "dead (never active)"
         lines.append(f"{item['feature']:>5}  density {item['density']:.4f}  single-label "
                      f"{item['single_label_score']:.2f}  {labels}")
+    if result.boost_check is not None:
+        lines.append("boost check (boosted feature -> share of frames in its labelled class, reference -> boosted):")
+        for j, e in result.boost_check["features"].items():
+            before, after = e.get("before"), e.get("after")
+            shown = "not measurable" if before is None or after is None else \
+                f"{100 * before:.0f} % -> {100 * after:.0f} % ({100 * (after - before):+.0f} points)"
+            lines.append(f"  {j:>5}  {e['attribute']} {e['class']} (AUROC {e['auroc']:.2f}): {shown}")
+        if result.boost_check.get("not_measurable"):
+            lines.append(f"  not measurable on decoded audio (ground-truth labels): "
+                         f"{', '.join(result.boost_check['not_measurable'])}")
     if result.neuronpedia is not None:
         lines.append(f"wrote the Neuronpedia-style export {result.neuronpedia}")
         if args.json and not args.quiet:

@@ -17,7 +17,9 @@ DESCRIBE_THREADS = 1      # CPU threads while labelling (on a busy machine 1 was
 @dataclass
 class DescribeRequest:
     """``audiosae describe WORKSPACE --sae NAME``.  ``feature`` None: every feature;
-    ``neuronpedia``: also write the Neuronpedia-style export there."""
+    ``neuronpedia``: also write the Neuronpedia-style export there; ``boost_check``: also
+    boost the top-labelled features of each attribute and measure whether their labelled class
+    grows (``audiosae.feature_loop``, cached beside the SAE)."""
 
     workspace: Path
     sae: str
@@ -26,6 +28,7 @@ class DescribeRequest:
     neuronpedia: Path | None = None
     threads: int = DESCRIBE_THREADS
     device: str = "auto"
+    boost_check: bool = False
 
 
 @dataclass
@@ -33,6 +36,7 @@ class DescribeResult:
     description: Any          # describe.FeatureDescription
     data: dict[str, Any]      # its JSON for the chosen features
     neuronpedia: Path | None
+    boost_check: dict[str, Any] | None = None   # feature_loop's document
 
 
 def run_describe(request: DescribeRequest, *, progress: ProgressSink = null_progress,
@@ -51,4 +55,12 @@ def run_describe(request: DescribeRequest, *, progress: ProgressSink = null_prog
     data = desc.to_json(feats, top=request.top)
     if request.neuronpedia is not None:
         neuronpedia_export(ws, desc, request.neuronpedia, top=request.top)
-    return DescribeResult(desc, data, request.neuronpedia)
+    loop = None
+    if request.boost_check:
+        from ..feature_loop import feature_loop, load_feature_loop
+
+        loop = load_feature_loop(ws, request.sae) or feature_loop(
+            ws, request.sae, desc=desc, device="cpu" if request.device == "auto" else request.device,
+            progress=progress, cancel=cancel)
+        data["boost_check"] = loop
+    return DescribeResult(desc, data, request.neuronpedia, loop)

@@ -5,8 +5,9 @@ it (``audiosae.describe``; computed on demand in a job, with progress and cancel
 stale) and the closing-the-loop result (``audiosae.feature_loop``, read when cached; measured on
 demand in a job).  For the selected feature it gives the labels best first and a headline; a
 search text ("C#4", "onset", "brass", "minor") gives the matching features
-(``describe.search_features``), and a hit selects its feature.  The heatmap's "label" order
-reads ``row_labels`` (the best label of every feature).  The view is
+(``describe.search_features``), and a hit selects its feature.  The best label of every
+feature (``row_labels``) goes to ``ExplorerState.feature_labels``: the heatmap groups and colours
+its rows by them when "group by label" is on (``studio.layers.feature_rows.row_order``).  The view is
 ``studio.widgets.feature_labels``.
 """
 
@@ -90,6 +91,7 @@ class FeatureLabelsModel(QObject):
         self.loop_job.cancel()
         self.description, self.loop, self.failed = None, None, ""
         self.hits, self.search_message = [], ""
+        self.state.set_feature_labels(None)
         models = self.state.models
         if self.feature is not None and (models is None or self.feature >= models.sae.cfg.d_sae):
             self.feature = None
@@ -113,6 +115,7 @@ class FeatureLabelsModel(QObject):
         except AudioSAEError as exc:
             self.failed = str(exc)
         if self.description is not None:
+            self.state.set_feature_labels(self.row_labels())
             self.description_ready.emit(self.description)
             if self.query:
                 self.search(self.query)
@@ -150,6 +153,7 @@ class FeatureLabelsModel(QObject):
     def _on_described(self, desc: FeatureDescription) -> None:
         self.description = desc
         self.state_changed.emit()
+        self.state.set_feature_labels(self.row_labels())
         self.description_ready.emit(desc)
         if self.query:
             self.search(self.query)

@@ -15,14 +15,25 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
 
-from ..layers.feature_rows import COLOR_MAP, MAX_TOP_N, BlockMass, FeatureRows, frame_grid, gather_job, gather_rows
+from ..layers.feature_rows import (COLOR_MAP, MAX_TOP_N, BlockMass, FeatureRows, frame_grid, gather_job, gather_rows,
+                                   label_runs)
 from ..state import FEATURE_ORDERS
 from .pane_view import PaneViewBox, start_job
 
 GATHER_SYNC_LIMIT = 250_000       # frames x new rows gathered in the GUI thread (~5 ms); more -> a job
+# one colour per attribute of a label group (the band and tag beside the rows)
+LABEL_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+                 "#9c755f", "#bab0ac", "#17becf")
+LABEL_BAND = 0.012                # the band's width as a share of the visible time span
 
+
+def label_colour(label: str) -> QColor:
+    """The colour of a label group: by its attribute (the first word), stable across runs."""
+    attribute = str(label).split(" ", 1)[0]
+    return QColor(LABEL_COLOURS[sum(map(ord, attribute)) % len(LABEL_COLOURS)])
 
 # ---- widgets -------------------------------------------------------------------------------
 class HeatmapHeader(QWidget):
@@ -44,6 +55,11 @@ class HeatmapHeader(QWidget):
         self.top_n.setValue(int(top_n))
         self.top_n.setToolTip("number of features shown")
         layout.addWidget(self.top_n)
+        self.group = QCheckBox("group by label")
+        self.group.setToolTip("group and colour the rows by each feature's best automatic label "
+                              "(label the features in the inspector first)")
+        self.group.setEnabled(False)
+        layout.addWidget(self.group)
         self.detail = QLabel("")
         layout.addWidget(self.detail, 1)
 
@@ -81,6 +97,9 @@ class HeatmapPane(QObject):
         self.placeholder.setZValue(30)
         self.placeholder.hide()
         self.row_features = np.zeros(0, dtype=np.int64)   # row -> feature id of the image shown
+        self.row_labels: Any = None                        # label per feature id (None: not grouped)
+        self.label_runs: list[tuple[Any, int, int]] = []   # (label, first row, end row) down the rows
+        self._label_items: list[Any] = []
         self.levels = (0.0, 1.0)
         self.times = np.zeros(0)
         self.boundaries = np.zeros(0)
@@ -181,6 +200,7 @@ class HeatmapPane(QObject):
         self.row_features = self._wanted if cache is not None else np.zeros(0, dtype=np.int64)
         self.view_box.setYRange(0, max(len(self.row_features), 1), padding=0)
         self._update_ticks()
+        self._update_label_marks()
         self.redraw()
         self.last_rows_ms = (time.perf_counter() - start) * 1e3
         self.rows_changed.emit()
@@ -203,6 +223,8 @@ class HeatmapPane(QObject):
     def redraw(self, *_args) -> None:
         """Slice the visible frames out of the row pyramids (a slot; paint does no work)."""
         start = time.perf_counter()
+        if self._label_items:
+            self._place_tags()
         if self.shown is None or not len(self.row_features) or not len(self.times):
             self.image.clear()
             return
@@ -216,6 +238,43 @@ class HeatmapPane(QObject):
         self.image.setRect(self.x0 + first * self.dt, 0.0, image.shape[1] * pool * self.dt,
                            float(len(self.row_features)))
         self.last_draw_ms = (time.perf_counter() - start) * 1e3
+
+    def set_row_labels(self, labels: Any) -> None:
+        """Labels per feature id to mark the row groups with (None: no marks); the order itself is
+        ``row_order``'s, chosen by the timeline."""
+        self.row_labels = labels
+        self._update_label_marks()
+
+    def _update_label_marks(self) -> None:
+        """A coloured band and a tag at the start of each run of equally labelled rows."""
+        for item in self._label_items:
+            self.view_box.removeItem(item)
+        self._label_items = []
+        self.label_runs = [] if self.row_labels is None or not len(self.row_features) else \
+            label_runs(self.row_features, self.row_labels)
+        for label, r0, r1 in self.label_runs:
+            if not label:
+                continue
+            colour = label_colour(label)
+            edge = pg.InfiniteLine(pos=r0, angle=0, movable=False, pen=pg.mkPen(colour, width=2))
+            tag = pg.TextItem(f"{label} ×{r1 - r0}", color="#ffffff", fill=pg.mkBrush(colour), anchor=(0, 0))
+            tag.setZValue(20)
+            band = pg.LinearRegionItem(values=(r0, r1), orientation="horizontal", movable=False,
+                                       brush=pg.mkBrush(QColor(colour.red(), colour.green(), colour.blue(), 40)),
+                                       pen=pg.mkPen(None))
+            band.setZValue(10)
+            for item in (band, edge, tag):
+                self.view_box.addItem(item, ignoreBounds=True)
+                self._label_items.append(item)
+            tag.setPos(self.view_box.viewRange()[0][0], r0)
+            tag.run_start = r0
+        self._place_tags()
+
+    def _place_tags(self) -> None:
+        x0 = self.view_box.viewRange()[0][0]
+        for item in self._label_items:
+            if isinstance(item, pg.TextItem):
+                item.setPos(x0, item.run_start)
 
     def _on_resized(self, *_args) -> None:
         self._update_ticks()
@@ -252,4 +311,13 @@ class HeatmapPane(QObject):
             return None
         _, feature, frame = cell
         value = float(self.shown.features[frame, feature])
-        return f"feature {feature}, t = {self.times[frame]:.3f} s, f = {value:.3g}"
+        label = self._label_of(feature)
+        return f"feature {feature}{f' ({label})' if label else ''}, t = {self.times[frame]:.3f} s, f = {value:.3g}"
+
+    def _label_of(self, feature: int) -> str:
+        labels = self.row_labels
+        if labels is None:
+            return ""
+        if isinstance(labels, dict):
+            return str(labels.get(feature) or "")
+        return str(labels[feature]) if 0 <= feature < len(labels) and labels[feature] else ""

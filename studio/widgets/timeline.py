@@ -178,6 +178,8 @@ class TimelineView(QWidget):
         state.view_range_changed.connect(self._on_state_range)
         state.feature_order_changed.connect(self._on_order_changed)
         state.probe_target_changed.connect(lambda _t: self.refresh_rows() if state.feature_order == "probe" else None)
+        state.feature_labels_changed.connect(self._on_feature_labels)
+        self.header.group.toggled.connect(state.set_group_by_label)
         master.sigXRangeChanged.connect(self._on_view_moved)
         self.header.order.currentIndexChanged.connect(
             lambda _i: state.set_feature_order(self.header.order.currentData()))
@@ -440,6 +442,20 @@ class TimelineView(QWidget):
         self.heatmap.set_features(self._displayed_features())
         self.refresh_rows()
         self.lanes.set_steered_features(self.state.steered_f)
+
+    def _on_feature_labels(self) -> None:
+        """Automatic labels arrived / were dropped, or grouping by them was switched."""
+        labels = self.state.feature_labels
+        self.header.group.setEnabled(labels is not None)
+        self.header.group.blockSignals(True)
+        self.header.group.setChecked(self.state.group_by_label)
+        self.header.group.blockSignals(False)
+        rows = self.state.row_labels()
+        if rows is not None and self.heatmap.features is not None and len(rows) != self.heatmap.features.shape[1]:
+            rows = None   # labels of another SAE (a switch in flight)
+        self.row_labels = rows
+        self.heatmap.set_row_labels(rows)
+        self.refresh_rows()
 
     def _on_order_changed(self, order: str) -> None:
         if order == "density" and self._corpus_density is None:

@@ -117,3 +117,45 @@ def test_cancelling_the_labelling_job_leaves_no_cache(panel, qtbot, workspace, m
     assert m.failed == "cancelled" and m.description is None
     assert not description_path(workspace, "labelled").exists()
     assert "cancelled" in widget.headline.text() and widget.compute_button.isVisible()
+
+
+def test_heatmap_groups_and_marks_rows_by_label(qtbot, workspace):
+    import numpy as np
+    import pyqtgraph as pg
+
+    from studio.layers.feature_rows import row_order
+    from studio.widgets.heatmap import HeatmapPane, label_colour
+
+    from audiosae.describe import describe_features
+
+    if load_description(workspace, "labelled") is None:
+        describe_features(workspace, "labelled")
+    state = ExplorerState()
+    panel = FeatureLabelsPanel(state, JobRunner())
+    qtbot.addWidget(panel)
+    state.set_models(fake_models(workspace))
+    labels = state.feature_labels
+    assert labels == panel.model.row_labels() and state.row_labels() is None     # not grouping yet
+    state.set_group_by_label(True)
+    assert state.row_labels() == labels
+    # rows as the timeline orders them: by score, grouped by label through the layers' row_order
+    f = np.zeros((50, len(labels)), np.float32)
+    scores = np.array([6.0, 5.0, 4.0, 3.0, 2.0, 0.0])
+    f[:] = scores
+    pane = HeatmapPane()
+    widget = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(widget)
+    widget.addItem(pane.plot)
+    pane.set_clip(np.arange(50) / 75.0, 50 / 75.0, (0.0, 6.0))
+    pane.set_features(f)
+    mixed = ["onset onset", "chord Am", "onset onset", "chord Am", "", ""]   # two groups, interleaved by score
+    pane.set_row_labels(mixed)
+    pane.show_rows(row_order(scores, 5, mixed))
+    assert pane.row_features.tolist() == [0, 2, 1, 3, 4]          # grouped, each group by score
+    assert [(lab, a, b) for lab, a, b in pane.label_runs] == [("onset onset", 0, 2), ("chord Am", 2, 4), (None, 4, 5)]
+    tags = [i for i in pane._label_items if isinstance(i, pg.TextItem)]
+    assert [t.toPlainText() for t in tags] == ["onset onset ×2", "chord Am ×2"]
+    assert label_colour("onset onset") != label_colour("chord Am")
+    assert "(chord Am)" in pane.describe(0.1, 2.5)
+    pane.set_row_labels(None)
+    assert pane._label_items == [] and pane.label_runs == []
