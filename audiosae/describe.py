@@ -481,16 +481,31 @@ def neuronpedia_export(workspace: Workspace, desc: FeatureDescription, path, *, 
 
 
 # ---- validation ----------------------------------------------------------------------------------
+def _truth_classes(gt_midi: torch.Tensor | None, n: int, n_classes: int) -> torch.Tensor:
+    """Pitch classes of ground-truth MIDI notes (0 = unvoiced / none, k = MIDI_MIN + k - 1)."""
+    from .attributes import MIDI_MIN
+
+    if gt_midi is None:
+        raise WorkspaceError("the corpus has no ground-truth notes (gt_midi: built-in corpora only)")
+    m = torch.nan_to_num(gt_midi.double(), nan=-1.0).round().long()
+    k = m - MIDI_MIN + 1
+    return torch.where((m >= 0) & (k >= 1) & (k < n_classes), k, torch.zeros_like(k))[:n]
+
 def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescription, *, attribute: str = "pitch",
                         k: int = 50, device: str = "cpu", skip_classes: Sequence[str] = (UNVOICED,),
-                        among_classes_only: bool = False, cancel: CancelToken | None = None
-                        ) -> dict[int, dict[str, Any]]:
+                        among_classes_only: bool = False, cancel: CancelToken | None = None,
+                        ground_truth: bool = False) -> dict[int, dict[str, Any]]:
     """For each live feature whose best ``attribute`` label is not in ``skip_classes``: the
     fraction of its ``k`` most active corpus frames that carry that class (one extra pass), and
     the most common class among those frames with its share (what any label could reach).
     ``among_classes_only``: rank only the frames whose class is not in ``skip_classes`` (e.g.
-    "of its 50 most active pitched frames, how many are that note")."""
+    "of its 50 most active pitched frames, how many are that note").
+    ``ground_truth`` (pitch only): judge the frames by the corpus' ground-truth notes (``gt_midi``
+    of the built-in corpora: the sounding note, the melody's top note in chords; none = unvoiced)
+    instead of the measured (CREPE) pitch classes the labels were scored on."""
     cancel = cancel or CancelToken()
+    if ground_truth and attribute != "pitch":
+        raise AudioSAEError("ground_truth applies to the pitch attribute (the instrument labels are ground truth)")
     at, n_a = desc.offsets[attribute], len(desc.class_names[attribute])
     au = np.nan_to_num(desc.label_scores()[:, at:at + n_a], nan=-1.0)
     best = au.argmax(axis=1)
@@ -506,7 +521,11 @@ def top_frame_precision(workspace: Workspace, sae_name: str, desc: FeatureDescri
     rows = max(1, CHUNK_ELEMENTS // max(1, len(feats)))
     with torch.inference_mode():
         for shard_no in range(len(store.manifest.shards)):
-            cols = store.load_shard(shard_no, split=None, columns=("latents", attribute))
+            cols = store.load_shard(shard_no, split=None,
+                                    columns=("latents", "gt_midi" if ground_truth else attribute))
+            if ground_truth:
+                cols[attribute] = _truth_classes(cols.get("gt_midi"), cols["latents"].shape[0],
+                                                 len(desc.class_names[attribute]))
             for a in range(0, cols["latents"].shape[0], rows):
                 cancel.raise_if_cancelled()
                 ft = sae.encode(cols["latents"][a:a + rows].to(dev))[1][:, sel].T      # [F', B]
