@@ -31,7 +31,7 @@ from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering.methods import DEFAULT_METHOD, METHODS, SteeringContext, prepare_method
 from audiosae.workflows import steer as steer_flow
 from audiosae.workflows.steer import SteerRequest, render_as_heard
-from studio.playback import Player
+from audiosae.steering.playback import Player
 
 PITCH_DEFAULT_OFFSET = 4        # semitones above the clip's median pitch (a major third: clearly audible)
 BIN_DEFAULT_OFFSET = 3          # loudness / timbre bins above the clip's median class
