@@ -78,12 +78,17 @@ def parse_alphas(text: str) -> list[float]:
 def run_evaluation(models: Any, clip_name: str, wave: np.ndarray, attribute: str, target: str,
                    methods: Sequence[str], alphas: Sequence[float], *, progress: ProgressSink = null_progress,
                    cancel: CancelToken | None = None) -> Any:
-    """The evaluation job: ``evaluate_steering`` on one clip (the CLI's ``steer-eval`` path)."""
-    from audiosae.steering.evaluate import Clip, EvaluationRequest, evaluate_steering
+    """The evaluation job: the workflow ``audiosae steer-eval`` runs (``workflows.evaluate``) on
+    the open clip with the loaded models; nothing is written until the user saves."""
+    from audiosae.steering.evaluate import Clip
+    from audiosae.workflows import evaluate as eval_flow
 
-    request = EvaluationRequest(workspace=models, clips=[Clip(clip_name, np.asarray(wave, np.float32))],
-                                targets=[(attribute, target)], alphas=list(alphas), methods=list(methods))
-    return evaluate_steering(request, progress=progress, cancel=cancel)
+    backend = models.backend
+    request = eval_flow.EvaluateRequest(workspace=models.workspace.root,
+                                        audio=[Clip(clip_name, np.asarray(wave, np.float32))],
+                                        targets=[(attribute, target)], alphas=list(alphas), methods=list(methods),
+                                        device=str(backend.device) if backend is not None else "auto", save=False)
+    return eval_flow.run_evaluate(request, models=models, progress=progress, cancel=cancel).evaluation
 
 
 def render_cell(models: Any, wave: np.ndarray, kwargs: dict[str, Any], *, progress: ProgressSink = null_progress,
