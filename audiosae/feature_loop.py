@@ -16,6 +16,7 @@ the labels, the hit rate over the eligible frames):
   audio goes through no level rule (the extractors see what the decoder made);
 * ``before`` / ``after``: the share of the eligible frames in the feature's labelled class, mean
   over the clips; ``delta = after - before`` (> 0: the boost moved the attribute toward the label).
+  ``features`` is a list (a feature may be the top one of two attributes: one entry each).
 
 Attributes whose extractor needs ground truth (``instrument``: the MIDI program or a side-car)
 cannot be measured on decoded audio; they are listed under ``not_measurable``.
@@ -41,7 +42,7 @@ from .jobs import CancelToken, Progress, ProgressSink, null_progress
 from .storage import SCHEMA_VERSION, atomic_write_json, check_schema, read_json
 from .workspace import Workspace
 
-__all__ = ["feature_loop", "load_feature_loop", "loop_path", "top_labelled", "mean_active_value",
+__all__ = ["feature_loop", "load_feature_loop", "loop_path", "top_labelled", "mean_active_value", "entries_for",
            "LOOP_FILE", "GROUND_TRUTH_ONLY", "DEFAULT_AMOUNT"]
 
 LOOP_FILE = "feature-loop.json"
@@ -141,7 +142,8 @@ def feature_loop(workspace: Workspace, sae_name: str, *, desc: FeatureDescriptio
     steps = len(loaded) * (1 + len(chosen))
     done = 0
     progress(Progress("feature loop", 0, steps, f"boosting {len(chosen)} labelled features on {len(loaded)} clips"))
-    per: dict[int, dict[str, list[float]]] = {t["feature"]: {"before": [], "after": []} for t in chosen}
+    # keyed by position: one feature may be a top-labelled one of two attributes
+    per: list[dict[str, list[float]]] = [{"before": [], "after": []} for _ in chosen]
     for name, wave in loaded:
         cancel.raise_if_cancelled()
         latents = backend.encode(wave).latents
@@ -150,24 +152,24 @@ def feature_loop(workspace: Workspace, sae_name: str, *, desc: FeatureDescriptio
         ref = measure(spec, backend.decode(latents, reference=wave), backend, times)
         done += 1
         progress(Progress("feature loop", done, steps, f"{name}: reference"))
-        for t in chosen:
+        for i, t in enumerate(chosen):
             cancel.raise_if_cancelled()
             j = t["feature"]
             direction = sae.W_dec[j].detach().to(torch.float32).numpy()
             boosted = latents + np.float32(amount * mean_active_value(desc, j)) * direction[None, :]
             fa = measure(spec, backend.decode(boosted, reference=wave), backend, times)
-            per[j]["before"].append(target_hit(spec, ref, t["attribute"], t["class_index"], mask)["hit_rate"])
-            per[j]["after"].append(target_hit(spec, fa, t["attribute"], t["class_index"], mask)["hit_rate"])
+            per[i]["before"].append(target_hit(spec, ref, t["attribute"], t["class_index"], mask)["hit_rate"])
+            per[i]["after"].append(target_hit(spec, fa, t["attribute"], t["class_index"], mask)["hit_rate"])
             done += 1
             progress(Progress("feature loop", done, steps, f"{name}: feature {j} ({t['attribute']} {t['class']})"))
-    features: dict[str, Any] = {}
+    features: list[dict[str, Any]] = []
     by_attr: dict[str, list[float]] = {}
-    for t in chosen:
-        before = float(np.nanmean(per[t["feature"]]["before"])) if per[t["feature"]]["before"] else math.nan
-        after = float(np.nanmean(per[t["feature"]]["after"])) if per[t["feature"]]["after"] else math.nan
+    for t, got in zip(chosen, per):
+        before = _nanmean(got["before"])
+        after = _nanmean(got["after"])
         delta = after - before
-        features[str(t["feature"])] = {**t, "before": _r(before), "after": _r(after), "delta": _r(delta),
-                                       "boost": _r(amount * mean_active_value(desc, t["feature"]))}
+        features.append({**t, "before": _r(before), "after": _r(after), "delta": _r(delta),
+                         "boost": _r(amount * mean_active_value(desc, t["feature"]))})
         if math.isfinite(delta):
             by_attr.setdefault(t["attribute"], []).append(delta)
     doc = {"schema_version": SCHEMA_VERSION, "kind": LOOP_KIND, "sae": sae_name,
@@ -183,6 +185,17 @@ def feature_loop(workspace: Workspace, sae_name: str, *, desc: FeatureDescriptio
         atomic_write_json(loop_path(workspace, sae_name), doc)
     progress(Progress("feature loop", steps, steps, "done"))
     return doc
+
+
+def _nanmean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+
+
+def entries_for(doc: dict[str, Any] | None, feature: int) -> list[dict[str, Any]]:
+    """The boost-check entries of ``feature`` in a ``feature_loop`` document (one per attribute it
+    was a top-labelled feature of)."""
+    return [e for e in (doc or {}).get("features") or [] if int(e.get("feature", -1)) == int(feature)]
 
 
 def _r(x: float) -> float | None:
@@ -204,6 +217,8 @@ def load_feature_loop(workspace: Workspace, sae_name: str) -> dict[str, Any] | N
     if not isinstance(doc, dict):
         return None
     check_schema(doc, path, kind="feature loop")
+    if not isinstance(doc.get("features"), list):
+        return None   # an older layout
     if doc.get("kind") != LOOP_KIND or doc.get("sae_fingerprint") != sae_fingerprint(workspace, sae_name):
         return None
     return doc

@@ -126,7 +126,8 @@ def run_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
                      f"{item['single_label_score']:.2f}  {labels}")
     if result.boost_check is not None:
         lines.append("boost check (boosted feature -> share of frames in its labelled class, reference -> boosted):")
-        for j, e in result.boost_check["features"].items():
+        for e in result.boost_check["features"]:
+            j = e["feature"]
             before, after = e.get("before"), e.get("after")
             shown = "not measurable" if before is None or after is None else \
                 f"{100 * before:.0f} % -> {100 * after:.0f} % ({100 * (after - before):+.0f} points)"

@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, Signal
 
 from audiosae.describe import FeatureDescription, load_description, load_or_describe, search_features
 from audiosae.errors import AudioSAEError
-from audiosae.feature_loop import feature_loop, load_feature_loop
+from audiosae.feature_loop import entries_for, feature_loop, load_feature_loop
 
 from ..state import ExplorerState
 from ..workers import JobRunner
@@ -192,9 +192,14 @@ class FeatureLabelsModel(QObject):
                f"(AUROC {labels[0]['score']:.2f}; single-label score {single:.2f})"
 
     def loop_entry(self) -> dict[str, Any] | None:
+        """The boost check of the selected feature (for its best label's attribute when it was
+        measured for several)."""
         if self.loop is None or self.feature is None:
             return None
-        return (self.loop.get("features") or {}).get(str(self.feature))
+        entries = entries_for(self.loop, self.feature)
+        best = self.labels(1)
+        mine = [e for e in entries if best and e["attribute"] == best[0]["attribute"]]
+        return (mine or entries or [None])[0]
 
     def loop_summary(self) -> str:
         """The boost check's line for the card."""

@@ -23,14 +23,14 @@ def test_boost_zero_changes_nothing_and_a_boost_is_measured_and_cached(tiny):
     zero = feature_loop(ws, name, desc=desc, attributes=["pitch", "loudness"], per_attribute=1, clips=1,
                         clip_seconds=2.0, amount=0.0, save=False)
     assert len(zero["features"]) == 2 and not loop_path(ws, name).exists()
-    for e in zero["features"].values():
+    for e in zero["features"]:
         # same decode path for the reference and the boosted audio: a zero boost moves nothing
         assert e["before"] == pytest.approx(e["after"], abs=1e-9) and e["delta"] == pytest.approx(0.0, abs=1e-9)
         assert e["class"] not in ("unvoiced",)
     doc = feature_loop(ws, name, desc=desc, attributes=["pitch", "loudness", "instrument"], per_attribute=1,
                        clips=1, clip_seconds=2.0, amount=8.0)
     assert set(doc["attributes"]) <= {"pitch", "loudness"} and doc["clips"]
-    loud = [e for e in doc["features"].values() if e["attribute"] == "loudness"]
+    loud = [e for e in doc["features"] if e["attribute"] == "loudness"]
     assert loud and 0.0 <= loud[0]["before"] <= 1.0 and 0.0 <= loud[0]["after"] <= 1.0 and loud[0]["boost"] > 0
     cached = load_feature_loop(ws, name)
     assert cached is not None and cached["features"] == json.loads(json.dumps(doc["features"]))

@@ -159,3 +159,32 @@ def test_heatmap_groups_and_marks_rows_by_label(qtbot, workspace):
     assert "(chord Am)" in pane.describe(0.1, 2.5)
     pane.set_row_labels(None)
     assert pane._label_items == [] and pane.label_runs == []
+
+
+def test_the_card_shows_the_boost_check_of_the_feature(panel, workspace):
+    from audiosae.describe import describe_features
+    from audiosae.feature_index import sae_fingerprint
+    from audiosae.feature_loop import LOOP_KIND, loop_path
+    from audiosae.storage import SCHEMA_VERSION, atomic_write_json
+
+    widget, state = panel
+    if load_description(workspace, "labelled") is None:
+        describe_features(workspace, "labelled")
+    entry = {"feature": MINOR_FEATURE, "attribute": "chord", "class": "Am", "class_index": 13, "auroc": 1.0,
+             "before": 0.1, "after": 0.55, "delta": 0.45, "boost": 2.0}
+    other = dict(entry, feature=BRASS_FEATURE, attribute="onset", **{"class": "onset"}, before=0.3, after=0.2)
+    atomic_write_json(loop_path(workspace, "labelled"), {
+        "schema_version": SCHEMA_VERSION, "kind": LOOP_KIND, "sae": "labelled",
+        "sae_fingerprint": sae_fingerprint(workspace, "labelled"), "features": [entry, other], "attributes": {}})
+    try:
+        state.set_models(fake_models(workspace))
+        assert widget.model.loop is not None and not widget.loop_button.isVisible()
+        state.select_feature(MINOR_FEATURE, 0)
+        assert widget.loop_label.text() == ("boosting it (2.00 added to f) moves it toward the label: chord Am "
+                                            "on 10 % → 55 % of the frames")
+        state.select_feature(BRASS_FEATURE, 0)
+        assert "does not move it toward the label: onset onset on 30 % → 20 %" in widget.loop_label.text()
+        state.select_feature(ONSET_FEATURE, 0)
+        assert "not among the top-labelled ones measured" in widget.loop_label.text()
+    finally:
+        loop_path(workspace, "labelled").unlink(missing_ok=True)
