@@ -384,3 +384,33 @@ def test_cli_and_audition_export_reach_the_same_steer_workflow(qtbot, monkeypatc
     assert (args.alpha, args.method, args.limit) == (D.STEER_ALPHA, D.DEFAULT_STEER_METHOD, True)
     plain = SteerRequest(workspace="WS", audio="a.wav", attribute="pitch", target="A4", out="o.wav")
     assert (plain.alpha, plain.method, plain.limit) == (D.STEER_ALPHA, D.DEFAULT_STEER_METHOD, True)
+
+
+def test_cli_and_evaluation_view_reach_the_same_evaluate_workflow(monkeypatch, clip_env, capsys):
+    """``audiosae steer-eval`` and the studio's steering-evaluation job call
+    ``workflows.evaluate.run_evaluate`` with the same target, alphas, methods and device; the
+    studio hands over its open clip and loaded models and writes nothing until asked."""
+    from audiosae.steering.evaluate import Clip
+    from audiosae.workflows import evaluate as eval_flow
+    from studio.models.steer_eval import run_evaluation
+
+    ws, models, analysis = clip_env
+    calls: list = []
+
+    def spy(request, *, progress, cancel, **kwargs):
+        calls.append((request, kwargs))
+        raise Stopped("run_evaluate reached")
+
+    monkeypatch.setattr(eval_flow, "run_evaluate", spy)
+    with pytest.raises(Stopped):
+        run_evaluation(models, "clip.wav", analysis.wave, "pitch", "A4", ["paper", "mass-mean"], [10.0, 20.0])
+    clip = Path(ws.root) / "clip.wav"   # never read: the spy stops the run before
+    assert main(["steer-eval", str(ws.root), "--audio", str(clip), "--attribute", "pitch", "--target", "A4",
+                 "--alpha", "10,20", "--method", "paper,mass-mean", "--device", "cpu", "--quiet"]) == EXIT_ERROR
+    assert "run_evaluate reached" in capsys.readouterr().err
+    (studio, studio_kw), (cli, cli_kw) = calls
+    assert studio_kw["models"] is models and cli_kw.get("models") is None
+    assert [type(c) for c in studio.audio] == [Clip] and cli.audio == [clip]
+    assert not studio.save and cli.save and cli.out is None        # the CLI writes WORKSPACE/steer/eval
+    same = ("workspace", "targets", "alphas", "methods", "sae", "start", "end", "keep_residual", "limit", "device")
+    assert {k: getattr(studio, k) for k in same} == {k: getattr(cli, k) for k in same}
