@@ -51,6 +51,7 @@ GROUND_TRUTH_ONLY = ("instrument",)          # labels from ground truth: no extr
 NO_LABEL_CLASSES = ("unvoiced", "none", "no onset")   # a feature "of" these is no finding
 MIN_ACTIVE = 50
 DEFAULT_AMOUNT = 4.0
+MOVED_POINTS = 0.05    # "moved": the labelled class's share grew by at least 5 points
 
 
 def loop_path(workspace: Workspace, sae_name: str) -> Path:
@@ -179,7 +180,7 @@ def feature_loop(workspace: Workspace, sae_name: str, *, desc: FeatureDescriptio
                       "boost 0 decoded the same way as reference",
            "features": features, "not_measurable": not_measurable,
            "attributes": {a: {"features": len(v), "mean_delta": _r(float(np.mean(v))),
-                              "moved": int(sum(1 for d in v if d > 0))} for a, v in by_attr.items()},
+                              "moved": int(sum(1 for d in v if d >= MOVED_POINTS))} for a, v in by_attr.items()},
            "seconds": round(time.monotonic() - started, 1)}
     if save:
         atomic_write_json(loop_path(workspace, sae_name), doc)

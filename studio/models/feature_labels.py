@@ -47,7 +47,7 @@ def loop_text(entry: dict[str, Any] | None) -> str:
     before, after = entry.get("before"), entry.get("after")
     if before is None or after is None:
         return f"boost check: {entry['attribute']} {entry['class']} could not be measured"
-    verdict = "moves it toward the label" if after > before else "does not move it toward the label"
+    verdict = "moves it toward the label" if after - before >= 0.05 else "does not move it toward the label"
     return (f"boosting it ({entry.get('boost', 0):.2f} added to f) {verdict}: {entry['attribute']} "
             f"{entry['class']} on {100 * before:.0f} % → {100 * after:.0f} % of the frames")
 
@@ -210,7 +210,7 @@ class FeatureLabelsModel(QObject):
             return loop_text(entry)
         moved = sum(int(v.get("moved", 0)) for v in (self.loop.get("attributes") or {}).values())
         total = sum(int(v.get("features", 0)) for v in (self.loop.get("attributes") or {}).values())
-        return f"boost check: this feature is not among the top-labelled ones measured ({moved} of {total} moved)"
+        return f"boost check: this feature is not among the top-labelled ones measured ({moved} of {total} moved their class by >= 5 points)"
 
     # ---- search -------------------------------------------------------------------------------------
     def search(self, query: str) -> list[dict[str, Any]]:

@@ -27,7 +27,8 @@ GATHER_SYNC_LIMIT = 250_000       # frames x new rows gathered in the GUI thread
 # one colour per attribute of a label group (the band and tag beside the rows)
 LABEL_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
                  "#9c755f", "#bab0ac", "#17becf")
-LABEL_BAND = 0.012                # the band's width as a share of the visible time span
+LABEL_BAND = 0.012                # the strip's width as a share of the visible time span
+TAG_MIN_PIXELS = 15               # a run's tag shows where the run is at least this tall
 
 
 def label_colour(label: str) -> QColor:
@@ -100,6 +101,7 @@ class HeatmapPane(QObject):
         self.row_labels: Any = None                        # label per feature id (None: not grouped)
         self.label_runs: list[tuple[Any, int, int]] = []   # (label, first row, end row) down the rows
         self._label_items: list[Any] = []
+        self._strip: Any = None
         self.levels = (0.0, 1.0)
         self.times = np.zeros(0)
         self.boundaries = np.zeros(0)
@@ -246,38 +248,50 @@ class HeatmapPane(QObject):
         self._update_label_marks()
 
     def _update_label_marks(self) -> None:
-        """A coloured band and a tag at the start of each run of equally labelled rows."""
+        """A colour strip at the left edge beside each run of equally labelled rows (one colour per
+        attribute) and a tag naming the run where it is tall enough to read."""
         for item in self._label_items:
             self.view_box.removeItem(item)
         self._label_items = []
+        self._strip = None
         self.label_runs = [] if self.row_labels is None or not len(self.row_features) else \
             label_runs(self.row_features, self.row_labels)
-        for label, r0, r1 in self.label_runs:
-            if not label:
-                continue
-            colour = label_colour(label)
-            edge = pg.InfiniteLine(pos=r0, angle=0, movable=False, pen=pg.mkPen(colour, width=2))
-            tag = pg.TextItem(f"{label} ×{r1 - r0}", color="#ffffff", fill=pg.mkBrush(colour), anchor=(0, 0))
+        runs = [(label, r0, r1) for label, r0, r1 in self.label_runs if label]
+        if not runs:
+            return
+        colours = [label_colour(label) for label, _, _ in runs]
+        self._strip = pg.BarGraphItem(x0=[0.0] * len(runs), x1=[1.0] * len(runs), y0=[r0 for _, r0, _ in runs],
+                                      y1=[r1 for _, _, r1 in runs], brushes=[pg.mkBrush(c) for c in colours],
+                                      pens=[pg.mkPen(QColor(0, 0, 0), width=1)] * len(runs))
+        self._strip.setZValue(15)
+        self.view_box.addItem(self._strip, ignoreBounds=True)
+        self._label_items.append(self._strip)
+        for (label, r0, r1), colour in zip(runs, colours):
+            tag = pg.TextItem(f"{label} ×{r1 - r0}", color="#ffffff", fill=pg.mkBrush(colour), anchor=(0, 0.5))
             tag.setZValue(20)
-            band = pg.LinearRegionItem(values=(r0, r1), orientation="horizontal", movable=False,
-                                       brush=pg.mkBrush(QColor(colour.red(), colour.green(), colour.blue(), 40)),
-                                       pen=pg.mkPen(None))
-            band.setZValue(10)
-            for item in (band, edge, tag):
-                self.view_box.addItem(item, ignoreBounds=True)
-                self._label_items.append(item)
-            tag.setPos(self.view_box.viewRange()[0][0], r0)
-            tag.run_start = r0
+            tag.run_rows = (r0, r1)
+            self.view_box.addItem(tag, ignoreBounds=True)
+            self._label_items.append(tag)
         self._place_tags()
 
     def _place_tags(self) -> None:
-        x0 = self.view_box.viewRange()[0][0]
+        """Keep the strip at the visible left edge; show a tag only where its run spans >= one line."""
+        (x0, x1), (y0, y1) = self.view_box.viewRange()
+        width = LABEL_BAND * (x1 - x0)
+        if self._strip is not None:
+            n = len(self._strip.opts["y0"])
+            self._strip.setOpts(x0=[x0] * n, x1=[x0 + width] * n)
+        row_px = self.view_box.height() / max(y1 - y0, 1e-9)
         for item in self._label_items:
             if isinstance(item, pg.TextItem):
-                item.setPos(x0, item.run_start)
+                r0, r1 = item.run_rows
+                item.setVisible((r1 - r0) * row_px >= TAG_MIN_PIXELS)
+                item.setPos(x0 + width, 0.5 * (r0 + r1))
 
     def _on_resized(self, *_args) -> None:
         self._update_ticks()
+        if self._label_items:
+            self._place_tags()
         self.redraw()
 
     def _update_ticks(self) -> None:

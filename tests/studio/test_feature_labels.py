@@ -155,6 +155,7 @@ def test_heatmap_groups_and_marks_rows_by_label(qtbot, workspace):
     assert [(lab, a, b) for lab, a, b in pane.label_runs] == [("onset onset", 0, 2), ("chord Am", 2, 4), (None, 4, 5)]
     tags = [i for i in pane._label_items if isinstance(i, pg.TextItem)]
     assert [t.toPlainText() for t in tags] == ["onset onset ×2", "chord Am ×2"]
+    assert pane._strip is not None and list(pane._strip.opts["y0"]) == [0, 2]     # one strip per labelled run
     assert label_colour("onset onset") != label_colour("chord Am")
     assert "(chord Am)" in pane.describe(0.1, 2.5)
     pane.set_row_labels(None)
