@@ -148,7 +148,9 @@ def main(job_file: str) -> int:
                                         checkpoint_every_s=job.get("checkpoint_every_s")), progress=progress)
     wall = time.perf_counter() - t0
     out = Path(job["out"])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     Path(f"{out}.rank{rank}.json").write_text(json.dumps({"rank": rank, "peak_rss_mb": _peak_rss_mb(),
+                                                           "cpu_s": usage.ru_utime + usage.ru_stime,
                                                            "wall_s": wall, "stages": stages,
                                                            "result": result if job["op"] == "grid" else None}))
     if rank == 0:
