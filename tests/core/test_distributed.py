@@ -68,6 +68,17 @@ def test_without_torchrun_nothing_is_detected_and_train_takes_the_single_process
     assert distributed.current() is None                       # no process group was started
 
 
+def test_the_parallel_option_reaches_the_train_request():
+    from audiosae.cli.main import build_parser
+    from audiosae.cli.training import train_request_from_args
+
+    parser = build_parser()
+    assert train_request_from_args(parser.parse_args(["train", "WS"]), "cpu").parallel == "grid"
+    assert train_request_from_args(parser.parse_args(["train", "WS", "--parallel", "data"]), "cpu").parallel == "data"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "WS", "--parallel", "nodes"])
+
+
 def test_splits_are_deterministic_and_balanced():
     from audiosae.distributed.plan import balance, source_ranks
 
