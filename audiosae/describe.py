@@ -2,7 +2,9 @@
 
 ``describe_features`` streams the workspace's corpus (both splits) through one SAE and, for
 every feature ``j`` of ``f`` (``sae.encode(x)[1]``) and every class ``c`` of every attribute
-(pitch notes, loudness bins, timbre bins of the workspace's attribute spec), computes:
+the workspace's attribute spec labels (the paper's pitch notes, loudness and timbre bins, and the
+registered ones: onset, chord, instrument families ...; frames without a label of an attribute
+(-1) count for none of its classes), computes:
 
 * ``auroc[j, c]``: the one-vs-rest AUROC of ``f_j`` for class ``c``, i.e.
   ``P(a > b) + 0.5 P(a = b)`` with ``a`` the value on a random frame of class ``c`` and ``b``
