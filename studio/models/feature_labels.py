@@ -229,7 +229,8 @@ class FeatureLabelsModel(QObject):
             if not self.hits and not self.search_message:
                 self.search_message = f"no feature is labelled {self.query!r}"
             elif self.hits:
-                self.search_message = f"{len(self.hits)} feature(s), best AUROC first"
+                more = " (the first shown)" if len(self.hits) >= SEARCH_LIMIT else ""
+                self.search_message = f"{len(self.hits)} feature(s) with AUROC >= 0.5{more}, best first"
         self.hits_changed.emit()
         return self.hits
 
