@@ -8,9 +8,10 @@ Per latent frame a lane shows:
 - while steering, the decode of the steered features ``f'`` in front and the unsteered
   decode as a faint ghost.
 
-Plain numpy here (no Qt).  Probe decoding itself (``decode_classes``, ``decode_cost``) is the
-core's, ``audiosae.explore.decoding``; ``LaneData`` turns classes into values per frame and
-the visible part of each series into at most a min/max pair per device pixel.
+Plain numpy here (no Qt, no torch).  Probe decoding itself is the core's
+(``audiosae.explore.decoding.decode_classes``), scheduled by the view-model
+``studio.models.steered_lanes``; ``LaneData`` turns classes into values per frame and the
+visible part of each series into at most a min/max pair per device pixel.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from audiosae.attribute_spec import MIDI_MAX, MIDI_MIN, AttributeSpec, FrameAttributes, midi_to_name
-from audiosae.explore.decoding import decode_classes
-from audiosae.jobs import CancelToken, null_progress
 
 # lane key -> (probe attribute, axis label, legend name of the measurement)
 LANES: dict[str, tuple[str, str, str]] = {
@@ -47,12 +46,6 @@ def measured_values(lane: str, measured: FrameAttributes, measured_classes: Mapp
         return np.asarray(measured.loudness_db, dtype=np.float64)
     centroid = np.asarray(measured.centroid_hz, dtype=np.float64)
     return np.where(centroid > 0, centroid, np.nan)   # 0 Hz marks a silent frame
-
-
-def decode_job(token: Any, probes: Any, f: np.ndarray, attributes: Sequence[str], *, progress=null_progress,
-               cancel: CancelToken | None = None) -> tuple[Any, dict[str, np.ndarray]]:
-    """``decode_classes`` as a ``JobRunner`` job; ``token`` comes back with the result."""
-    return token, decode_classes(probes, f, attributes, cancel=cancel)
 
 
 def pitch_ticks(lo: float, hi: float) -> list[list[tuple[float, str]]]:

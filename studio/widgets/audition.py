@@ -31,7 +31,6 @@ only those in view for long clips: ``FULL_HEATMAP_ELEMENTS``) is a job of
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -40,7 +39,6 @@ from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import QStyle, QWidget
 
 from audiosae.errors import AudioSAEError
-from audiosae.jobs import CancelToken, Progress, ProgressSink
 from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, frame_mask
 from audiosae.steering.playback import Player
@@ -374,20 +372,10 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
 
     # ---- clip / session ------------------------------------------------------------------
     def _submit(self, name: str, fn: Any, *args: Any, connect: Any, **kwargs: Any) -> Any:
-        """``runner.submit`` whose job body runs only after ``connect(handle)`` connected its
-        slots: a queued signal emitted before its slot is connected is lost, so a short job
-        must not finish first (whatever the runner's own start policy)."""
-        gate = threading.Event()
-
-        def gated(*a: Any, progress: ProgressSink, cancel: CancelToken, **kw: Any) -> Any:
-            gate.wait()
-            return fn(*a, progress=progress, cancel=cancel, **kw)
-
-        job = self.runner.submit(name, gated, *args, **kwargs)
-        try:
-            connect(job)
-        finally:
-            gate.set()
+        """``runner.submit`` with ``connect(handle)`` called at once: the runner starts the
+        thread on the next event-loop turn, so the slots are connected before any result."""
+        job = self.runner.submit(name, fn, *args, **kwargs)
+        connect(job)
         return job
 
     def _close_session(self) -> None:

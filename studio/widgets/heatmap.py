@@ -21,7 +21,8 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSpinBo
 from ..layers.feature_rows import (COLOR_MAP, MAX_TOP_N, BlockMass, FeatureRows, frame_grid, gather_job, gather_rows,
                                    label_runs)
 from ..state import FEATURE_ORDERS
-from .pane_view import PaneViewBox, start_job
+from ..models.job_slot import JobSlot
+from .pane_view import PaneViewBox
 
 GATHER_SYNC_LIMIT = 250_000       # frames x new rows gathered in the GUI thread (~5 ms); more -> a job
 _STALE = object()
@@ -113,7 +114,7 @@ class HeatmapPane(QObject):
         self.shown: FeatureRows | None = None           # the cache the current image came from
         self._wanted = np.zeros(0, dtype=np.int64)
         self._request = 0
-        self._job: Any = None
+        self._slot = JobSlot(self.runner, "heatmap rows")   # large gathers; a newer request drops the older
         self.last_rows_ms = 0.0
         self.last_gather_ms = 0.0
         self.last_draw_ms = 0.0
@@ -183,12 +184,8 @@ class HeatmapPane(QObject):
             self._apply(self._request, cache, rows)
             return
         token = (self._request, cache)
-        self._job = start_job(self.runner, "heatmap rows", gather_job, token, cache.features, missing,
-                              finished=self._on_gathered, failed=self._on_failed)
-
-    def _on_failed(self, message: str, _traceback: str) -> None:
-        self._job = None
-        self.failed.emit(message)
+        self._slot.start(gather_job, token, cache.features, missing, on_finished=self._on_gathered,
+                         on_failed=self.failed.emit)
 
     def _on_gathered(self, result: tuple[Any, dict[int, list[np.ndarray]]]) -> None:
         (request, cache), rows = result
@@ -197,7 +194,6 @@ class HeatmapPane(QObject):
     def _apply(self, request: int, cache: FeatureRows | None, rows: dict[int, list[np.ndarray]]) -> None:
         if request != self._request or cache is not self.cache:   # superseded meanwhile
             return
-        self._job = None
         start = time.perf_counter()
         if cache is not None:
             cache.add(rows, keep=self._wanted)
@@ -219,12 +215,10 @@ class HeatmapPane(QObject):
 
     @property
     def pending(self) -> bool:
-        return self._job is not None
+        return self._slot.running
 
     def cancel_pending(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
+        self._slot.cancel()
 
     # -- drawing ---------------------------------------------------------------------------
     def pixel_width(self) -> int:

@@ -1,9 +1,9 @@
 """Attribute lanes: probe-decoded pitch, loudness and centroid over time, with the measured values.
 
 The lanes' data (values per frame, the visible curves, hover text) is ``studio.layers.lanes``;
-these views draw it.  Decoding ``f'`` is one matrix product per attribute (the core's
-``decode_classes``); it runs in the GUI thread when small and as a ``JobRunner`` job (newest
-wins) when large.
+these views draw it.  Decoding ``f'`` (the core's ``decode_classes``, at once when small, as a
+job when large, newest wins) is the view-model's, ``studio.models.steered_lanes``: the lanes are
+given classes per attribute.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 
 from audiosae.attribute_spec import AttributeSpec
-from audiosae.explore.decoding import decode_classes, decode_cost
 
-from ..layers.lanes import LANES, LaneData, clip_lanes, decode_job, lane_y_range, pitch_ticks
-from .pane_view import PaneViewBox, start_job
+from ..layers.lanes import LANES, LaneData, clip_lanes, lane_y_range, pitch_ticks
+from ..models.steered_lanes import Classes, SteeredLanes
+from .pane_view import PaneViewBox
 
-SYNC_DECODE_LIMIT = 60_000_000  # multiply-adds; above this the decode runs as a job
 DECODED_PEN = pg.mkPen("#ff9f40", width=2)
 MEASURED_PEN = pg.mkPen("#4dd2ff", width=1.4, style=Qt.PenStyle.DashLine)
 # Faint by colour, not by alpha: Qt strokes a dense path with a translucent wide pen
@@ -178,14 +177,11 @@ class LanesPane(QObject):
         self.lanes = {key: Lane(key, axis_width) for key in LANES}
         self.times = np.zeros(0)
         self.boundaries = np.zeros(0)
-        self._probes: Any = None
-        self._version = 0
-        self._job: Any = None
+        self.decoder = SteeredLanes(runner, self._apply, on_failed=self.failed.emit)
 
     def set_clip(self, analysis: Any, spec: AttributeSpec | None, probes: Any = None) -> None:
         """Measured values, unsteered decode and value tables of a new clip (``None`` clears)."""
-        self.cancel_pending()
-        self._probes = probes
+        self.decoder.set_probes(probes)
         if analysis is None:
             self.times = np.zeros(0)
             for lane in self.lanes.values():
@@ -203,44 +199,19 @@ class LanesPane(QObject):
             lane.set_clip(self.times, table, measured, classes)
 
     def set_steered_features(self, f: np.ndarray | None) -> None:
-        """Decode ``f'`` with the probes (or go back to the unsteered decode when ``None``)."""
-        self.cancel_pending()
-        self._version += 1
-        if (f is None or self._probes is None or not len(self.times) or f.shape[0] != len(self.times)
-                or f.shape[1] != self._probes.d_features):
-            for lane in self.lanes.values():
-                lane.set_classes(None)
-            return
-        attributes = [lane.attribute for lane in self.lanes.values() if lane.attribute in self._probes.weights]
-        cost = decode_cost(f, [self._probes.n_classes(a) for a in attributes])
-        if self.runner is None or cost <= SYNC_DECODE_LIMIT:
-            self._apply(self._version, decode_classes(self._probes, f, attributes))
-            return
-        self._job = start_job(self.runner, "decode steered probes", decode_job, self._version, self._probes, f,
-                              attributes, finished=self._on_decoded, failed=self._on_failed)
-
-    def _on_failed(self, message: str, _traceback: str) -> None:
-        self._job = None
-        self.failed.emit(message)
-
-    def _on_decoded(self, result: tuple[int, dict[str, np.ndarray]]) -> None:
-        self._apply(*result)
+        """Show the probes' decode of ``f'`` (or the unsteered decode when ``None``), when the view-model has it."""
+        self.decoder.request(f, [lane.attribute for lane in self.lanes.values()], len(self.times))
 
     @property
     def pending(self) -> bool:
-        return self._job is not None
+        return self.decoder.pending
 
-    def _apply(self, version: int, classes: dict[str, np.ndarray]) -> None:
-        if version != self._version:   # a newer f' arrived meanwhile
-            return
-        self._job = None
+    def _apply(self, classes: Classes | None) -> None:
         for lane in self.lanes.values():
-            lane.set_classes(classes.get(lane.attribute))
+            lane.set_classes(None if classes is None else classes.get(lane.attribute))
 
     def cancel_pending(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job = None
+        self.decoder.cancel()
 
     def frame_at(self, x: float) -> int:
         return int(np.searchsorted(self.boundaries, x, side="right")) if len(self.times) else 0

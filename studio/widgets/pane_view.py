@@ -1,37 +1,11 @@
-"""What the timeline's panes share: a view box with x-only mouse and clicks in view
-coordinates, and ``start_job`` (a ``JobRunner`` job whose result slots are connected first)."""
+"""What the timeline's panes share: a view box with x-only mouse and clicks in view coordinates.
+
+(Their jobs run in ``studio.models.job_slot.JobSlot``: one per kind, stale results dropped.)"""
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable
-
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-
-
-def start_job(runner: Any, name: str, fn: Callable[..., Any], *args: Any, finished: Callable[[Any], None],
-              failed: Callable[[str, str], None] | None = None) -> Any:
-    """``runner.submit`` whose job waits until ``finished``/``failed`` are connected.
-
-    A short job can otherwise finish, and emit into the void, before ``submit`` returns.
-    ``finished`` / ``failed`` must be methods of QObjects living in the GUI thread, so the
-    results arrive there (queued).
-    """
-    gate = threading.Event()
-
-    def gated(*a: Any, progress: Any = None, cancel: Any = None, **kw: Any) -> Any:
-        gate.wait()
-        return fn(*a, progress=progress, cancel=cancel, **kw)
-
-    job = runner.submit(name, gated, *args)
-    try:
-        job.finished.connect(finished)
-        if failed is not None:
-            job.failed.connect(failed)
-    finally:
-        gate.set()
-    return job
 
 
 class PaneViewBox(pg.ViewBox):

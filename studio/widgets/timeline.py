@@ -29,10 +29,10 @@ from audiosae.explore.decoding import probe_weight_row
 
 from ..layers.clip import ClipDisplay, prepare_clip_display, prepare_job
 from ..layers.feature_rows import DEFAULT_TOP_N, clip_density, order_scores, row_order
+from ..models.job_slot import JobSlot
 from ..state import ExplorerState
 from .heatmap import HeatmapHeader, HeatmapPane
 from .lanes import LanesPane
-from .pane_view import start_job
 from .waveform import WaveformPane
 
 log = logging.getLogger("studio.timeline")
@@ -152,7 +152,7 @@ class TimelineView(QWidget):
         # -- internal state ---------------------------------------------------------------
         self._applying_range = False
         self._clip_token = 0
-        self._prepare_job: Any = None
+        self._prepare = JobSlot(runner, "prepare timeline")   # long clips; a new clip drops the older
         self.display: ClipDisplay | None = None
         self._clip_density: np.ndarray | None = None
         self._corpus_density: np.ndarray | None = None
@@ -356,32 +356,25 @@ class TimelineView(QWidget):
             return
         self._show_clip(None)
         self.header.detail.setText("preparing the timeline…")
-        self._prepare_job = start_job(self.runner, "prepare timeline", prepare_job, (self._clip_token, analysis),
-                                      analysis, finished=self._on_prepared, failed=self._on_prepare_failed)
+        self._prepare.start(prepare_job, (self._clip_token, analysis), analysis, on_finished=self._on_prepared,
+                            on_failed=self._on_job_failed)
 
     def _on_prepared(self, result: tuple[Any, ClipDisplay]) -> None:
         (token, analysis), display = result
         if token == self._clip_token and analysis is self.state.analysis:
-            self._prepare_job = None
             self._show_clip(display)
-
-    def _on_prepare_failed(self, message: str, _traceback: str) -> None:
-        self._prepare_job = None
-        self._on_job_failed(message)
 
     def _on_job_failed(self, message: str) -> None:
         log.warning("timeline job failed: %s", message)
         self.state.status.emit(f"timeline: {message}")
 
     def _cancel_prepare(self) -> None:
-        if self._prepare_job is not None:
-            self._prepare_job.cancel()
-            self._prepare_job = None
+        self._prepare.cancel()
 
     @property
     def ready(self) -> bool:
         """True when every pane shows the current clip (no preparation or row job pending)."""
-        return self._prepare_job is None and not self.heatmap.pending and not self.lanes.pending
+        return not self._prepare.running and not self.heatmap.pending and not self.lanes.pending
 
     def _show_clip(self, display: ClipDisplay | None) -> None:
         analysis = self.state.analysis if display is not None else None

@@ -23,10 +23,10 @@ from audiosae.workspace import Workspace, build_corpus  # noqa: E402
 from studio.layers.feature_rows import BlockMass, FeatureRows, gather_rows, top_features  # noqa: E402
 from studio.layers.lanes import visible_minmax  # noqa: E402
 from studio.layers.peaks import PeakPyramid  # noqa: E402
+from studio.models import steered_lanes as steered_lanes_module  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
 from studio.state import ExplorerState  # noqa: E402
 from studio.widgets import heatmap as heatmap_module  # noqa: E402
-from studio.widgets import lanes as lanes_module  # noqa: E402
 from studio.widgets import timeline as timeline_module  # noqa: E402
 from studio.widgets.timeline import TimelineView  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402
@@ -361,7 +361,7 @@ def test_long_clips_go_through_jobs_and_end_up_the_same(qtbot, monkeypatch):
     """Above the size limits the preparation, row gathers and probe decodes run as jobs."""
     monkeypatch.setattr(timeline_module, "PREPARE_SYNC_LIMIT", 0)
     monkeypatch.setattr(heatmap_module, "GATHER_SYNC_LIMIT", 0)
-    monkeypatch.setattr(lanes_module, "SYNC_DECODE_LIMIT", 0)
+    monkeypatch.setattr(steered_lanes_module, "SYNC_DECODE_LIMIT", 0)
     analysis, probes, spec = _synthetic()
     models = type("Models", (), {"probes": probes, "spec": spec, "workspace": None,
                                  "sae": type("S", (), {"cfg": type("C", (), {"name": "synthetic"})})})()
