@@ -49,15 +49,14 @@ def source_audio(ws: Workspace, source_id: str, sample_rate: int, channels: int
     """``(wave [C, N], Source)`` of a corpus source: a user file decoded from its path, a built-in
     source re-rendered with the workspace's seed.  Raises ``AudioInputError`` when it cannot."""
     from .corpus import BUILTIN_CORPORA, Source
-    from .feature_index import _builtin_source
+    from .explore.sources import builtin_source, corpus_seed   # the one "find this corpus source"
 
     record = ws.manifest().sources.get(source_id)
     if record is None:
         raise WorkspaceError(f"{ws.root}: the corpus has no source {source_id!r}")
     corpus = source_id.split("/", 1)[0]
     if record.path is None and corpus in BUILTIN_CORPORA:
-        meta = ws.meta.get("corpus") or {}
-        source = _builtin_source(corpus, int(meta.get("builtin_seed", meta.get("seed", 0))), source_id)
+        source = builtin_source(corpus, corpus_seed(ws), source_id)
     else:
         if record.path is None:
             raise AudioInputError(source_id, "the corpus records no file for this source")
