@@ -1,4 +1,5 @@
-"""The attributes beyond the paper's three, registered in ``audiosae.attribute_registry``.
+"""The attributes beyond the paper's three, registered in ``audiosae.attribute_registry``
+(through ``audiosae.attribute_plugins``, so this module never imports the registry back).
 
 Rhythm, harmony, richer timbre and instrument identity, measured with librosa (filters, peak
 picking, beat tracking) on one shared short-time analysis per source:
@@ -50,7 +51,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .attribute_registry import Attribute, ExtractContext, register
+from .attribute_plugins import Attribute, ExtractContext, register
 from .errors import AudioSAEError
 
 SILENCE_DB = -60.0

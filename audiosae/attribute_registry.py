@@ -21,109 +21,24 @@ An ``Attribute`` is
 
 Columns may be shared (``chroma`` and ``chord`` both classify the ``chroma`` column, which is
 measured once).  Registering is ``register(Attribute(...))``; tests register their own.
+``Attribute``, ``ExtractContext`` and ``register`` are defined in ``audiosae.attribute_plugins``
+(re-exported here), which plug-ins import, so nothing imports this module back.
 The new attributes of the project (onset, beat, harmony, flatness, MFCC timbre, instrument)
 live in ``audiosae.attribute_library`` and are registered when this module is imported.
 """
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from .attribute_plugins import (EXTRA_PREFIX, PAPER_ATTRIBUTES, Attribute, ExtractContext,  # noqa: F401
+                                Params, _LOCK, _REGISTRY, mono_of, register, unregister)
 from .errors import AudioSAEError
-
-if TYPE_CHECKING:
-    from .attribute_spec import AttributeSpec
-    from .jobs import CancelToken
 
 __all__ = ["Attribute", "ExtractContext", "register", "unregister", "get_attribute", "registered_names",
            "measure_extra", "EXTRA_PREFIX", "PAPER_ATTRIBUTES"]
-
-EXTRA_PREFIX = "x."   # shard tensor name of a registered attribute's raw column: "x.<column>"
-PAPER_ATTRIBUTES = ("pitch", "loudness", "timbre")
-
-
-@dataclass
-class ExtractContext:
-    """What an extractor gets: one source's audio and the latent frame times.
-
-    ``mono``: float32 ``[N]`` at ``sample_rate``; ``frame_times``: seconds ``[T]`` (the backend's
-    frame centres); ``hop_length``: the latent hop in samples of ``sample_rate``; ``source``: the
-    corpus ``Source`` (notes of built-in corpora, the file path) or None; ``cache``: shared by the
-    extractors of one call (an STFT computed once).
-    """
-
-    mono: np.ndarray
-    sample_rate: int
-    frame_times: np.ndarray
-    hop_length: int
-    source: Any = None
-    cancel: "CancelToken | None" = None
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_frames(self) -> int:
-        return int(len(self.frame_times))
-
-    def check_cancel(self) -> None:
-        if self.cancel is not None:
-            self.cancel.raise_if_cancelled()
-
-
-Params = dict
-
-
-@dataclass(frozen=True)
-class Attribute:
-    name: str
-    description: str
-    steering: str
-    ordinal: bool
-    columns: Mapping[str, int]                       # raw column -> width (1: [T])
-    extract: Callable[[ExtractContext, Params], dict[str, np.ndarray]]
-    classify: Callable[[Params, Mapping[str, np.ndarray], "AttributeSpec"], np.ndarray]
-    class_names: Callable[[Params], list[str]]
-    default_params: Callable[[], Params] = dict
-    fit: Callable[[Params, Mapping[str, np.ndarray], "AttributeSpec"], Params] | None = None
-    class_value: Callable[[Params, int], float] | None = None
-    check_params: Callable[[Params], None] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.name.replace("_", "").isalnum() or self.name in PAPER_ATTRIBUTES:
-            raise AudioSAEError(f"attribute name {self.name!r} must be a new identifier")
-        if self.ordinal and self.class_value is None:
-            raise AudioSAEError(f"ordinal attribute {self.name!r} needs class_value")
-        for col, width in self.columns.items():
-            if not col or "." in col or int(width) < 1:
-                raise AudioSAEError(f"attribute {self.name!r}: bad raw column {col!r} (width {width})")
-
-
-_REGISTRY: dict[str, Attribute] = {}
-_LOCK = threading.Lock()
-
-
-def register(attribute: Attribute, *, replace: bool = False) -> Attribute:
-    """Add ``attribute`` to the registry; a name already there raises unless ``replace``."""
-    with _LOCK:
-        if attribute.name in _REGISTRY and not replace:
-            raise AudioSAEError(f"attribute {attribute.name!r} is already registered")
-        for other in _REGISTRY.values():
-            if other.name == attribute.name:
-                continue
-            for col, width in attribute.columns.items():
-                if col in other.columns and (other.columns[col] != width or other.extract is not attribute.extract):
-                    raise AudioSAEError(f"attribute {attribute.name!r}: raw column {col!r} belongs to "
-                                        f"{other.name!r} with another extractor")
-        _REGISTRY[attribute.name] = attribute
-    return attribute
-
-
-def unregister(name: str) -> None:
-    with _LOCK:
-        _REGISTRY.pop(name, None)
 
 
 def get_attribute(name: str) -> Attribute:
@@ -173,10 +88,3 @@ def measure_extra(names: Sequence[str], params: Mapping[str, Params], ctx: Extra
                                     f"expected {list(want)}")
             out[col] = arr
     return out
-
-
-def mono_of(wave: np.ndarray) -> np.ndarray:
-    arr = np.asarray(wave, dtype=np.float32)
-    if arr.ndim == 2:
-        arr = arr.mean(axis=0)
-    return np.ascontiguousarray(arr.reshape(-1))

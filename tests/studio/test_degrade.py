@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-import audiosae.attributes as attributes  # noqa: E402
+import audiosae.attribute_measure as attributes  # noqa: E402  (where measure_attributes finds load_crepe)
 from audiosae.analysis import analyze_wave  # noqa: E402
 from audiosae.environment import repair_command  # noqa: E402
 from audiosae.errors import DependencyError  # noqa: E402
