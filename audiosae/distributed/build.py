@@ -55,7 +55,7 @@ def build_corpus_distributed(ctx: Context, ws_root: Path, backend: str, backend_
                              attribute_params: dict | None = None, shard_frames: int | None = None,
                              progress: ProgressSink = null_progress, cancel: CancelToken | None = None):
     """This rank's part of the build, then (rank 0) the merge; returns ``(workspace, BuildSummary)``."""
-    from ..workspace import Workspace, _remove_orphans, build_corpus, remove_stale_temp_files
+    from ..workspace import BuildSummary, Workspace, _remove_orphans, build_corpus, remove_stale_temp_files
 
     cancel = cancel or CancelToken()
     ids = [s.source_id for s in sources]
@@ -97,7 +97,8 @@ def build_corpus_distributed(ctx: Context, ws_root: Path, backend: str, backend_
     errors = [e for e in ctx.all_gather_object(error, "encoded every part") if e]
     if errors:
         raise DistributedError("; ".join(errors))
-    summary = _on_main(ctx, "merge the parts", lambda: _merge(ws, ctx.world_size, sources, problems, seed, shard_frames))
+    summary = BuildSummary(**_on_main(ctx, "merge the parts",
+                                        lambda: _merge(ws, ctx.world_size, sources, problems, seed, shard_frames).to_dict()))
     progress(Progress("build", 1, 1, "corpus complete"))
     return Workspace.open(ws_root), summary
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 import os
-import pickle
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -198,11 +198,12 @@ class Context:
         self._run(what, lambda: dist.all_reduce(flag, group=self._control))
 
     def all_gather_object(self, obj: Any, what: str) -> list[Any]:
-        """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+        """Every rank's ``obj`` (JSON: None, numbers, strings, lists, str-keyed dicts; tuples come back
+        as lists), in rank order, on every rank.  JSON, not pickle: nothing a peer sends is executed."""
         import torch.distributed as dist
 
         def gather():
-            data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+            data = torch.frombuffer(bytearray(json.dumps(obj).encode("utf-8")), dtype=torch.uint8)
             size = torch.tensor([data.numel()], dtype=torch.int64)
             sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(self.world_size)]
             dist.all_gather(sizes, size, group=self._control)
@@ -211,7 +212,7 @@ class Context:
             padded[:data.numel()] = data
             parts = [torch.zeros(longest, dtype=torch.uint8) for _ in range(self.world_size)]
             dist.all_gather(parts, padded, group=self._control)
-            return [pickle.loads(p[:int(s.item())].numpy().tobytes()) for p, s in zip(parts, sizes)]
+            return [json.loads(p[:int(s.item())].numpy().tobytes().decode("utf-8")) for p, s in zip(parts, sizes)]
 
         return self._run(what, gather)
 
