@@ -24,8 +24,8 @@ heatmap; methods that need the class means are prepared in a job (``studio.model
 the Qt-free half of this dock).  The level label under alpha shows what the level rule did.
 
 Nothing here blocks on model work: the heatmap's f' (``steer_features`` on the steered frames,
-only those in view for long clips: ``FULL_HEATMAP_ELEMENTS``) is a job of
-``studio.models.steered_heatmap``; the GUI thread only swaps its result in.
+only those in view for long clips: ``steered_heatmap.FULL_HEATMAP_ELEMENTS``) is a job of
+``studio.models.steered_heatmap``, which also plans it; the GUI thread only swaps its result in.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import QStyle, QWidget
 
@@ -46,7 +45,7 @@ from studio.models.audition import (DEFAULT_CHUNK_SECONDS, STEER_DEFAULT_METHOD,
                                     default_target, export_job, format_level, prepare_context, render_export,
                                     steer_request)
 from studio.models.job_slot import JobSlot
-from studio.models.steered_heatmap import HeatRequest, SteeredHeatmap
+from studio.models.steered_heatmap import SteeredHeatmap, heat_request
 from studio.widgets.audition_actions import AUDIO_SUFFIXES, AuditionActions  # noqa: F401
 from studio.widgets.audition_controls import (ALPHA_MAX, ALPHA_STEP, AlphaSpinBox, TargetControls, arrange,
                                              build_controls)
@@ -56,11 +55,6 @@ log = logging.getLogger("studio.audition")
 PLAYHEAD_INTERVAL_MS = 33       # ~30 Hz: smooth enough for a line, cheap for the GUI thread
 HEATMAP_INTERVAL_MS = 33        # steered features for the heatmap at most ~30 times a second
 STATUS_EVERY_TICKS = 6          # the status line (underruns) and the level label refresh ~5 times a second
-# Above this many T x F elements the heatmap's f' is computed only for the frames in view
-# (plus a margin).  Measured with one torch thread: 4,500 x 512 (a minute at 75 frames/s)
-# steers in ~3 ms; 45,000 x 512 (ten minutes) in ~200 ms, far over a 33 ms frame.
-FULL_HEATMAP_ELEMENTS = 3_000_000
-VIEW_MARGIN = 0.25              # fraction of the visible span also steered on each side
 TWO_COLUMN_WIDTH = 760          # px: wider than this, the controls go in two columns
 
 
@@ -655,21 +649,11 @@ class AuditionPanel(AuditionActions, TargetControls, QWidget):
         if context is None:   # being prepared: the heatmap follows when it is ready
             return
         try:
-            mask = frame_mask(analysis.n_frames, analysis.times, params.start, params.end).numpy()
+            request = heat_request(analysis, context, params, self.state.view_range)
         except AudioSAEError as exc:
             self._set_error(str(exc))
             return
-        f = analysis.f
-        rows = np.flatnonzero(mask)
-        lo, hi = int(rows[0]), int(rows[-1]) + 1
-        full = f.size <= FULL_HEATMAP_ELEMENTS
-        if not full:  # only what is in view (and a margin): long clips
-            v0, v1 = self.state.view_range
-            margin = VIEW_MARGIN * (v1 - v0)
-            first = int(np.searchsorted(analysis.times, v0 - margin, side="left"))
-            last = int(np.searchsorted(analysis.times, v1 + margin, side="right"))
-            lo, hi = max(lo, first), min(hi, last)
-        self._heat.request(HeatRequest(f, context, int(params.target), float(params.alpha), mask, lo, hi, full))
+        self._heat.request(request)
 
     def _steer_request(self, path: str, params: SteeringParams, renderer: SteeredRenderer) -> Any:
         """The export's ``SteerRequest``: what ``audiosae steer`` would be given for these choices."""

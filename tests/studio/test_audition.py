@@ -185,10 +185,10 @@ def test_heatmap_features_follow_alpha_in_the_scope_only(make_panel, qtbot, clip
 def test_long_clips_steer_the_heatmap_only_in_view(make_panel, qtbot, clip_env, monkeypatch):
     """Above FULL_HEATMAP_ELEMENTS only the frames in view (plus a margin) get f'; rows
     steered for an earlier view go back to f when the view moves."""
-    import studio.widgets.audition as audition
+    import studio.models.steered_heatmap as steered_heatmap
 
     _, _, analysis = clip_env
-    monkeypatch.setattr(audition, "FULL_HEATMAP_ELEMENTS", 1000)
+    monkeypatch.setattr(steered_heatmap, "FULL_HEATMAP_ELEMENTS", 1000)
     panel = make_panel()
     state = panel.state
     times = analysis.times
