@@ -1,5 +1,6 @@
-"""The one set of training defaults, read by the CLI (``audiosae train``), the studio's wizard
-and ``TrainSettings``; nothing here imports torch or Qt.
+"""The one set of defaults, read by the CLI (``audiosae train``, ``demo``, ``describe``, ``steer``,
+``trace``), the studio's wizard and views, ``TrainSettings`` and the workflows; nothing here
+imports torch or Qt.
 
 The SAE budget: by default an SAE grid trains until its held-out loss (on the validation
 split) stops improving, within a budget of ``default_sae_frames(n_train, batch)`` training
@@ -68,6 +69,22 @@ STEER_METHODS = STEER_BASE_METHODS + tuple(m + "+match" for m in STEER_BASE_METH
 # (A4 0.85 at alpha 10, 20 and 30) and on the built-in tones stops at 0.10 where paper+match reaches 0.58.
 DEFAULT_STEER_METHOD = "paper+match"
 STEER_ALPHA = 20.0             # `audiosae steer`'s strength (the paper: 1, 10, 20, 30)
+
+# Corpora (``audiosae build`` and the studio's wizard).
+DEFAULT_BACKEND = "mel"          # a new workspace's latent backend: offline, no weights to download
+WIZARD_BUILTIN_MINUTES = 10.0    # the wizard's built-in corpus length (``audiosae build --builtin``: all of it
+                                 # unless --minutes)
+
+# The offline demo (``audiosae demo``, ``audiosae.workflows.demo``): a small grid on the built-in tones.
+DEMO_WORKSPACE = "demo-workspace"  # where ``audiosae demo`` puts its workspace (relative to the cwd)
+DEMO_MINUTES = 4.0                 # minutes of built-in tones
+DEMO_BACKEND = "mel"               # the demo's latent backend (always mel: offline and fast)
+DEMO_GRID = {"expansions": [4, 16], "l1s": [0.01, 0.05], "epochs": 20, "batch_size": 256}   # TrainSettings(**)
+DEMO_ALPHA = 20.0                  # the steered example's strength
+
+# Feature descriptions (``audiosae describe``, ``audiosae.workflows.describe``).
+DESCRIBE_TOP = 5          # labels per feature, best first
+DESCRIBE_THREADS = 1      # CPU threads while labelling (on a busy machine 1 was 2-3x faster than 2)
 
 
 # Tracing DiffRhythm generation (``audiosae trace`` and the studio's generation view, both through

@@ -18,7 +18,8 @@ def add_build(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPar
                        description="Encode audio with a latent backend, label every frame (pitch, loudness, timbre) "
                                    "and store the corpus in WORKSPACE. Re-running resumes an interrupted build.")
     b.add_argument("workspace", type=Path)
-    b.add_argument("--backend", default="mel", help="latent backend (see `audiosae backends`; default mel)")
+    b.add_argument("--backend", default=D.DEFAULT_BACKEND,
+                   help=f"latent backend (see `audiosae backends`; default {D.DEFAULT_BACKEND})")
     src = b.add_mutually_exclusive_group(required=True)
     src.add_argument("--audio", nargs="+", type=Path, metavar="PATH", help="audio files and/or folders")
     src.add_argument("--builtin", choices=["tones", "midi"], help="a built-in offline corpus with ground truth")

@@ -84,7 +84,7 @@ def run_export_lanes(args: argparse.Namespace, *, progress: ProgressSink, cancel
 
 
 def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from ..workflows.describe import DESCRIBE_THREADS, DESCRIBE_TOP
+    from ..defaults import DESCRIBE_THREADS, DESCRIBE_TOP
 
     ds = sub.add_parser("describe", parents=[common], help="label every SAE feature with its best attribute classes",
                         description="Streams the corpus through SAE NAME and scores every feature against every "
@@ -100,7 +100,8 @@ def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.Argument
     ds.add_argument("--neuronpedia", type=Path, default=None, metavar="OUT.json",
                     help="also write a Neuronpedia-style export (explanations, density, top activations)")
     ds.add_argument("--threads", type=int, default=DESCRIBE_THREADS,
-                    help="CPU threads while labelling (default 1: on a busy machine 1 was 2-3x faster than 2)")
+                    help=f"CPU threads while labelling (default {DESCRIBE_THREADS}: on a busy machine 1 was 2-3x "
+                         f"faster than 2)")
     ds.add_argument("--boost-check", action="store_true",
                     help="also boost the top-labelled features of each attribute on corpus clips and measure "
                          "whether their labelled class grows (cached beside the SAE; the studio shows it)")

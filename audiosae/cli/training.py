@@ -132,12 +132,13 @@ def run_report(args: argparse.Namespace, *, progress: ProgressSink, cancel: Canc
 
 
 def add_demo(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from ..workflows.demo import DEMO_MINUTES
+    from ..defaults import DEMO_MINUTES, DEMO_WORKSPACE
 
     d = sub.add_parser("demo", parents=[common], help="offline demo: build, train, report and steer on built-in audio",
                        description="Builds a small workspace from the built-in tones with the mel backend, trains a "
                                    "small SAE grid and probes, prints the report and writes a steered example.")
-    d.add_argument("--workspace", type=Path, default=Path("demo-workspace"), help="where to put it (default ./demo-workspace)")
+    d.add_argument("--workspace", type=Path, default=Path(DEMO_WORKSPACE),
+                   help=f"where to put it (default ./{DEMO_WORKSPACE})")
     d.add_argument("--minutes", type=float, default=DEMO_MINUTES)
     d.add_argument("--fresh", action="store_true", help="delete an existing demo workspace first")
     d.set_defaults(handler=run_demo)
@@ -146,6 +147,7 @@ def add_demo(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPars
 
 def run_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
     """Offline end to end: built-in tones -> mel -> SAE grid -> probes -> report -> steered example."""
+    from ..defaults import DEMO_ALPHA
     from ..report import format_report
     from ..workflows import demo as flow
     from .steering import describe_level, describe_shift
@@ -156,7 +158,7 @@ def run_demo(args: argparse.Namespace, *, progress: ProgressSink, cancel: Cancel
     text = "\n".join([
         format_report(result["report"]), "",
         f"steered example: {result['original']} -> {result['steered']} (pitch toward {result['target']}, "
-        f"alpha {flow.DEMO_ALPHA:g}, SAE {steer['sae']})",
+        f"alpha {DEMO_ALPHA:g}, SAE {steer['sae']})",
         describe_level(steer) + describe_shift(steer), "",
         f"demo finished in {seconds['total']:.0f} s (build {seconds['build']:.0f} s, train {seconds['train']:.0f} s); "
         f"workspace: {Path(result['workspace']).resolve()}",

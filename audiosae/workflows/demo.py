@@ -12,16 +12,15 @@ from typing import Any
 from ..errors import WorkspaceError
 from ..jobs import CancelToken, ProgressSink, null_progress
 
-DEMO_GRID = {"expansions": [4, 16], "l1s": [0.01, 0.05], "epochs": 20, "batch_size": 256}
-DEMO_MINUTES = 4.0
-DEMO_ALPHA = 20.0
+from ..defaults import (DEMO_ALPHA, DEMO_BACKEND, DEMO_GRID, DEMO_MINUTES,  # noqa: F401  (importable from here too)
+                        DEMO_WORKSPACE)
 
 
 @dataclass
 class DemoRequest:
     """``audiosae demo [--workspace W] [--minutes M] [--fresh]``."""
 
-    workspace: Path = Path("demo-workspace")
+    workspace: Path = Path(DEMO_WORKSPACE)
     minutes: float = DEMO_MINUTES
     fresh: bool = False
     device: str = "auto"
@@ -59,7 +58,7 @@ def run_demo(request: DemoRequest, *, progress: ProgressSink = null_progress,
             raise WorkspaceError(f"{root}: refusing to delete a folder that is not a workspace")
         shutil.rmtree(root)
     t0 = time.monotonic()
-    ws = Workspace.create(root, "mel")
+    ws = Workspace.create(root, DEMO_BACKEND)
     sources = builtin_sources("tones", minutes=request.minutes, seed=0)
     build = build_corpus(ws, sources, device=request.device, progress=progress, cancel=cancel)
     t_build = time.monotonic() - t0

@@ -10,8 +10,7 @@ from typing import Any
 from ..errors import AudioSAEError
 from ..jobs import CancelToken, ProgressSink, null_progress
 
-DESCRIBE_TOP = 5          # labels per feature, best first
-DESCRIBE_THREADS = 1      # CPU threads while labelling (on a busy machine 1 was 2-3x faster than 2)
+from ..defaults import DESCRIBE_THREADS, DESCRIBE_TOP  # noqa: F401  (labels per feature; CPU threads)
 
 
 @dataclass

@@ -81,7 +81,7 @@ class AudioModel(QObject):
         self.version = 0                # counts changes of ``files`` / ``problems``
         self._scanning = False
         self.builtin: str | None = None
-        self.minutes = 10.0
+        self.minutes = D.WIZARD_BUILTIN_MINUTES
         self.workspace_text = ""
         self.workspace_status = WorkspaceStatus("empty", "")
 
@@ -526,7 +526,7 @@ class WizardModel(QObject):
         self.preview = PreviewModel(runner, self)
         self.training = TrainingModel(runner, self)
         self.run = RunModel(runner, self)
-        self.backend = "mel"
+        self.backend = D.DEFAULT_BACKEND
         self.backend_options: dict[str, Any] = {}
         self.device = "auto"
         self.crepe_model: str | None = None     # None keeps an existing workspace's own

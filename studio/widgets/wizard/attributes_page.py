@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget, QWizardPage
 
+from audiosae import defaults as D
 from audiosae.attributes import ATTRIBUTES, CREPE_MODELS, DEFAULT_CREPE_MODEL, AttributeSpec
 from audiosae.codecs import backend_spec
 from audiosae.jobs import Progress
@@ -131,7 +132,7 @@ class AttributesPage(QWizardPage):
         if wizard is None or wizard.currentPage() is not self:
             return
         audio = wizard.audio_page.audio_choice()
-        spec = wizard.backend_page.spec() or backend_spec("mel")
+        spec = wizard.backend_page.spec() or backend_spec(D.DEFAULT_BACKEND)
         status = wizard.audio_page.workspace_status
         workspace = str(Path(wizard.field("workspace")).expanduser()) \
             if status.kind == "existing" and status.sources_built else None

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QButtonGroup, QComboBox, QDoub
                                QListWidgetItem, QProgressBar, QPushButton, QRadioButton, QStackedWidget,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget, QWizardPage)
 
+from audiosae import defaults as D
 from audiosae.corpus import BUILTIN_CORPORA, midi_unavailable_reason
 from audiosae.errors import printable
 from audiosae.jobs import Progress
@@ -22,7 +23,7 @@ from ...models.wizard import AudioModel
 from ...workers import JobRunner
 from .common import ERROR_STYLE, NOTE_STYLE, OK_STYLE, label, setting
 
-DEFAULT_BUILTIN_MINUTES = 10.0
+DEFAULT_BUILTIN_MINUTES = D.WIZARD_BUILTIN_MINUTES
 
 
 class AudioPage(QWizardPage):

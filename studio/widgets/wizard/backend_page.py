@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormL
                                QLineEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
                                QWizardPage)
 
+from audiosae import defaults as D
 from audiosae.codecs import BackendSpec, available_backends, backend_spec
 from audiosae.devices import available_devices, pick_device
 from audiosae.errors import AudioSAEError
@@ -93,7 +94,7 @@ class BackendPage(QWizardPage):
         self.weights_edit.textChanged.connect(self._validate)
         self.weights_browse.clicked.connect(self._browse_weights)
         self.device_combo.currentTextChanged.connect(self._on_device)
-        self.select_backend("mel")
+        self.select_backend(D.DEFAULT_BACKEND)
         self._on_device()
 
     # ---- public API ----------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class BackendPage(QWizardPage):
     def _validate(self) -> None:
         self.message.setText(self._problem_text())
         if self.model is not None and not self._problem_text():
-            self.model.backend = self.backend_name() or "mel"
+            self.model.backend = self.backend_name() or D.DEFAULT_BACKEND
             self.model.backend_options = self.backend_options()
             self.model.device = self.device()
         self.completeChanged.emit()
