@@ -4,7 +4,8 @@ The package: ``config`` (``SAEConfig``, architectures, constants), ``model``
 (``SparseAutoencoder``: forward, files), ``stats`` (input normalisation), ``group`` (stacked
 training of one width: the hand-written backward below, and autograd for the other
 architectures), ``trainer`` (``train_sae_grid``: schedule, convergence rule, checkpoints,
-time estimate), ``evaluation``; the SAELens layout is ``audiosae.exports``.
+time estimate), ``evaluation``, ``saelens`` (SAELens-layout export and import; ``audiosae.exports``
+re-exports it beside the CSV and Sonic Visualiser exports).
 
 Besides the paper's SAE (the default, described below) an SAE can be ``topk``, ``batchtopk``
 or ``jumprelu`` (SAELens' names), each with or without the RMSNorm on the code; see

@@ -27,7 +27,7 @@ class ExportSAERequest:
 def run_export_sae(request: ExportSAERequest, *, progress: ProgressSink = null_progress,
                    cancel: CancelToken | None = None) -> dict[str, Any]:
     """The SAE (and optionally its probes) in the SAELens layout; returns what was written."""
-    from ..exports import SAELENS_CFG_FILE, SAELENS_WEIGHTS_FILE, export_saelens
+    from ..sae.saelens import SAELENS_CFG_FILE, SAELENS_WEIGHTS_FILE, export_saelens
     from ..probes import ProbeSet
     from ..sae.model import SparseAutoencoder
     from ..workspace import Workspace
@@ -69,7 +69,7 @@ def run_import_sae(request: ImportSAERequest, *, progress: ProgressSink = null_p
                    cancel: CancelToken | None = None) -> dict[str, Any]:
     """A SAELens-layout SAE copied into ``saes/NAME`` (and its exported probes into ``probes/NAME``);
     returns what was imported and the warning to show (or None)."""
-    from ..exports import import_saelens, load_exported_probes, saelens_import_warning
+    from ..sae.saelens import import_saelens, load_exported_probes, saelens_import_warning
     from ..workspace import Workspace
 
     ws = Workspace.open(request.workspace)
