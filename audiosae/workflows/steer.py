@@ -123,7 +123,7 @@ def render_as_heard(live: Any, latents: Any, params: Any, *, progress: ProgressS
     A separate renderer with ``live``'s chunking, context, cross-fade, steering contexts and level
     rule, so the file equals what was heard while the user goes on moving controls.
     ``level_out``: filled with what the level rule did (``SteeredRenderer.level_summary``)."""
-    from ..realtime import SteeredRenderer
+    from ..steering.realtime import SteeredRenderer
 
     cancel = cancel or CancelToken()
     renderer = SteeredRenderer(live.backend, live.sae, live.probes, live.wave, params, latents=latents,
@@ -157,7 +157,7 @@ def run_steer(request: SteerRequest, *, live: Any = None, latents: Any = None, w
 
 def _steer_as_heard(request: SteerRequest, live: Any, latents: Any, workspace: Any, *,
                     progress: ProgressSink, cancel: CancelToken) -> dict[str, Any]:
-    from ..realtime import SteeringParams
+    from ..steering.realtime import SteeringParams
     from ..workspace import Workspace
 
     ws = workspace if workspace is not None else Workspace.open(request.workspace)
