@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from audiosae.codecs import get_backend  # noqa: E402
 from audiosae.probes import ProbeSet  # noqa: E402
-from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams  # noqa: E402
+from audiosae.steering.realtime import RenderWorker, SteeredRenderer, SteeringParams  # noqa: E402
 from audiosae.sae import SAEConfig, SparseAutoencoder  # noqa: E402
 from audiosae.codecs.encodec_backend import build_encodec_model  # noqa: E402
 from bench_codecs import synth_test_signal  # noqa: E402

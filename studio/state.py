@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from audiosae.analysis import ClipAnalysis, LoadedModels
-from audiosae.realtime import SteeringParams
+from audiosae.steering.realtime import SteeringParams
 from audiosae.workspace import Workspace
 
 FEATURE_ORDERS = {

@@ -58,7 +58,7 @@ class LatentBackend(ABC):
     kind: LatentKind = "continuous"
     description: str = ""
     # Frames decoded and dropped on each side of a chunk (or (left, right) for causal
-    # decoders) so that chunk-wise decoding joins seamlessly (see audiosae.realtime).
+    # decoders) so that chunk-wise decoding joins seamlessly (see audiosae.steering.realtime).
     context_frames: int | tuple[int, int] = 8
 
     def __init__(self, device: torch.device | str = "cpu"):

@@ -27,7 +27,7 @@ from audiosae.analysis import ClipAnalysis, LoadedModels
 from audiosae.attributes import MIDI_MAX, MIDI_MIN
 from audiosae.errors import AudioSAEError, JobCancelled
 from audiosae.jobs import CancelToken, Progress, ProgressSink, null_progress
-from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
+from audiosae.steering.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering.methods import DEFAULT_METHOD, METHODS, SteeringContext, prepare_method
 from audiosae.workflows import steer as steer_flow
 from audiosae.workflows.steer import SteerRequest, render_as_heard

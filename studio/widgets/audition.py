@@ -38,7 +38,7 @@ from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import QStyle, QWidget
 
 from audiosae.errors import AudioSAEError
-from audiosae.realtime import RenderWorker, SteeredRenderer, SteeringParams
+from audiosae.steering.realtime import RenderWorker, SteeredRenderer, SteeringParams
 from audiosae.steering import ALPHA_UNIT, PAPER_ALPHAS, check_alpha, frame_mask
 from audiosae.steering.playback import Player
 from studio.models.audition import (DEFAULT_CHUNK_SECONDS, STEER_DEFAULT_METHOD, AuditionSession, build_session,

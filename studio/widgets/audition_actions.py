@@ -21,7 +21,7 @@ from audiosae.jobs import Progress
 from audiosae.steering.playback import list_output_devices
 
 if TYPE_CHECKING:
-    from audiosae.realtime import SteeringParams
+    from audiosae.steering.realtime import SteeringParams
 
 log = logging.getLogger("studio.audition")
 
