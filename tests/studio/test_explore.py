@@ -76,9 +76,9 @@ def test_probe_decoding_and_source_finding_are_written_once():
     import audiosae.analysis
     import audiosae.feature_index
     import studio.main_window
-    import studio.widgets.lanes
+    import studio.models.steered_lanes
 
-    assert studio.widgets.lanes.decode_classes is decoding.decode_classes
+    assert studio.models.steered_lanes.decode_classes is decoding.decode_classes   # the lanes' view-model
     assert audiosae.analysis.probe_distributions is decoding.probe_distributions
     assert audiosae.feature_index._builtin_source is sources.builtin_source
     assert studio.main_window.default_clip is sources.default_clip
