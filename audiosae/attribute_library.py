@@ -505,7 +505,7 @@ def _register_all() -> None:
         name="instrument", description="General MIDI family (built-in MIDI corpus) or the user's side-car label",
         steering="toward a family: make the frame sound played by that kind of instrument",
         ordinal=False, columns={"instrument": 1}, extract=extract_instrument, classify=classify_index("instrument"),
-        class_names=_instrument_names, default_params=instrument_params), replace=True)
+        class_names=_instrument_names, default_params=instrument_params, from_audio=False), replace=True)
 
 
 _register_all()

@@ -73,6 +73,9 @@ class Attribute:
     fit: Callable[[Params, Mapping[str, np.ndarray], Any], Params] | None = None
     class_value: Callable[[Params, int], float] | None = None
     check_params: Callable[[Params], None] | None = None
+    # False: labels come from ground truth (MIDI programs, a side-car), not from the sound, so
+    # decoded (steered) audio cannot be measured for it: no steering evaluation, no boost check
+    from_audio: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum() or self.name in PAPER_ATTRIBUTES:

@@ -38,7 +38,7 @@ from .attribute_plugins import (EXTRA_PREFIX, PAPER_ATTRIBUTES, Attribute, Extra
 from .errors import AudioSAEError
 
 __all__ = ["Attribute", "ExtractContext", "register", "unregister", "get_attribute", "registered_names",
-           "measure_extra", "EXTRA_PREFIX", "PAPER_ATTRIBUTES"]
+           "measure_extra", "measurable_from_audio", "EXTRA_PREFIX", "PAPER_ATTRIBUTES"]
 
 
 def get_attribute(name: str) -> Attribute:
@@ -48,6 +48,13 @@ def get_attribute(name: str) -> Attribute:
     except KeyError:
         raise AudioSAEError(f"unknown attribute {name!r}; registered: "
                             f"{', '.join([*PAPER_ATTRIBUTES, *registered_names()])}") from None
+
+
+def measurable_from_audio(name: str) -> bool:
+    """Whether ``name``'s classes can be measured on any audio (so on steered, decoded audio):
+    the paper's three and every attribute whose extractor listens; not those labelled from
+    ground truth (``instrument``)."""
+    return name in PAPER_ATTRIBUTES or get_attribute(name).from_audio
 
 
 def registered_names() -> list[str]:

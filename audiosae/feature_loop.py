@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .attribute_registry import measurable_from_audio
 from .describe import FeatureDescription, load_or_describe
 from .errors import AudioSAEError, WorkspaceError
 from .jobs import CancelToken, Progress, ProgressSink, null_progress
@@ -47,7 +48,7 @@ __all__ = ["feature_loop", "load_feature_loop", "loop_path", "top_labelled", "me
 
 LOOP_FILE = "feature-loop.json"
 LOOP_KIND = "audiosae.feature_loop"
-GROUND_TRUTH_ONLY = ("instrument",)          # labels from ground truth: no extractor for decoded audio
+GROUND_TRUTH_ONLY = ("instrument",)   # the built-in ones registered with from_audio=False (kept for importers)
 NO_LABEL_CLASSES = ("unvoiced", "none", "no onset")   # a feature "of" these is no finding
 MIN_ACTIVE = 50
 DEFAULT_AMOUNT = 4.0
@@ -137,8 +138,8 @@ def feature_loop(workspace: Workspace, sae_name: str, *, desc: FeatureDescriptio
     backend = workspace.backend(device)
     sae = SparseAutoencoder.load(workspace.sae_dir(sae_name), device="cpu")
     attrs = [a for a in (attributes or desc.attributes) if a in desc.attributes]
-    not_measurable = [a for a in attrs if a in GROUND_TRUTH_ONLY]
-    chosen = [t for a in attrs if a not in GROUND_TRUTH_ONLY for t in top_labelled(desc, a, per_attribute)]
+    not_measurable = [a for a in attrs if not measurable_from_audio(a)]
+    chosen = [t for a in attrs if a not in not_measurable for t in top_labelled(desc, a, per_attribute)]
     loaded = _clips(workspace, clips, clip_seconds, backend.sample_rate, backend.channels, cancel)
     steps = len(loaded) * (1 + len(chosen))
     done = 0

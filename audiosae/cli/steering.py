@@ -125,6 +125,12 @@ def _check_eval_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     """steer-eval's checks that need several options (usage errors: exit status 2)."""
     if getattr(args, "eval_pending", None):
         parser.error(f"--attribute {args.eval_pending} needs a --target after it")
+    from ..attribute_registry import PAPER_ATTRIBUTES, registered_names
+
+    known = [*PAPER_ATTRIBUTES, *registered_names()]
+    for attribute, _ in getattr(args, "eval_targets", None) or []:
+        if attribute not in known:
+            parser.error(f"--attribute: unknown attribute {attribute!r} (known: {', '.join(known)})")
     if args.start is not None and args.start < 0:
         parser.error(f"--start must be >= 0, got {args.start}")
     if args.start is not None and args.end is not None and args.end <= args.start:
@@ -140,8 +146,9 @@ def add_steer_eval(sub: Any, common: argparse.ArgumentParser) -> argparse.Argume
     se.add_argument("workspace", type=Path)
     se.add_argument("--audio", nargs="+", type=Path, required=True, metavar="CLIP", help="audio files to steer")
     se.add_argument("--sae", default=None, help="SAE name (default: best pitch probe accuracy)")
-    se.add_argument("--attribute", action=_EvalAttribute, choices=["pitch", "loudness", "timbre"], default="pitch",
-                    help="attribute of the --target values that follow (repeatable; default pitch)")
+    se.add_argument("--attribute", action=_EvalAttribute, default="pitch",
+                    help="attribute of the --target values that follow: pitch, loudness, timbre or a registered "
+                         "attribute the workspace labels and probes (e.g. chroma, chord); repeatable; default pitch")
     se.add_argument("--target", action=_EvalTarget, dest="eval_targets", default=None,
                     help="a target class of the last --attribute (repeatable; default: pitch A4)")
     se.add_argument("--alpha", type=alpha_list, default=None, metavar="A,B,...",

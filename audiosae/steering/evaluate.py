@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..attribute_registry import measurable_from_audio
 from ..errors import AudioSAEError
 from ..jobs import CancelToken, Progress, ProgressSink, null_progress
 from . import eval_metrics as EM
@@ -228,6 +229,12 @@ def evaluate_steering(request: EvaluationRequest, *, progress: ProgressSink = nu
     backend, spec = models.backend, models.spec
     targets = []
     for attribute, target in request.targets:
+        if attribute not in spec.attributes:
+            raise AudioSAEError(f"this workspace does not label {attribute!r}; it labels {', '.join(spec.attributes)} "
+                                "(add one with `audiosae label`, then train its probe with `train --attributes`)")
+        if not measurable_from_audio(attribute):
+            raise AudioSAEError(f"{attribute!r} comes from ground truth (MIDI programs or your labels), not from "
+                                "the sound: steered audio cannot be measured for it")
         k = spec.parse_target(attribute, target)
         targets.append((attribute, k, spec.class_names(attribute)[k]))
     if not targets:

@@ -14,7 +14,7 @@ import pytest
 
 from audiosae.attributes import AttributeSpec, FrameAttributes
 from audiosae.audio import load_audio, save_audio
-from audiosae.errors import JobCancelled
+from audiosae.errors import AudioSAEError, JobCancelled
 from audiosae.jobs import CancelToken
 from audiosae.steering import eval_metrics as EM
 from audiosae.steering.embedding import LogMelMfccEmbedding, frechet_distance, mmd
@@ -322,3 +322,47 @@ def test_cli_steer_eval_usage_errors_exit_2(extra, tmp_path, capsys):
 
     assert main(["steer-eval", str(tmp_path), "--audio", str(tmp_path / "x.wav"), *extra]) == 2
     assert main(["steer-eval", str(tmp_path)]) == 2  # --audio is required
+
+
+def test_registered_attributes_are_evaluated_only_where_labelled_and_measurable_from_sound(demo_ws, flute,
+                                                                                           monkeypatch):
+    """steer-eval takes any attribute the workspace labels (no fixed three); one it does not label,
+    and one labelled from ground truth (instrument: MIDI programs or side-cars, no extractor for
+    decoded audio) are refused before any cell runs, naming why."""
+    from audiosae.attribute_registry import measurable_from_audio
+
+    assert measurable_from_audio("pitch") and measurable_from_audio("chroma") and measurable_from_audio("chord")
+    assert not measurable_from_audio("instrument")
+    with pytest.raises(AudioSAEError, match="does not label 'chord'.*pitch, loudness, timbre"):
+        evaluate_steering(EvaluationRequest(demo_ws, [("flute", flute[:, :SR])], targets=[("chord", "C")],
+                                            alphas=[1], methods=["paper"], device="cpu"))
+    from audiosae.workspace import Workspace
+
+    ws = Workspace.open(demo_ws)
+    spec = ws.attribute_spec.with_attributes(["instrument"])
+    from audiosae.steering import evaluate as E
+
+    real = E._load_models
+
+    def with_instrument(request):
+        models = real(request)
+        models.spec = spec
+        return models
+
+    monkeypatch.setattr(E, "_load_models", with_instrument)
+    with pytest.raises(AudioSAEError, match="'instrument' comes from ground truth"):
+        evaluate_steering(EvaluationRequest(demo_ws, [("flute", flute[:, :SR])], targets=[("instrument", "brass")],
+                                            alphas=[1], methods=["paper"], device="cpu"))
+
+
+def test_cli_steer_eval_accepts_a_registered_attribute_name(demo_ws, flute, tmp_path, capsys):
+    from audiosae.cli import main
+
+    clip = tmp_path / "flute.wav"
+    import soundfile as sf
+
+    sf.write(clip, flute[0, :SR], SR)
+    rc = main(["steer-eval", str(demo_ws), "--audio", str(clip), "--attribute", "chroma", "--target", "A",
+               "--alpha", "1", "--method", "paper", "--device", "cpu"])
+    assert rc != 0
+    assert "does not label 'chroma'" in capsys.readouterr().err
