@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from audiosae import defaults as D
 from audiosae.describe import FeatureDescription, load_description, load_or_describe, search_features
 from audiosae.errors import AudioSAEError
 from audiosae.feature_loop import entries_for, feature_loop, load_feature_loop
@@ -128,7 +129,7 @@ class FeatureLabelsModel(QObject):
             return
         ws, name = where
         self.failed = ""
-        self.job.start(load_or_describe, ws, name, threads=1, on_progress=self.progress.emit,
+        self.job.start(load_or_describe, ws, name, threads=D.DESCRIBE_THREADS, on_progress=self.progress.emit,
                        on_finished=self._on_described, on_failed=self._on_failed,
                        on_cancelled=lambda: self._on_failed("cancelled"))
         self.state_changed.emit()
