@@ -12,10 +12,8 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QCompleter, Q
                                QHBoxLayout, QLabel, QPushButton, QRadioButton, QSizePolicy, QSlider, QStyle,
                                QToolButton, QVBoxLayout, QWidget)
 
-from audiosae.attribute_spec import ATTRIBUTES
 from audiosae.defaults import DEFAULT_STEER_METHOD as STEER_DEFAULT_METHOD
 from audiosae.defaults import STEER_METHODS
-from audiosae.errors import AudioSAEError
 
 ALPHA_MAX = 40.0
 ALPHA_STEP = 0.1
@@ -205,8 +203,8 @@ def build_controls(panel: Any, *, alpha_unit: float, paper_alphas: tuple[float, 
     panel.target_combo.lineEdit().editingFinished.connect(panel._on_target_typed)
     panel.alpha_slider.valueChanged.connect(panel._on_slider)
     panel.alpha_spin.valueChanged.connect(panel._on_spin)
-    panel.keep_residual_check.toggled.connect(lambda _: panel._apply_params())
-    panel.scope_selection.toggled.connect(lambda _: panel._apply_params())
+    panel.keep_residual_check.toggled.connect(panel._on_keep_residual)
+    panel.scope_selection.toggled.connect(panel._on_scope)
     panel.steered_button.toggled.connect(panel._on_ab)
     panel.play_button.clicked.connect(panel.toggle_play)
     panel.loop_button.clicked.connect(lambda _=False: panel.toggle_loop())
@@ -242,27 +240,22 @@ def arrange(panel: Any, columns: int) -> None:
 
 
 class TargetControls:
-    """The attribute and target combos of the audition panel (a mixin): filled from the probes,
-    a typed target parsed by ``AttributeSpec.parse_target``."""
+    """The attribute and target combos of the audition panel (a mixin): they show the view-model's
+    choices (``panel.model``: ``studio.models.audition_session.AuditionModel``); a typed target is
+    parsed by the model (``AttributeSpec.parse_target``)."""
 
     def _populate_attributes(self) -> None:
-        models = self.state.models
-        available = [a for a in ATTRIBUTES if models is not None and a in getattr(models.probes, "weights", {})]
-        previous = self.attribute_combo.currentData()
+        available = self.model.attributes()
+        chosen = self.model.attribute
         with QSignalBlocker(self.attribute_combo):
             self.attribute_combo.clear()
             for attribute in available:
                 self.attribute_combo.addItem(attribute.capitalize() if attribute != "timbre" else "Timbre (centroid)",
                                              attribute)
-            if previous in available:
-                self.attribute_combo.setCurrentIndex(available.index(previous))
+            if chosen in available:
+                self.attribute_combo.setCurrentIndex(available.index(chosen))
+        self.model.set_attribute(self.attribute_combo.currentData())
         self._populate_targets()
-
-    def _class_names(self, attribute: str) -> list[str]:
-        models = self.state.models
-        names = models.spec.class_names(attribute)
-        rows = models.probes.weights[attribute].shape[0]
-        return names[:rows] if len(names) >= rows else names + [f"class {k}" for k in range(len(names), rows)]
 
     def _populate_targets(self) -> None:
         attribute = self.attribute_combo.currentData()
@@ -270,20 +263,19 @@ class TargetControls:
             self.target_combo.clear()
             if attribute is None:
                 return
-            names = self._class_names(attribute)
+            names = self.model.class_names(attribute)
             self.target_combo.addItems(names)
-            trained = self.state.models.probes.trained_classes(attribute)
+            trained = self.model.trained_classes(attribute)
             model = self.target_combo.model()
             for k in set(range(len(names))) - set(trained):
                 item = model.item(k) if hasattr(model, "item") else None
                 if item is not None:  # a class the probe never saw has no direction to steer toward
                     item.setEnabled(False)
                     item.setToolTip("not in the probe's training data")
-            if attribute not in self._targets:
-                self._targets[attribute] = self._default_target(self.state.analysis, attribute, len(names), trained)
-            self.target_combo.setCurrentIndex(self._targets[attribute])
+            self.target_combo.setCurrentIndex(self.model.target(attribute))
 
     def _on_attribute_changed(self, _index: int) -> None:
+        self.model.set_attribute(self.attribute_combo.currentData())
         self._populate_targets()
         self._apply_params()
 
@@ -291,8 +283,8 @@ class TargetControls:
         attribute = self.attribute_combo.currentData()
         if attribute is None or index < 0:
             return
-        if self._targets.get(attribute) != index:
-            self._targets[attribute] = index
+        if self.model.targets.get(attribute) != index:
+            self.model.targets[attribute] = index
             self._apply_params()
 
     def _on_target_typed(self) -> None:
@@ -303,13 +295,9 @@ class TargetControls:
         text = self.target_combo.currentText().strip()
         index = self.target_combo.findText(text, Qt.MatchFlag.MatchFixedString)
         if index < 0:
-            try:
-                index = self.state.models.spec.parse_target(attribute, text)
-            except AudioSAEError as exc:
-                self._set_error(str(exc))
-                index = -1
+            index = self.model.parse_target(attribute, text)
         if not 0 <= index < self.target_combo.count():
-            index = self._targets.get(attribute, 0)
+            index = self.model.targets.get(attribute, 0)
         with QSignalBlocker(self.target_combo):
             self.target_combo.setCurrentIndex(index)
         self._on_target_picked(index)

@@ -363,3 +363,50 @@ def test_shutdown_stops_threads_and_timers_and_is_idempotent(make_panel, qtbot, 
     second.shutdown()
     qtbot.wait(50)
     assert _real_threads() <= threads_before and second.runner.active == []
+
+
+def test_the_view_model_runs_the_audition_without_its_widget(qtbot, clip_env):
+    """The dock's state lives in ``AuditionModel`` (no widget here): it chooses an attribute and a
+    target, builds the session in a job, steers the renderer at once on a change, plays, drops a
+    superseded session on a new clip and leaves nothing running after ``shutdown``."""
+    from studio.models.audition_session import AuditionModel
+
+    ws, models, analysis = clip_env
+    state, runner = ExplorerState(), JobRunner()
+    model = AuditionModel(state, runner, None, output="virtual")
+    model.method = "paper"
+    model.connect_state()
+    state.set_workspace(ws)
+    state.set_models(models)
+    with qtbot.waitSignal(model.session_ready, timeout=60000):
+        state.set_analysis(analysis, "clip.wav")
+    assert model.attribute == model.attributes()[0]
+    assert model.targets[model.attribute] in model.trained_classes(model.attribute)
+    renderer = model.renderer
+    assert renderer is not None and renderer.params.method == "paper" and renderer.params.alpha == 0.0
+
+    playing = []
+    model.playing_changed.connect(playing.append)
+    model.toggle_play()
+    assert model.playing and playing == [True]
+    before = renderer.version
+    model.alpha = 12.5
+    model.apply_params()                               # what the slider forwards
+    assert renderer.version > before and renderer.params.alpha == 12.5   # at once, not in a job
+    assert state.steering == model.params and model._pending_change is not None
+    qtbot.waitUntil(lambda: model.last_latency_ms is not None, timeout=10000)
+
+    old = model.session
+    short = models.analyze(np.ascontiguousarray(analysis.wave[:, :2 * analysis.sample_rate]))
+    with qtbot.waitSignal(model.session_ready, timeout=15000):
+        state.set_analysis(short, "short.wav")
+    assert model.session is not old and not old.worker.is_alive and not model.playing and playing[-1] is False
+    assert model.last_latency_ms is None and model.renderer.n_samples == 2 * analysis.sample_rate
+
+    worker = model.session.worker
+    model.shutdown()
+    assert model.session is None and not worker.is_alive and runner.active == []
+    runner.shutdown()
+    model.deleteLater()
+    runner.deleteLater()
+    state.deleteLater()

@@ -196,7 +196,7 @@ def test_explorer_without_the_codec_shows_the_corpus_clip_then_audio_without_fea
     assert not audition.export_button.isEnabled()
     assert CODEC_MESSAGE in audition.toolTip() and CODEC_MESSAGE in audition.play_button.toolTip()
     assert CODEC_MESSAGE in audition.status_label.text()
-    assert audition.session is None and audition._build_job is None        # nothing built that needs the decoder
+    assert audition.session is None and audition.model._build_job is None  # nothing built that needs the decoder
     inspector = win.inspector
     j = int(np.argmax(analysis.f.sum(axis=0)))
     win.state.select_feature(j, int(np.argmax(analysis.f[:, j])))
