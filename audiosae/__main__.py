@@ -4,4 +4,5 @@ import sys
 
 from audiosae.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":   # importing it (the smoke test's module sweep) runs nothing
+    sys.exit(main())

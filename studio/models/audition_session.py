@@ -714,7 +714,10 @@ class AuditionModel(QObject):
         self.refresh_level()
 
     def _on_chunk_rendered(self, _start: int, _n: int) -> None:   # render worker's thread
-        self._level_rendered.emit()
+        try:
+            self._level_rendered.emit()
+        except RuntimeError:   # the model was deleted under a still-running render thread (abrupt exit)
+            pass
 
     def level_summary(self) -> dict[str, Any] | None:
         """What the level rule did to the chunks rendered for the current settings (the core's
