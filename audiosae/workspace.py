@@ -562,6 +562,20 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
             flush()
     flush()
 
+    summary = complete_corpus(ws, manifest, len(sources) + len(problems), resumed, fit=fit)
+    # The seed also chose the built-in corpora's notes: snippets re-render sources with it.
+    ws.meta["corpus"] = summary.to_dict() | {"frame_rate": backend.frame_rate, "latent_dim": backend.latent_dim,
+                                             "seed": seed}
+    ws.save_meta()
+    progress(Progress("build", total_s, total_s, "corpus complete"))
+    return summary
+
+
+def complete_corpus(ws: Workspace, manifest: Manifest, sources_total: int, resumed: int, *,
+                    fit: bool = True) -> BuildSummary:
+    """Mark the manifest complete, fit the corpus-wide attribute parameters (the centroid range,
+    the registered attributes' bins and clusters) unless ``fit`` is False, and sum up the build
+    (one process' build and the distributed merge end the same way)."""
     manifest.complete = True
     ws.write_manifest(manifest)
     if manifest.shards and fit:
@@ -569,17 +583,11 @@ def build_corpus(ws: Workspace, sources: Sequence[Source], *, device: str | None
         fit_extra_attributes(ws, manifest)
     n_train = sum(s["n_train"] for s in manifest.shards)
     n_val = sum(s["n_val"] for s in manifest.shards)
-    summary = BuildSummary(
-        sources_done=len(manifest.sources), sources_total=len(sources) + len(problems),
+    return BuildSummary(
+        sources_done=len(manifest.sources), sources_total=sources_total,
         frames=n_train + n_val, train_frames=n_train, val_frames=n_val,
         seconds_of_audio=float(sum(r.seconds for r in manifest.sources.values())),
         skipped=list(manifest.skipped), resumed_sources=resumed, warnings=list(manifest.warnings))
-    # The seed also chose the built-in corpora's notes: snippets re-render sources with it.
-    ws.meta["corpus"] = summary.to_dict() | {"frame_rate": backend.frame_rate, "latent_dim": backend.latent_dim,
-                                             "seed": seed}
-    ws.save_meta()
-    progress(Progress("build", total_s, total_s, "corpus complete"))
-    return summary
 
 
 def fit_timbre_range(ws: Workspace, manifest: Manifest) -> AttributeSpec:

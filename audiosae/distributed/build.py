@@ -125,8 +125,8 @@ def _merge(ws, world_size: int, sources: Sequence[Any], problems: Sequence[Any],
     """Write the parts' frames as the shards one process would have written, in source order."""
     import numpy as np
 
-    from ..workspace import (EXTRA_PREFIX, RAW_COLUMNS, BuildSummary, Workspace, _empty_pending, fit_extra_attributes,
-                             fit_timbre_range, read_shard, remove_tree, write_shard)
+    from ..workspace import (EXTRA_PREFIX, RAW_COLUMNS, Workspace, _empty_pending, complete_corpus, read_shard,
+                             remove_tree, write_shard)
 
     manifest = ws.manifest()
     resumed = sum(1 for s in sources if s.source_id in manifest.sources)
@@ -173,18 +173,7 @@ def _merge(ws, world_size: int, sources: Sequence[Any], problems: Sequence[Any],
             pending, pending_sources, pending_frames = _empty_pending(), [], 0
     if pending_sources:
         write_shard(ws, manifest, pending, pending_sources, splits, frame_rate)
-    manifest.complete = True
-    ws.write_manifest(manifest)
-    if manifest.shards:
-        fit_timbre_range(ws, manifest)
-        fit_extra_attributes(ws, manifest)
-    n_train = sum(s["n_train"] for s in manifest.shards)
-    n_val = sum(s["n_val"] for s in manifest.shards)
-    summary = BuildSummary(
-        sources_done=len(manifest.sources), sources_total=len(sources) + len(problems),
-        frames=n_train + n_val, train_frames=n_train, val_frames=n_val,
-        seconds_of_audio=float(sum(r.seconds for r in manifest.sources.values())),
-        skipped=list(manifest.skipped), resumed_sources=resumed, warnings=list(manifest.warnings))
+    summary = complete_corpus(ws, manifest, len(sources) + len(problems), resumed)
     ws = Workspace.open(ws.root)
     ws.meta["corpus"] = summary.to_dict() | meta_corpus | {"seed": seed}
     ws.save_meta()
