@@ -17,19 +17,97 @@ visible part of each series into at most a min/max pair per device pixel.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from audiosae.attribute_spec import MIDI_MAX, MIDI_MIN, AttributeSpec, FrameAttributes, midi_to_name
 
-# lane key -> (probe attribute, axis label, legend name of the measurement)
+# The paper's lanes: lane key -> (probe attribute, axis label, legend name of the measurement)
 LANES: dict[str, tuple[str, str, str]] = {
     "pitch": ("pitch", "pitch", "CREPE"),
     "loudness": ("loudness", "loudness dB", "RMS"),
     "centroid": ("timbre", "centroid Hz", "measured"),
 }
+PAPER_KEYS = {attr: key for key, (attr, _axis, _name) in LANES.items()}   # attribute -> lane key
+DEFAULT_LANES = ("pitch", "loudness", "timbre")   # attributes shown until the user picks others
+TICK_CHARS = 8                                    # axis tick labels are cut to this; hover names in full
 SERIES = ("ghost", "decoded", "measured")   # drawing order, back to front
+
+
+@dataclass(frozen=True)
+class LaneSpec:
+    """What one lane shows: its attribute, how its axis reads, and the attribute's classes.
+
+    ``kind``: the paper's ``pitch`` / ``loudness`` / ``centroid`` lanes (measured values in
+    their units), or a registered attribute's ``ordinal`` (class values: bin centres) or
+    ``categorical`` lane (class index on the axis, class names as ticks).
+    """
+
+    key: str                        # lane key: "pitch" / "loudness" / "centroid", else the attribute
+    attribute: str
+    axis_label: str
+    measured_name: str              # the measurement's legend name
+    kind: str
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def paper(self) -> bool:
+        return self.key in LANES
+
+
+def lane_spec(attribute: str, spec: AttributeSpec | None = None) -> LaneSpec:
+    """The lane of ``attribute`` (one of the paper's three, or one the spec labels)."""
+    spec = spec or AttributeSpec()
+    if attribute in PAPER_KEYS:
+        key = PAPER_KEYS[attribute]
+        _attr, axis, name = LANES[key]
+        return LaneSpec(key, attribute, axis, name, key, tuple(spec.class_names(attribute)))
+    registered = spec.registered(attribute)
+    return LaneSpec(attribute, attribute, attribute.replace("_", " "),
+                    "measured" if registered.from_audio else "labels",
+                    "ordinal" if registered.ordinal else "categorical", tuple(spec.class_names(attribute)))
+
+
+def lane_attributes(spec: AttributeSpec | None) -> list[str]:
+    """Every attribute a lane can show for a workspace: the paper's three, then those its spec labels."""
+    return list((spec or AttributeSpec()).attributes)
+
+
+PAPER_DESCRIPTIONS = {"pitch": "CREPE pitch: 65 notes + unvoiced (the paper's)",
+                      "loudness": "RMS level in dB bins (the paper's)",
+                      "timbre": "spectral centroid in Hz bins (the paper's timbre)"}
+
+
+def lane_descriptions(spec: AttributeSpec | None) -> dict[str, str]:
+    """A line per lane attribute: the paper's, or the registry's description, with its class count."""
+    spec = spec or AttributeSpec()
+    out = {}
+    for attr in spec.attributes:
+        text = PAPER_DESCRIPTIONS.get(attr) or spec.registered(attr).description
+        out[attr] = f"{text}; {spec.n_classes(attr)} classes"
+    return out
+
+
+def shown_attributes(chosen: Sequence[str], available: Sequence[str]) -> list[str]:
+    """The chosen attributes that are available, in the available order (paper first, then the registry's)."""
+    wanted = set(chosen)
+    return [a for a in available if a in wanted]
+
+
+def short_name(name: str, limit: int = TICK_CHARS) -> str:
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
+def category_ticks(names: Sequence[str], max_labels: int) -> list[list[tuple[float, str]]]:
+    """Y ticks of a categorical lane: a class name at each class index, every ``stride``-th one
+    named so that at most ``max_labels`` labels fit; the others are unlabelled minor ticks."""
+    n = len(names)
+    stride = max(1, math.ceil(n / max(1, int(max_labels))))
+    major = [(float(k), short_name(names[k])) for k in range(0, n, stride)]
+    minor = [(float(k), "") for k in range(n) if k % stride]
+    return [major, minor]
 
 
 def value_table(spec: AttributeSpec, attribute: str, n_classes: int) -> np.ndarray:
@@ -37,15 +115,27 @@ def value_table(spec: AttributeSpec, attribute: str, n_classes: int) -> np.ndarr
     return np.array([spec.class_value(attribute, k) for k in range(n_classes)], dtype=np.float64)
 
 
-def measured_values(lane: str, measured: FrameAttributes, measured_classes: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The measured series for a lane; frames without a meaningful value are NaN (gaps)."""
-    if lane == "pitch":
+def measured_values(lane: str | LaneSpec, measured: FrameAttributes, measured_classes: Mapping[str, np.ndarray],
+                    table: np.ndarray | None = None) -> np.ndarray:
+    """The measured series for a lane; frames without a meaningful value are NaN (gaps).
+
+    The paper's lanes show the measurement itself; a registered attribute's lane shows its
+    measured class as the class's value (``table``), unlabelled frames (-1) as gaps."""
+    key = lane.key if isinstance(lane, LaneSpec) else lane
+    if key == "pitch":
         voiced = np.asarray(measured_classes.get("pitch", np.isfinite(measured.midi)), dtype=bool)
         return np.where(voiced & np.isfinite(measured.midi), measured.midi, np.nan)
-    if lane == "loudness":
+    if key == "loudness":
         return np.asarray(measured.loudness_db, dtype=np.float64)
-    centroid = np.asarray(measured.centroid_hz, dtype=np.float64)
-    return np.where(centroid > 0, centroid, np.nan)   # 0 Hz marks a silent frame
+    if key == "centroid":
+        centroid = np.asarray(measured.centroid_hz, dtype=np.float64)
+        return np.where(centroid > 0, centroid, np.nan)   # 0 Hz marks a silent frame
+    classes = measured_classes.get(key)
+    if classes is None or table is None or not len(table):
+        return np.full(len(measured), np.nan)
+    classes = np.asarray(classes, dtype=np.int64)
+    known = (classes >= 0) & (classes < len(table))
+    return np.where(known, np.asarray(table, dtype=np.float64)[np.where(known, classes, 0)], np.nan)
 
 
 def pitch_ticks(lo: float, hi: float) -> list[list[tuple[float, str]]]:
@@ -96,8 +186,14 @@ def drop_flat_runs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return x[keep], y[keep]
 
 
-def lane_y_range(key: str, spec: AttributeSpec) -> tuple[float, float] | None:
-    """The fixed y range of the loudness and centroid lanes (pitch fits its notes: None)."""
+def lane_y_range(key: str | LaneSpec, spec: AttributeSpec, table: np.ndarray | None = None
+                 ) -> tuple[float, float] | None:
+    """The fixed y range of a lane (pitch fits its notes: None).
+
+    Loudness and centroid: the spec's bins; a categorical lane: its class indices; an ordinal
+    one: its class values (``table``) with half a bin each side."""
+    lane = key if isinstance(key, LaneSpec) else None
+    key = lane.key if lane is not None else key
     if key == "loudness":
         edges = spec.edges("loudness")
         return float(edges[0]) - 3.0, float(edges[-1]) + 3.0
@@ -105,7 +201,17 @@ def lane_y_range(key: str, spec: AttributeSpec) -> tuple[float, float] | None:
         edges = spec.edges("timbre")
         pad = 0.05 * (edges[-1] - edges[0])
         return max(float(edges[0] - pad), 0.0), float(edges[-1] + pad)
-    return None
+    if lane is None or key == "pitch":
+        return None
+    if lane.kind == "categorical":
+        return -0.6, len(lane.class_names) - 0.4
+    values = np.asarray(table if table is not None else [], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return -0.6, max(len(lane.class_names), 1) - 0.4
+    lo, hi = float(values.min()), float(values.max())
+    half = 0.5 * (hi - lo) / max(len(values) - 1, 1) if hi > lo else 0.5
+    return lo - 1.2 * half, hi + 1.2 * half
 
 
 def pitch_range(values: Sequence[np.ndarray]) -> tuple[float, float]:
@@ -125,9 +231,10 @@ def pitch_range(values: Sequence[np.ndarray]) -> tuple[float, float]:
 class LaneData:
     """One lane's series per frame: measured, decoded (of f or f'), and the unsteered ghost."""
 
-    def __init__(self, key: str):
-        self.key = key
-        self.attribute = LANES[key][0]
+    def __init__(self, lane: str | LaneSpec):
+        self.lane = lane if isinstance(lane, LaneSpec) else lane_spec(LANES[lane][0])
+        self.key = self.lane.key
+        self.attribute = self.lane.attribute
         self.times = np.zeros(0)
         self.table = np.zeros(0)
         self.measured_y = np.zeros(0)
@@ -201,7 +308,7 @@ class LaneData:
                 text += f" (was {self.format(self.table[self.base_classes[frame]])})"
             parts.append(text)
         measured = self.measured_y[frame] if frame < len(self.measured_y) else np.nan
-        label = LANES[self.key][2]
+        label = self.lane.measured_name
         if self.key == "pitch" and np.isfinite(measured):
             nearest = int(round(measured))
             cents = int(round(100 * (measured - nearest)))
@@ -213,6 +320,12 @@ class LaneData:
     def format(self, value: float) -> str:
         if not np.isfinite(value):
             return "unvoiced" if self.key == "pitch" else "—"
+        if not self.lane.paper:   # a registered attribute: the name of the class with this value
+            names = self.lane.class_names
+            if not len(self.table) or not names:
+                return f"{value:g}"
+            k = int(np.nanargmin(np.abs(self.table - value)))
+            return names[k] if k < len(names) else f"{value:g}"
         if self.key == "pitch":
             return midi_to_name(int(round(value)))
         if self.key == "loudness":
@@ -220,13 +333,17 @@ class LaneData:
         return f"{value / 1000:.2f} kHz" if value >= 1000 else f"{value:.0f} Hz"
 
 
-def clip_lanes(analysis: Any, spec: AttributeSpec) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Per lane key: ``(value table, measured series, unsteered classes or None)`` of a ``ClipAnalysis``."""
+def clip_lanes(analysis: Any, spec: AttributeSpec, lanes: Sequence[LaneSpec] | None = None
+               ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Per lane key: ``(value table, measured series, unsteered classes or None)`` of a ``ClipAnalysis``
+    (default lanes: the paper's three)."""
+    lanes = lanes if lanes is not None else [lane_spec(attr, spec) for attr in DEFAULT_LANES]
     out = {}
-    for key, (attr, _axis, _name) in LANES.items():
+    for lane in lanes:
+        attr = lane.attribute
         probs = analysis.probabilities.get(attr)
         n_classes = probs.shape[1] if probs is not None else spec.n_classes(attr)
         classes = probs.argmax(axis=1) if probs is not None else None
-        out[key] = (value_table(spec, attr, n_classes),
-                    measured_values(key, analysis.measured, analysis.measured_classes), classes)
+        table = value_table(spec, attr, n_classes)
+        out[lane.key] = (table, measured_values(lane, analysis.measured, analysis.measured_classes, table), classes)
     return out

@@ -1,4 +1,9 @@
-"""Attribute lanes: probe-decoded pitch, loudness and centroid over time, with the measured values.
+"""Attribute lanes: probe-decoded attributes over time, with the measured values.
+
+One lane per shown attribute: the paper's pitch, loudness and centroid by default, and any
+attribute the workspace labels (onset, chord, instrument...) when the user picks it
+(``studio.models.lane_choice``).  A registered attribute's lane draws class values: bin centres
+for ordinal attributes, the class index with the class names as ticks for categorical ones.
 
 The lanes' data (values per frame, the visible curves, hover text) is ``studio.layers.lanes``;
 these views draw it.  Decoding ``f'`` (the core's ``decode_classes``, at once when small, as a
@@ -13,10 +18,12 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QMenu, QToolButton
 
 from audiosae.attribute_spec import AttributeSpec
 
-from ..layers.lanes import LANES, LaneData, clip_lanes, lane_y_range, pitch_ticks
+from ..layers.lanes import (DEFAULT_LANES, LaneData, LaneSpec, category_ticks, clip_lanes, lane_spec, lane_y_range,
+                            pitch_ticks)
 from ..models.steered_lanes import Classes, SteeredLanes
 from .pane_view import PaneViewBox
 
@@ -25,15 +32,19 @@ MEASURED_PEN = pg.mkPen("#4dd2ff", width=1.4, style=Qt.PenStyle.DashLine)
 # Faint by colour, not by alpha: Qt strokes a dense path with a translucent wide pen
 # seconds-slow (it must merge the overlapping stroke), an opaque thin one in milliseconds.
 GHOST_PEN = pg.mkPen("#70757d", width=1)
+TICK_PIXELS = 13   # vertical pixels per class name on a categorical lane's axis
+NO_PROBES_TEXT = "probe: no SAE features for this audio"
 
 
 # ---- one lane ------------------------------------------------------------------------------
 class Lane:
     """One attribute plot: decoded (probe) line, measured line, ghost line, legend, hover label."""
 
-    def __init__(self, key: str, axis_width: int = 64):
-        self.key = key
-        self.attribute, axis_label, measured_name = LANES[key]
+    def __init__(self, lane: str | LaneSpec, axis_width: int = 64):
+        self.data = LaneData(lane)
+        self.spec = self.data.lane
+        self.key, self.attribute = self.spec.key, self.spec.attribute
+        axis_label, measured_name = self.spec.axis_label, self.spec.measured_name
         self.view_box = PaneViewBox()
         self.plot = pg.PlotItem(viewBox=self.view_box)
         self.plot.hideButtons()
@@ -51,6 +62,9 @@ class Lane:
         # recomputed when the range or the size changes (never in paint).
         self.view_box.sigXRangeChanged.connect(self.redraw)
         self.view_box.sigResized.connect(self.redraw)
+        if self.spec.kind == "categorical":   # as many class names as the lane's height fits
+            self.view_box.sigResized.connect(self.update_ticks)
+            self.update_ticks()
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.legend = pg.LegendItem(offset=(-4, 1), colCount=3, labelTextSize="8pt",
                                     brush=pg.mkBrush(20, 22, 25, 215), horSpacing=12)
@@ -69,7 +83,6 @@ class Lane:
         self.placeholder.setPos(4, 2)
         self.placeholder.setZValue(39)   # under the hover label
         self.placeholder.hide()
-        self.data = LaneData(key)
 
     # -- data (the layer's) ------------------------------------------------------------------
     @property
@@ -140,6 +153,11 @@ class Lane:
         if self.key == "pitch":
             self.plot.getAxis("left").setTicks(pitch_ticks(lo, hi))
 
+    def update_ticks(self, *_args) -> None:
+        """Class names on a categorical lane's axis, thinned to what its height fits."""
+        fits = max(2, int(self.view_box.height() // TICK_PIXELS)) if self.view_box.height() > 0 else 6
+        self.plot.getAxis("left").setTicks(category_ticks(self.spec.class_names, fits))
+
     # -- hover -----------------------------------------------------------------------------
     def set_placeholder(self, text: str) -> None:
         """A short line where the probe's decode would be ("" hides it); the legend names the
@@ -152,50 +170,73 @@ class Lane:
         elif not text and not listed:   # back in its place, before the measurement
             self.legend.removeItem(self.measured)
             self.legend.addItem(self.decoded, "probe")
-            self.legend.addItem(self.measured, LANES[self.key][2])
+            self.legend.addItem(self.measured, self.spec.measured_name)
 
     def show_hover(self, frame: int | None, seconds: float | None = None) -> None:
         if frame is None:
             self.hover.hide()
             return
         text = self.describe(frame)
-        if seconds is not None and self.key == "pitch":
+        if seconds is not None:
             text = f"t = {seconds:.3f} s · " + text
         self.hover.setText(text)
         self.hover.show()
 
 
-# ---- the three lanes -------------------------------------------------------------------------
+# ---- the lanes ---------------------------------------------------------------------------------
 class LanesPane(QObject):
-    """Pitch, loudness and centroid lanes, fed from a ``ClipAnalysis`` and the steered ``f'``."""
+    """The shown attributes' lanes, fed from a ``ClipAnalysis`` and the steered ``f'``."""
 
     failed = Signal(str)   # a decoding job failed (the message)
 
     def __init__(self, runner: Any = None, axis_width: int = 64):
         super().__init__()
         self.runner = runner
-        self.lanes = {key: Lane(key, axis_width) for key in LANES}
+        self.axis_width = axis_width
+        self.lanes: dict[str, Lane] = {}
+        self.set_lanes([lane_spec(attr) for attr in DEFAULT_LANES])
         self.times = np.zeros(0)
         self.boundaries = np.zeros(0)
         self.decoder = SteeredLanes(runner, self._apply, on_failed=self.failed.emit)
 
+    def set_lanes(self, specs: list[LaneSpec]) -> bool:
+        """Show these lanes (new ``Lane`` objects for new ones, kept ones reused); True when the
+        list changed (the caller lays the plots out again and gives the clip again)."""
+        keys = [spec.key for spec in specs]
+        if keys == list(self.lanes) and all(self.lanes[s.key].spec == s for s in specs):
+            return False
+        kept = {key: lane for key, lane in self.lanes.items() if key in keys}
+        self.lanes = {spec.key: kept[spec.key] if spec.key in kept and kept[spec.key].spec == spec
+                      else Lane(spec, self.axis_width) for spec in specs}
+        return True
+
     def set_clip(self, analysis: Any, spec: AttributeSpec | None, probes: Any = None) -> None:
-        """Measured values, unsteered decode and value tables of a new clip (``None`` clears)."""
+        """Measured values, unsteered decode and value tables of a new clip (``None`` clears); a
+        lane says why it has no probe line (no SAE features, or no probe for its attribute)."""
         self.decoder.set_probes(probes)
         if analysis is None:
             self.times = np.zeros(0)
             for lane in self.lanes.values():
+                lane.set_placeholder("")
                 lane.set_clip(None, np.zeros(0), None, None)
             return
         spec = spec or AttributeSpec()
         self.times = np.asarray(analysis.times, dtype=np.float64)
         self.boundaries = 0.5 * (self.times[1:] + self.times[:-1])
-        data = clip_lanes(analysis, spec)
+        data = clip_lanes(analysis, spec, [lane.spec for lane in self.lanes.values()])
+        featureless = not analysis.f.shape[1]
         for key, lane in self.lanes.items():
-            fixed = lane_y_range(key, spec)
+            table, measured, classes = data[key]
+            fixed = lane_y_range(lane.spec, spec, table)
             if fixed is not None:   # before the clip: loudness draws silence on the lane's floor
                 lane.set_y_range(*fixed)
-            table, measured, classes = data[key]
+            if featureless:
+                lane.set_placeholder(NO_PROBES_TEXT)
+            elif classes is None:
+                lane.set_placeholder(f"probe: this SAE has no {lane.attribute} probe "
+                                     f"(audiosae train --attributes … {lane.attribute})")
+            else:
+                lane.set_placeholder("")
             lane.set_clip(self.times, table, measured, classes)
 
     def set_steered_features(self, f: np.ndarray | None) -> None:
@@ -223,5 +264,42 @@ class LanesPane(QObject):
                 lane.show_hover(None)
             return
         frame = self.frame_at(x)
-        for lane in self.lanes.values():
-            lane.show_hover(frame, float(self.times[frame]))
+        for i, lane in enumerate(self.lanes.values()):   # the time once, on the top lane
+            lane.show_hover(frame, float(self.times[frame]) if i == 0 else None)
+
+
+# ---- the lane chooser ---------------------------------------------------------------------------
+class LanesButton(QToolButton):
+    """"Lanes ▾": a checkable entry per attribute the workspace labels (``LaneChoice``), and a
+    reset to the paper's three.  Only shows and asks; the choice is the view-model's."""
+
+    def __init__(self, choice: Any, parent: Any = None):
+        super().__init__(parent)
+        self.choice = choice
+        self.descriptions: dict[str, str] = {}
+        self.setText("Lanes")
+        self.setToolTip("which attribute lanes to show under the heatmap")
+        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.setAutoRaise(True)
+        self.setMenu(QMenu(self))
+        self.menu().aboutToShow.connect(self.rebuild)
+        self.rebuild()
+
+    def set_descriptions(self, descriptions: dict[str, str]) -> None:
+        """Tooltips per attribute (the registry's description)."""
+        self.descriptions = dict(descriptions)
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        menu = self.menu()
+        menu.clear()
+        menu.setToolTipsVisible(True)
+        shown = set(self.choice.shown)
+        for attr in self.choice.available:
+            action = menu.addAction(attr)
+            action.setCheckable(True)
+            action.setChecked(attr in shown)
+            action.setToolTip(self.descriptions.get(attr, ""))
+            action.toggled.connect(lambda on, a=attr: self.choice.set_shown(a, on))
+        menu.addSeparator()
+        menu.addAction("Paper's three (pitch, loudness, centroid)").triggered.connect(self.choice.reset)

@@ -29,10 +29,12 @@ from audiosae.explore.decoding import probe_weight_row
 
 from ..layers.clip import ClipDisplay, prepare_clip_display, prepare_job
 from ..layers.feature_rows import DEFAULT_TOP_N, clip_density, order_scores, row_order
+from ..layers.lanes import lane_attributes, lane_descriptions, lane_spec
 from ..models.job_slot import JobSlot
+from ..models.lane_choice import LaneChoice
 from ..state import ExplorerState
 from .heatmap import HeatmapHeader, HeatmapPane
-from .lanes import LanesPane
+from .lanes import NO_PROBES_TEXT, LanesButton, LanesPane  # noqa: F401  (NO_PROBES_TEXT: the old name here)
 from .waveform import WaveformPane
 
 log = logging.getLogger("studio.timeline")
@@ -49,7 +51,7 @@ PREPARE_SYNC_LIMIT = 4_000_000  # samples + feature values prepared in the GUI t
 # Shown instead of the heatmap / probe lines for a clip analysed without SAE features (the
 # workspace's codec could not load and the clip is not one of its corpus sources).
 NO_FEATURES_TEXT = "no SAE features for this audio: it needs the codec's encoder (see the note above)"
-NO_PROBES_TEXT = "probe: no SAE features for this audio"
+PANE_STRETCH = {"waveform": 2, "heatmap": 5}   # rows' shares of the height; a lane's is 2
 
 
 def _setting(settings: Any, key: str, default: Any) -> Any:
@@ -65,7 +67,7 @@ def _setting(settings: Any, key: str, default: Any) -> Any:
 
 
 class TimelineView(QWidget):
-    """Central time-aligned panes: waveform, SAE feature heatmap, pitch/loudness/centroid lanes."""
+    """Central time-aligned panes: waveform, SAE feature heatmap, and the chosen attribute lanes."""
 
     def __init__(self, state: ExplorerState, runner: Any, settings: Any, parent: QWidget | None = None):
         super().__init__(parent)
@@ -92,6 +94,9 @@ class TimelineView(QWidget):
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(self.header, 1)
+        self.lane_choice = LaneChoice(settings, self)
+        self.lanes_button = LanesButton(self.lane_choice)
+        top.addWidget(self.lanes_button)
         top.addLayout(buttons)
 
         self.graphics = pg.GraphicsLayoutWidget()
@@ -101,37 +106,15 @@ class TimelineView(QWidget):
         self.waveform = WaveformPane(AXIS_WIDTH)
         self.heatmap = HeatmapPane(runner, AXIS_WIDTH)
         self.lanes = LanesPane(runner, AXIS_WIDTH)
-        self.panes: dict[str, pg.PlotItem] = {"waveform": self.waveform.plot, "heatmap": self.heatmap.plot}
-        self.panes.update({f"{key} lane": lane.plot for key, lane in self.lanes.lanes.items()})
-        stretch = {"waveform": 2, "heatmap": 5}
-        master = self.waveform.view_box
-        for row, (name, plot) in enumerate(self.panes.items()):
-            self.graphics.addItem(plot, row=row, col=0)
-            self.graphics.ci.layout.setRowStretchFactor(row, stretch.get(name, 2))
-            if name != "heatmap":   # the image hides a grid there; painting it would only cost time
-                plot.showGrid(x=True, alpha=0.12)
-            if plot.getViewBox() is not master:
-                plot.setXLink(master)
-        self.graphics.addItem(self.heatmap.colorbar, row=1, col=1)
-        names = list(self.panes)
-        for name in names[:-1]:
-            self.panes[name].getAxis("bottom").setStyle(showValues=False)
-        self.panes[names[-1]].setLabel("bottom", "time", units="s")
-
+        self.panes: dict[str, pg.PlotItem] = {}
         self.playheads: dict[str, pg.InfiniteLine] = {}
         self.hover_lines: dict[str, pg.InfiniteLine] = {}
-        for name, plot in self.panes.items():
-            line = pg.InfiniteLine(pos=state.playhead, angle=90, movable=False, pen=PLAYHEAD_PEN)
-            line.setZValue(20)
-            plot.addItem(line, ignoreBounds=True)
-            self.playheads[name] = line
-            hover = pg.InfiniteLine(pos=0.0, angle=90, movable=False, pen=HOVER_PEN)
-            hover.setZValue(19)
-            hover.hide()
-            plot.addItem(hover, ignoreBounds=True)
-            self.hover_lines[name] = hover
-        for plot in self.panes.values():
-            plot.getViewBox().setXRange(*state.view_range, padding=0)
+        self.master = self.waveform.view_box
+        self._add_pane("waveform", self.waveform.plot)
+        self._add_pane("heatmap", self.heatmap.plot)
+        self.graphics.addItem(self.heatmap.colorbar, row=1, col=1)
+        self.lanes.set_lanes([lane_spec(a) for a in self.lane_choice.shown])
+        self._layout_lanes()
 
         # What the clip's analysis could not compute (CREPE's weights missing...): what, why and
         # the command that fixes it, above the panes, until a complete analysis replaces it.
@@ -180,7 +163,7 @@ class TimelineView(QWidget):
         state.probe_target_changed.connect(lambda _t: self.refresh_rows() if state.feature_order == "probe" else None)
         state.feature_labels_changed.connect(self._on_feature_labels)
         self.header.group.toggled.connect(state.set_group_by_label)
-        master.sigXRangeChanged.connect(self._on_view_moved)
+        self.master.sigXRangeChanged.connect(self._on_view_moved)
         self.header.order.currentIndexChanged.connect(
             lambda _i: state.set_feature_order(self.header.order.currentData()))
         self.header.top_n.valueChanged.connect(self._on_top_n)
@@ -188,8 +171,7 @@ class TimelineView(QWidget):
         self.waveform.view_box.sigSelectDrag.connect(self._on_select_drag)
         self.waveform.region.sigRegionChangeFinished.connect(self._on_region_edited)
         self.heatmap.view_box.sigClicked.connect(self._on_heatmap_click)
-        for lane in self.lanes.lanes.values():
-            lane.view_box.sigClicked.connect(self._on_seek_click)
+        self.lane_choice.changed.connect(self._on_lanes_chosen)
         self.heatmap.failed.connect(self._on_job_failed)
         self.lanes.failed.connect(self._on_job_failed)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -198,6 +180,7 @@ class TimelineView(QWidget):
         self._escape.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self._escape.activated.connect(self.clear_selection)
 
+        self._update_lane_choice()
         if state.analysis is not None:
             self._on_clip_changed()
 
@@ -237,6 +220,81 @@ class TimelineView(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         self.shutdown()
         super().closeEvent(event)
+
+    # ---- panes -------------------------------------------------------------------------------
+    def _add_pane(self, name: str, plot: pg.PlotItem) -> None:
+        """Put ``plot`` in the next row: its stretch, grid, X-link to the waveform, playhead and hover line."""
+        row = len(self.panes)
+        self.graphics.addItem(plot, row=row, col=0)
+        self.graphics.ci.layout.setRowStretchFactor(row, PANE_STRETCH.get(name, 2))
+        if name != "heatmap":   # the image hides a grid there; painting it would only cost time
+            plot.showGrid(x=True, alpha=0.12)
+        view_box = plot.getViewBox()
+        analysis = self.state.analysis
+        if analysis is not None:
+            view_box.setLimits(xMin=0.0, xMax=analysis.seconds, maxXRange=analysis.seconds,
+                               minXRange=min(MIN_VIEW_SECONDS, analysis.seconds))
+        if view_box is self.master:
+            view_box.setXRange(*self.state.view_range, padding=0)
+        else:
+            plot.setXLink(self.master)
+        line = pg.InfiniteLine(pos=self.state.playhead, angle=90, movable=False, pen=PLAYHEAD_PEN)
+        line.setZValue(20)
+        plot.addItem(line, ignoreBounds=True)
+        hover = pg.InfiniteLine(pos=0.0, angle=90, movable=False, pen=HOVER_PEN)
+        hover.setZValue(19)
+        hover.hide()
+        plot.addItem(hover, ignoreBounds=True)
+        self.panes[name], self.playheads[name], self.hover_lines[name] = plot, line, hover
+
+    def _remove_pane(self, name: str) -> None:
+        plot = self.panes.pop(name)
+        plot.removeItem(self.playheads.pop(name))
+        plot.removeItem(self.hover_lines.pop(name))
+        plot.setXLink(None)   # a hidden lane must not follow (and redraw with) the view
+        self.graphics.removeItem(plot)
+
+    def _layout_lanes(self) -> None:
+        """The lane rows under the heatmap, one per shown lane; the time axis under the last pane."""
+        old_rows = len(self.panes)
+        for name in [n for n in self.panes if n.endswith(" lane")]:
+            self._remove_pane(name)
+        for key, lane in self.lanes.lanes.items():
+            if not getattr(lane, "seek_wired", False):
+                lane.view_box.sigClicked.connect(self._on_seek_click)
+                lane.seek_wired = True
+            self._add_pane(f"{key} lane", lane.plot)
+        for row in range(len(self.panes), old_rows):   # rows left empty take no height
+            self.graphics.ci.layout.setRowStretchFactor(row, 0)
+        names = list(self.panes)
+        for name in names:
+            axis = self.panes[name].getAxis("bottom")
+            axis.setStyle(showValues=name == names[-1])
+            axis.showLabel(False)
+        self.panes[names[-1]].setLabel("bottom", "time", units="s")
+
+    def _on_lanes_chosen(self, shown: list[str]) -> None:
+        models = self.state.models
+        spec = models.spec if models is not None else None
+        if self.lanes.set_lanes([lane_spec(attr, spec) for attr in shown]):
+            self._layout_lanes()
+            if self.display is not None:
+                self._give_lanes_clip()
+
+    def _update_lane_choice(self) -> None:
+        """What the open workspace labels becomes the lanes one can pick (their classes with it)."""
+        models = self.state.models
+        spec = models.spec if models is not None else None
+        self.lanes_button.set_descriptions(lane_descriptions(spec))
+        self.lane_choice.set_available(lane_attributes(spec))
+        self._on_lanes_chosen(self.lane_choice.shown)
+
+    def _give_lanes_clip(self) -> None:
+        analysis, models = self.state.analysis, self.state.models
+        self.lanes.set_clip(analysis, models.spec if models is not None else None,
+                            models.probes if models is not None else None)
+        if analysis is not None and self.state.steered_f is not None:
+            self.lanes.set_steered_features(self.state.steered_f)
 
     # ---- rows of the heatmap ----------------------------------------------------------------
     def probe_target(self) -> tuple[tuple[str, int] | None, str]:
@@ -381,8 +439,6 @@ class TimelineView(QWidget):
         self.display = display
         featureless = analysis is not None and not analysis.f.shape[1]
         self.heatmap.set_placeholder(NO_FEATURES_TEXT if featureless else "")
-        for lane in self.lanes.lanes.values():
-            lane.set_placeholder(NO_PROBES_TEXT if featureless else "")
         if analysis is None:
             self.waveform.set_pyramid(None)
             self.heatmap.set_clip(None, 0.0)
@@ -391,14 +447,10 @@ class TimelineView(QWidget):
             self.refresh_rows()
             self.waveform.show_selection(None)
             return
-        models = self.state.models
         self.waveform.set_pyramid(display.pyramid)
         self.heatmap.set_clip(analysis.times, analysis.seconds, display.levels, display.mass)
         self.heatmap.set_features(self._displayed_features())
-        self.lanes.set_clip(analysis, models.spec if models is not None else None,
-                            models.probes if models is not None else None)
-        if self.state.steered_f is not None:
-            self.lanes.set_steered_features(self.state.steered_f)
+        self._give_lanes_clip()
         self.fit()
         self.refresh_rows()
         self._on_playhead(self.state.playhead)
@@ -415,11 +467,13 @@ class TimelineView(QWidget):
         return features
 
     def _on_workspace_changed(self) -> None:
+        self._update_lane_choice()
         self._probe_rows.clear()
         self._corpus_density, self._corpus_density_loaded = None, False
         self._on_clip_changed()
 
     def _on_models_changed(self) -> None:
+        self._update_lane_choice()
         self._probe_rows.clear()
         self._corpus_density, self._corpus_density_loaded = None, False
         if self.state.analysis is not None:
