@@ -121,11 +121,13 @@ def sae_and_probes(sae: SparseAutoencoder, probes: ProbeSet, latents: torch.Tens
 
 
 def measure_clip(spec: AttributeSpec, wave: np.ndarray, sample_rate: int, times: np.ndarray, *,
-                 hop_length: int, device: str, cancel: CancelToken | None = None
-                 ) -> tuple[FrameAttributes, list[MissingPart]]:
-    """CREPE / RMS / centroid at ``times``; without CREPE's weights, the rest and the missing part."""
+                 hop_length: int, device: str, cancel: CancelToken | None = None,
+                 corpus_source: Source | None = None) -> tuple[FrameAttributes, list[MissingPart]]:
+    """CREPE / RMS / centroid and the spec's registered attributes at ``times``; without CREPE's
+    weights, the rest and the missing part.  ``corpus_source``: the clip as a ``Source``, so that
+    attributes labelled from ground truth (MIDI programs, the user's side-car labels) have it."""
     missing: list[MissingPart] = []
-    measure = dict(hop_length=hop_length, device=device, cancel=cancel or CancelToken())
+    measure = dict(hop_length=hop_length, device=device, cancel=cancel or CancelToken(), source=corpus_source)
     try:
         measured = spec.measure(wave, sample_rate, times, **measure)
     except DependencyError as exc:  # CREPE's weights missing: show everything else
@@ -136,7 +138,7 @@ def measure_clip(spec: AttributeSpec, wave: np.ndarray, sample_rate: int, times:
 
 def analyze_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec,
                  wave: np.ndarray, *, source: str = "", progress: ProgressSink = null_progress,
-                 cancel: CancelToken | None = None) -> ClipAnalysis:
+                 cancel: CancelToken | None = None, corpus_source: Source | None = None) -> ClipAnalysis:
     """Encode ``wave`` (at the backend's rate/channels), run SAE + probes, measure attributes."""
     cancel = cancel or CancelToken()
     progress(Progress("analyse", 0, 3, "encoding"))
@@ -148,7 +150,7 @@ def analyze_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSe
     h, f, probs = sae_and_probes(sae, probes, latents, cancel=cancel)
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured, missing = measure_clip(spec, wave, backend.sample_rate, times, hop_length=backend.hop_length,
-                                     device=str(backend.device), cancel=cancel)
+                                     device=str(backend.device), cancel=cancel, corpus_source=corpus_source)
     progress(Progress("analyse", 3, 3, "done"))
     return ClipAnalysis(wave=wave, sample_rate=backend.sample_rate, times=times, latents=encoded.latents,
                         h=h, f=f, measured=measured,
@@ -203,7 +205,7 @@ def stored_frames(workspace: Workspace, clip: str | Path | Source) -> StoredFram
 def analyze_latents(sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec, wave: np.ndarray,
                     latents: np.ndarray, times: np.ndarray, *, sample_rate: int, hop_length: int,
                     source: str = "", progress: ProgressSink = null_progress,
-                    cancel: CancelToken | None = None) -> ClipAnalysis:
+                    cancel: CancelToken | None = None, corpus_source: Source | None = None) -> ClipAnalysis:
     """``analyze_wave`` from latents already computed (a corpus source's stored frames): SAE +
     probes on ``latents``, attributes measured on ``wave`` at ``times``.  No codec needed."""
     cancel = cancel or CancelToken()
@@ -212,7 +214,7 @@ def analyze_latents(sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpe
     h, f, probs = sae_and_probes(sae, probes, torch.from_numpy(latents), cancel=cancel)
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured, missing = measure_clip(spec, wave, sample_rate, times, hop_length=hop_length,
-                                     device=str(sae.device), cancel=cancel)
+                                     device=str(sae.device), cancel=cancel, corpus_source=corpus_source)
     progress(Progress("analyse", 3, 3, "done"))
     return ClipAnalysis(wave=wave, sample_rate=sample_rate, times=np.asarray(times, dtype=np.float64),
                         latents=latents, h=h, f=f, measured=measured, measured_classes=spec.classify(measured),
@@ -221,7 +223,7 @@ def analyze_latents(sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpe
 
 def analyze_measured(spec: AttributeSpec, geometry: BackendSpec, wave: np.ndarray, *, device: str = "cpu",
                      source: str = "", progress: ProgressSink = null_progress,
-                     cancel: CancelToken | None = None) -> ClipAnalysis:
+                     cancel: CancelToken | None = None, corpus_source: Source | None = None) -> ClipAnalysis:
     """What can be shown of ``wave`` without the codec: the measured attributes at the codec's
     frame centres; no latents, no SAE features (``f`` ``[T, 0]``) and no probe distributions."""
     cancel = cancel or CancelToken()
@@ -229,7 +231,7 @@ def analyze_measured(spec: AttributeSpec, geometry: BackendSpec, wave: np.ndarra
     times = geometry.frame_centers(n)
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured, missing = measure_clip(spec, wave, geometry.sample_rate, times, hop_length=geometry.hop_length,
-                                     device=device, cancel=cancel)
+                                     device=device, cancel=cancel, corpus_source=corpus_source)
     progress(Progress("analyse", 3, 3, "done"))
     empty = np.zeros((n, 0), np.float32)
     return ClipAnalysis(wave=wave, sample_rate=geometry.sample_rate, times=times, latents=empty, h=empty,

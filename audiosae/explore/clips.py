@@ -3,6 +3,8 @@ what the studio's window runs when a workspace opens and a clip is chosen."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .analysis import ClipAnalysis, LoadedModels
 from ..audio import load_audio
 from ..corpus import Source
@@ -39,12 +41,15 @@ def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progres
     warnings: list[str] = []
     if isinstance(clip, Source):
         wave = clip.load(models.sample_rate, models.channels, on_warning=warnings.append)
-        name = clip.source_id
+        name, as_source = clip.source_id, clip
     else:
         wave = load_audio(clip, models.sample_rate, models.channels, on_warning=warnings.append)
         name = str(clip)
+        # a user file: its side-car labels (``--labels``) are matched by path
+        as_source = Source(source_id=name, label=Path(name).name, path=name, seconds=0.0, notes=None)
     cancel.raise_if_cancelled()
     stored = models.stored_frames(clip) if models.backend is None else None
-    analysis = models.analyze(wave, stored=stored, source=name, progress=progress, cancel=cancel)
+    analysis = models.analyze(wave, stored=stored, source=name, progress=progress, cancel=cancel,
+                              corpus_source=as_source)
     analysis.warnings = warnings
     return analysis, name, clip

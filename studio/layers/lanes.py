@@ -32,7 +32,8 @@ LANES: dict[str, tuple[str, str, str]] = {
 }
 PAPER_KEYS = {attr: key for key, (attr, _axis, _name) in LANES.items()}   # attribute -> lane key
 DEFAULT_LANES = ("pitch", "loudness", "timbre")   # attributes shown until the user picks others
-TICK_CHARS = 8                                    # axis tick labels are cut to this; hover names in full
+AXIS_CHARS = 9                                    # a registered lane's axis label is cut to this
+TICK_CHARS = 7                                    # axis tick labels are cut to this; hover names in full
 SERIES = ("ghost", "decoded", "measured")   # drawing order, back to front
 
 
@@ -56,6 +57,12 @@ class LaneSpec:
     def paper(self) -> bool:
         return self.key in LANES
 
+    @property
+    def probe_name(self) -> str:
+        """The probe's legend name: the paper's lanes say "probe"; a registered attribute's lane
+        names its attribute there in full (its axis label may be cut to fit the lane)."""
+        return "probe" if self.paper else f"{self.attribute} probe"
+
 
 def lane_spec(attribute: str, spec: AttributeSpec | None = None) -> LaneSpec:
     """The lane of ``attribute`` (one of the paper's three, or one the spec labels)."""
@@ -65,7 +72,7 @@ def lane_spec(attribute: str, spec: AttributeSpec | None = None) -> LaneSpec:
         _attr, axis, name = LANES[key]
         return LaneSpec(key, attribute, axis, name, key, tuple(spec.class_names(attribute)))
     registered = spec.registered(attribute)
-    return LaneSpec(attribute, attribute, attribute.replace("_", " "),
+    return LaneSpec(attribute, attribute, short_name(attribute.replace("_", " "), AXIS_CHARS),
                     "measured" if registered.from_audio else "labels",
                     "ordinal" if registered.ordinal else "categorical", tuple(spec.class_names(attribute)))
 

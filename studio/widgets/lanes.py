@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QMenu, QToolButton
 
 from audiosae.attribute_spec import AttributeSpec
@@ -63,6 +64,9 @@ class Lane:
         self.view_box.sigXRangeChanged.connect(self.redraw)
         self.view_box.sigResized.connect(self.redraw)
         if self.spec.kind == "categorical":   # as many class names as the lane's height fits
+            font = QFont()
+            font.setPointSizeF(7.0)
+            self.plot.getAxis("left").setTickFont(font)
             self.view_box.sigResized.connect(self.update_ticks)
             self.update_ticks()
         self.plot.getAxis("left").enableAutoSIPrefix(False)
@@ -70,7 +74,7 @@ class Lane:
                                     brush=pg.mkBrush(20, 22, 25, 215), horSpacing=12)
         self.legend.setParentItem(self.view_box)
         self.legend.setZValue(40)   # above the curves
-        self.legend.addItem(self.decoded, "probe")
+        self.legend.addItem(self.decoded, self.spec.probe_name)
         self.legend.addItem(self.measured, measured_name)
         self.hover = pg.TextItem("", color="#e8e8e8", anchor=(0, 0), fill=pg.mkBrush(20, 20, 20, 170))
         self.hover.setParentItem(self.view_box)   # pixel-positioned, not in data coordinates
@@ -169,7 +173,7 @@ class Lane:
             self.legend.removeItem(self.decoded)
         elif not text and not listed:   # back in its place, before the measurement
             self.legend.removeItem(self.measured)
-            self.legend.addItem(self.decoded, "probe")
+            self.legend.addItem(self.decoded, self.spec.probe_name)
             self.legend.addItem(self.measured, self.spec.measured_name)
 
     def show_hover(self, frame: int | None, seconds: float | None = None) -> None:

@@ -150,5 +150,5 @@ def test_category_ticks_thin_out_to_what_fits():
     names = [f"c{k}" for k in range(25)]
     major, minor = category_ticks(names, 8)
     assert len(major) <= 8 and major[0] == (0.0, "c0") and len(major) + len(minor) == 25
-    assert category_ticks(["none", "a very long class name"], 10)[0][1][1] == "a very …"
+    assert category_ticks(["none", "a very long class name"], 10)[0][1][1] == "a very…"
     assert lane_spec("timbre").key == "centroid" and lane_spec("pitch").kind == "pitch"
