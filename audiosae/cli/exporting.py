@@ -60,7 +60,8 @@ def run_import_sae(args: argparse.Namespace, *, progress: ProgressSink, cancel: 
 def add_export_lanes(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     xl = sub.add_parser("export-lanes", parents=[common], help="per-frame lanes of a clip as CSV and Sonic Visualiser layers",
                         description="Analyses AUDIO with the workspace's SAE and probes and writes lanes.csv, "
-                                    "activations.csv and sonic-visualiser/*.csv (File > Import Annotation Layer).")
+                                    "activations.csv, sonic-visualiser/*.csv (File > Import Annotation Layer) and "
+                                    "sonic-visualiser/session.sv (the clip with every lane, opened in one go).")
     xl.add_argument("workspace", type=Path)
     xl.add_argument("audio", type=Path)
     xl.add_argument("--out", type=Path, required=True, metavar="FOLDER")
@@ -77,10 +78,11 @@ def run_export_lanes(args: argparse.Namespace, *, progress: ProgressSink, cancel
     r = flow.run_export_lanes(request, warn=warn, progress=progress, cancel=cancel)
     text = (f"wrote {r.lanes} ({r.frames} frames), {r.out / 'activations.csv'} ({r.active_features} active "
             f"features) and {len(r.sonic_visualiser)} Sonic Visualiser layers in {r.out / 'sonic-visualiser'} "
-            f"(SAE {r.sae})")
+            f"(SAE {r.sae})" + (f"; open {r.sv_session} in Sonic Visualiser for all of them" if r.sv_session else ""))
     return {"text": text, "json": {"out": str(r.out), "frames": r.frames, "sae": r.sae,
                                    "active_features": r.active_features,
-                                   "sonic_visualiser": {k: str(v) for k, v in r.sonic_visualiser.items()}}}
+                                   "sonic_visualiser": {k: str(v) for k, v in r.sonic_visualiser.items()},
+                                   "sv_session": str(r.sv_session) if r.sv_session else None}}
 
 
 def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -95,7 +95,7 @@ def run_import_sae(request: ImportSAERequest, *, progress: ProgressSink = null_p
 @dataclass
 class LanesRequest:
     """``audiosae export-lanes WORKSPACE AUDIO --out FOLDER``: lanes.csv, activations.csv and
-    Sonic Visualiser layers of one clip."""
+    Sonic Visualiser layers of one clip (one CSV per lane and a session.sv opening them all)."""
 
     workspace: Path
     audio: Path
@@ -112,13 +112,14 @@ class LanesResult:
     sae: str
     active_features: int
     sonic_visualiser: dict[str, Path] = field(default_factory=dict)
+    sv_session: Path | None = None       # the Sonic Visualiser session: the clip with every lane as a layer
 
 
 def run_export_lanes(request: LanesRequest, *, warn: Callable[[str], None] = lambda line: None,
                      progress: ProgressSink = null_progress, cancel: CancelToken | None = None) -> LanesResult:
     from ..audio import load_audio, probe_audio
     from ..explore.analysis import LoadedModels
-    from ..exports import export_activations_csv, export_lanes_csv, export_sonic_visualiser
+    from ..exports import SV_SESSION_FILE, export_activations_csv, export_lanes_csv, export_sonic_visualiser
 
     probe_audio(request.audio)  # a bad input file fails before any model loads
     models = LoadedModels.load(request.workspace, request.sae, device=request.device)
@@ -128,5 +129,6 @@ def run_export_lanes(request: LanesRequest, *, warn: Callable[[str], None] = lam
     out = Path(request.out)
     lanes = export_lanes_csv(analysis, models.spec, out / "lanes.csv")
     features = export_activations_csv(analysis, out / "activations.csv")
-    sv = export_sonic_visualiser(analysis, models.spec, out / "sonic-visualiser")
-    return LanesResult(out, Path(lanes), analysis.n_frames, models.sae.cfg.name, len(features), dict(sv))
+    sv = export_sonic_visualiser(analysis, models.spec, out / "sonic-visualiser", audio=request.audio)
+    return LanesResult(out, Path(lanes), analysis.n_frames, models.sae.cfg.name, len(features), dict(sv),
+                       out / "sonic-visualiser" / SV_SESSION_FILE)

@@ -112,9 +112,47 @@ def test_a_registered_attribute_appears_in_labels_probes_report_description_and_
     assert result.report["attribute"] == TOY and target["attribute"] == TOY and target["name"] == "loud"
     assert 0.0 <= target["rate_after"] <= 1.0 and np.isfinite(result.wave).all()
 
+    _assert_toy_in_lane_exports(ws, name, wave, tmp_path)
+
     with pytest.raises(AudioSAEError, match="no labels for chord"):
         train_workspace(ws, TrainSettings(expansions=(2,), l1s=(0.05,), epochs=1, probe_folds=0,
                                           probe_attributes=("pitch", "chord")), device="cpu")
+
+
+def _assert_toy_in_lane_exports(ws, name, wave, tmp_path) -> None:
+    """The per-frame CSV and the Sonic Visualiser layers of an analysed clip carry the toy attribute:
+    its probe's class (value = class index, label = class name) and its measured label."""
+    import csv
+
+    from audiosae.explore.analysis import LoadedModels
+    from audiosae.exports import export_lanes_csv, export_sonic_visualiser
+
+    models = LoadedModels.load(ws, name, device="cpu")
+    analysis = models.analyze(wave)
+    names = ["quiet", "loud"]
+    predicted, measured = analysis.predicted(TOY), analysis.measured_classes[TOY]
+    assert measured.shape == (analysis.n_frames,) and (measured >= 0).any()
+    export_lanes_csv(analysis, models.spec, tmp_path / "lanes.csv")
+    with open(tmp_path / "lanes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == analysis.n_frames
+    assert [r[f"{TOY}_class"] for r in rows] == [names[k] for k in predicted]
+    assert [float(r[f"{TOY}_value_value"]) for r in rows] == [float(k) for k in predicted]
+    assert [r[f"measured_{TOY}_class"] for r in rows] == [names[k] if k >= 0 else "" for k in measured]
+    assert list(rows[0])[-1] == f"measured_{TOY}_class"
+
+    files = export_sonic_visualiser(analysis, models.spec, tmp_path / "sv")
+    assert {f"decoded_{TOY}", f"measured_{TOY}"} <= set(files)
+
+    def lane(which: str) -> list[list[str]]:
+        with open(files[f"{which}_{TOY}"], newline="") as fh:
+            return list(csv.reader(fh))
+
+    times = analysis.times
+    assert [(float(t), float(v), label) for t, v, label in lane("decoded")] == \
+        [(float(times[i]), float(k), names[k]) for i, k in enumerate(predicted)]
+    assert [(float(t), float(v), label) for t, v, label in lane("measured")] == \
+        [(float(times[i]), float(k), names[k]) for i, k in enumerate(measured) if k >= 0]
 
 
 def _write_tone(path, midi: int, seconds: float, sr: int = 24000) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bz2
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +21,9 @@ from safetensors.torch import save_file
 from audiosae.analysis import ClipAnalysis
 from audiosae.attributes import AttributeSpec, FrameAttributes, midi_to_hz
 from audiosae.errors import WorkspaceError
-from audiosae.exports import (RMSNORM_WARNING, SAELENS_CFG_FILE, SAELENS_WEIGHTS_FILE, SV_LANES,
+from audiosae.exports import (RMSNORM_WARNING, SAELENS_CFG_FILE, SAELENS_WEIGHTS_FILE, SV_LANES, SV_SESSION_FILE,
                               export_activations_csv, export_lanes_csv, export_saelens, export_sonic_visualiser,
-                              import_saelens, load_exported_probes, saelens_import_warning)
+                              import_saelens, load_exported_probes, saelens_import_warning, sv_lanes)
 from audiosae.probes import ProbeSet
 from audiosae.sae import SAEConfig, SparseAutoencoder, rms_norm
 
@@ -272,6 +275,174 @@ def test_sonic_visualiser_lanes_are_numeric_time_value_rows(tmp_path):
     assert len(lanes["decoded_loudness_db"]) == len(lanes["measured_centroid_hz"]) == 4
 
 
+# ---- registered attributes (issue 14) in the lanes and Sonic Visualiser layers ------------------
+def registered_analysis(measured_chord: list[int] | None = None) -> tuple[ClipAnalysis, AttributeSpec, dict]:
+    """The synthetic analysis plus two registered attributes: ``flatness`` (ordinal, binned) and
+    ``chord`` (categorical); -1 = a frame without a measured label."""
+    spec = AttributeSpec().with_attributes(["flatness", "chord"])
+    analysis, _ = synthetic_analysis(spec)
+    predicted = {"flatness": [1, 3, 3, 9], "chord": [2, 5, 0, 24]}
+    measured = {"flatness": [0, 3, -1, 9], "chord": measured_chord or [-1, 5, 5, 0]}
+    for attr, ks in predicted.items():
+        p = np.full((4, spec.n_classes(attr)), 0.1 / (spec.n_classes(attr) - 1))
+        p[np.arange(4), ks] = 0.9
+        analysis.probabilities[attr] = p
+        analysis.measured_classes[attr] = np.array(measured[attr], dtype=np.int64)
+    return analysis, spec, {"predicted": predicted, "measured": measured}
+
+
+def bin_centre(name: str) -> float:
+    """Centre of a 'lo..hi' class name, computed from the name alone."""
+    lo, hi = name.split(" ")[0].split("..")
+    return (float(lo) + float(hi)) / 2
+
+
+def test_registered_attributes_get_decoded_and_measured_sv_lanes(tmp_path):
+    analysis, spec, classes = registered_analysis()
+    assert spec.is_ordinal("flatness") and not spec.is_ordinal("chord")
+    assert list(sv_lanes(analysis, spec)) == [*SV_LANES, "decoded_flatness", "measured_flatness",
+                                              "decoded_chord", "measured_chord"]
+    files = export_sonic_visualiser(analysis, spec, tmp_path / "sv")
+    assert list(files) == list(sv_lanes(analysis, spec))
+    lanes = {name: parse_sv(path) for name, path in files.items()}
+    times = analysis.times.tolist()
+    flat, chords = spec.class_names("flatness"), spec.class_names("chord")
+    # ordinal: the value is the class's bin centre, the label its name
+    assert [float(r[0]) for r in lanes["decoded_flatness"]] == times
+    assert [r[2] for r in lanes["decoded_flatness"]] == [flat[k] for k in classes["predicted"]["flatness"]]
+    assert [float(r[1]) for r in lanes["decoded_flatness"]] == pytest.approx(
+        [bin_centre(flat[k]) for k in classes["predicted"]["flatness"]])
+    # measured: frame 2 has no label, so it is a gap
+    assert [float(r[0]) for r in lanes["measured_flatness"]] == [times[0], times[1], times[3]]
+    assert [r[2] for r in lanes["measured_flatness"]] == [flat[0], flat[3], flat[9]]
+    assert [float(r[1]) for r in lanes["measured_flatness"]] == pytest.approx([bin_centre(flat[k]) for k in (0, 3, 9)])
+    # categorical: the value is the class index, the label its name
+    assert [(float(r[1]), r[2]) for r in lanes["decoded_chord"]] == [(2.0, chords[2]), (5.0, chords[5]),
+                                                                     (0.0, chords[0]), (24.0, chords[24])]
+    assert [(float(r[0]), float(r[1]), r[2]) for r in lanes["measured_chord"]] == [
+        (times[1], 5.0, chords[5]), (times[2], 5.0, chords[5]), (times[3], 0.0, chords[0])]
+
+
+def test_paper_lanes_are_the_same_bytes_with_registered_attributes_and_an_unlabelled_one_has_no_file(tmp_path):
+    analysis, spec, _ = registered_analysis(measured_chord=[-1, -1, -1, -1])
+    with_extra = export_sonic_visualiser(analysis, spec, tmp_path / "extra")
+    assert "decoded_chord" in with_extra and "measured_chord" not in with_extra   # no frame labelled: no file
+    assert not (tmp_path / "extra" / "measured_chord.csv").exists()
+    paper_spec = AttributeSpec()
+    paper, _ = synthetic_analysis(paper_spec)
+    paper_files = export_sonic_visualiser(paper, paper_spec, tmp_path / "paper")
+    assert list(paper_files) == list(SV_LANES)
+    for lane in SV_LANES:
+        assert with_extra[lane].read_bytes() == paper_files[lane].read_bytes(), lane
+    export_lanes_csv(paper, paper_spec, tmp_path / "paper.csv")
+    with open(tmp_path / "paper.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert header == ["time_s", *[f"{a}_{c}" for a, u in (("pitch", "midi"), ("loudness", "db"), ("timbre", "hz"))
+                                  for c in ("class", f"value_{u}", "probability")],
+                      "measured_midi", "measured_loudness_db", "measured_centroid_hz"]
+
+
+def test_lanes_csv_adds_the_measured_class_of_each_registered_attribute(tmp_path):
+    analysis, spec, classes = registered_analysis()
+    export_lanes_csv(analysis, spec, tmp_path / "lanes.csv")
+    rows = read_rows(tmp_path / "lanes.csv")
+    header = list(rows[0])
+    assert header[-3:] == ["measured_centroid_hz", "measured_flatness_class", "measured_chord_class"]
+    flat, chords = spec.class_names("flatness"), spec.class_names("chord")
+    assert [r["measured_flatness_class"] for r in rows] == [flat[0], flat[3], "", flat[9]]
+    assert [r["measured_chord_class"] for r in rows] == ["", chords[5], chords[5], chords[0]]
+    assert [r["chord_class"] for r in rows] == [chords[k] for k in classes["predicted"]["chord"]]
+    assert [float(r["flatness_value_value"]) for r in rows] == pytest.approx(
+        [bin_centre(flat[k]) for k in classes["predicted"]["flatness"]])
+
+
+def _wav(path: Path, seconds: float = 0.1, sr: int = 10_000) -> Path:
+    import soundfile as sf
+
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr)
+    return path
+
+
+def sv_points(root: ET.Element) -> dict[str, list[tuple[int, float, str]]]:
+    """Sparse model name -> its points (frame, value, label) in a session's XML."""
+    datasets = {d.get("id"): d for d in root.iter("dataset")}
+    return {m.get("name"): [(int(p.get("frame")), float(p.get("value")), p.get("label", ""))
+                            for p in datasets[m.get("dataset")].iter("point")]
+            for m in root.iter("model") if m.get("type") == "sparse"}
+
+
+def sv_panes(root: ET.Element) -> list[list[str]]:
+    """Each pane's layer names, back to front."""
+    names = {layer.get("id"): layer.get("name") for layer in root.find("data").iter("layer")}
+    return [[names[layer.get("id")] for layer in view.iter("layer")] for view in root.find("display").iter("view")]
+
+
+def expected_points(files: dict[str, Path], sr: int) -> dict[str, list[tuple[int, float, str]]]:
+    out = {}
+    for lane, path in files.items():
+        out[lane] = [(round(float(r[0]) * sr), float(r[1]), r[2] if len(r) > 2 else "") for r in parse_sv(path)]
+    return out
+
+
+EXPECTED_PANES = [["Waveform"], ["measured_pitch_hz", "decoded_pitch_hz"],
+                  ["measured_loudness_db", "decoded_loudness_db"], ["measured_centroid_hz", "decoded_timbre_hz"],
+                  ["measured_flatness", "decoded_flatness"], ["measured_chord", "decoded_chord"]]
+
+
+def test_sv_session_holds_the_clip_and_every_lane_in_a_pane_per_attribute(tmp_path):
+    analysis, spec, _ = registered_analysis()
+    audio = _wav(tmp_path / "clip.wav")
+    export_sonic_visualiser(analysis, spec, tmp_path / "plain")
+    assert not (tmp_path / "plain" / SV_SESSION_FILE).exists()        # no audio given: no session
+    files = export_sonic_visualiser(analysis, spec, tmp_path / "sv", audio=audio)
+    root = ET.fromstring(bz2.decompress((tmp_path / "sv" / SV_SESSION_FILE).read_bytes()))
+    wave = [m for m in root.iter("model") if m.get("type") == "wavefile"]
+    assert len(wave) == 1 and wave[0].get("file") == str(audio.resolve()) and wave[0].get("mainModel") == "true"
+    assert wave[0].get("sampleRate") == "10000" and wave[0].get("end") == "1000"
+    assert sv_points(root) == expected_points(files, 10_000)
+    assert sv_panes(root) == EXPECTED_PANES
+
+
+def _sv_version(exe: str) -> str:
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    lines = [ln.strip() for ln in (res.stdout + res.stderr).splitlines()]
+    return next(ln for ln in lines if ln and all(part.isdigit() for part in ln.split(".")))
+
+
+@pytest.mark.skipif(shutil.which("sonic-visualiser") is None,
+                    reason="Sonic Visualiser is not installed (apt-get install sonic-visualiser)")
+def test_sonic_visualiser_reads_the_session_with_every_layer(tmp_path):
+    """SV itself opens session.sv (headless: Qt's offscreen platform, driven by an OSC script)
+    and saves it again: the re-saved session holds every lane's points, labels and panes."""
+    exe = shutil.which("sonic-visualiser")
+    analysis, spec, _ = registered_analysis()
+    audio = _wav(tmp_path / "clip.wav")
+    files = export_sonic_visualiser(analysis, spec, tmp_path / "sv", audio=audio)
+    home = tmp_path / "home"
+    config = home / ".config" / "sonic-visualiser"
+    config.mkdir(parents=True)
+    # answered already: the first-run network question would otherwise wait for a click
+    (config / "Sonic Visualiser.conf").write_text(f"[Preferences]\nnetwork-permission-{_sv_version(exe)}=false\n")
+    resaved = tmp_path / "resaved.sv"
+    script = tmp_path / "script.txt"
+    script.write_text(f"/open {tmp_path / 'sv' / SV_SESSION_FILE}\n1\n/save {resaved}\n/quit\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
+           "XDG_DATA_HOME": str(home / ".local" / "share"), "XDG_RUNTIME_DIR": str(home)}
+    os.chmod(home, 0o700)
+    res = subprocess.run([exe, "--no-audio", "--no-osc", "--no-splash", "--osc-script", str(script)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert resaved.is_file(), f"Sonic Visualiser saved nothing (rc {res.returncode}): {res.stderr[-2000:]}"
+    root = ET.fromstring(bz2.decompress(resaved.read_bytes()))
+    got, want = sv_points(root), expected_points(files, 10_000)
+    assert set(got) == set(want)
+    for lane, points in want.items():
+        assert [(f, lab) for f, _, lab in got[lane]] == [(f, lab) for f, _, lab in points], lane
+        assert [v for _, v, _ in got[lane]] == pytest.approx([v for _, v, _ in points], rel=1e-5), lane
+    assert sv_panes(root) == EXPECTED_PANES
+
+
 # ---- CLI end to end on a tiny workspace -------------------------------------------------------
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
@@ -336,3 +507,10 @@ def test_cli_export_lanes_writes_csvs_and_sv_layers(workspace, tmp_path, capsys)
     assert len(activations) == summary["frames"] and len(activations[0]) == summary["active_features"] + 1
     for lane in SV_LANES:
         parse_sv(out / "sonic-visualiser" / f"{lane}.csv")
+    assert set(SV_LANES) <= set(summary["sonic_visualiser"])
+    # the session opens the clip with every lane the command wrote
+    assert summary["sv_session"] == str(out / "sonic-visualiser" / SV_SESSION_FILE)
+    root = ET.fromstring(bz2.decompress(Path(summary["sv_session"]).read_bytes()))
+    assert set(sv_points(root)) == set(summary["sonic_visualiser"])
+    assert [m.get("file") for m in root.iter("model") if m.get("type") == "wavefile"] == \
+        [str((tmp_path / "clip.wav").resolve())]
