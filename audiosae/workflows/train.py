@@ -98,6 +98,15 @@ def default_build_attributes() -> tuple[str, ...]:
     return tuple(registered_names())
 
 
+def probe_choices() -> tuple[str, ...]:
+    """The registered attributes a user may add to the probes of any audio: every one that is
+    measured from the sound (not ``instrument``, whose labels need ground truth).  ``train``
+    probes the paper's three unless asked; the wizard offers these as extra probes."""
+    from ..attribute_registry import measurable_from_audio
+
+    return tuple(n for n in default_build_attributes() if measurable_from_audio(n))
+
+
 def attribute_choice(attributes: Sequence[str] | None, labels: Path | str | None = None
                      ) -> tuple[list[str], dict[str, dict]]:
     """``(registered attribute names, their params)`` for a build or a labelling: the paper's

@@ -274,9 +274,22 @@ def estimate_run(cal: Calibration, corpus_seconds: float, frame_rate: float, set
     sae = 0.0
     if n_configs and cal.d_in and train_frames >= 1:
         sae = estimate_train_seconds(settings, cal.d_in, int(train_frames), seconds_per_frame=per_frame)["seconds"]
-    probe_frame = (n_configs + 1) * (cal.probe_per_frame or 0.0) + PROBE_SAE_STEP_FRACTION * per_frame
+    probe_frame = (n_configs + 1) * (cal.probe_per_frame or 0.0) * probe_class_scale(settings) \
+        + PROBE_SAE_STEP_FRACTION * per_frame
     probes = PROBE_EPOCHS_EXPECTED * frames * probe_frame
     return Estimate(extraction, sae, probes, notes)
+
+
+def probe_class_scale(settings: Any) -> float:
+    """How much longer the probes of ``settings`` take than the paper's three, which the
+    calibration times: a probe epoch's cost grows with the classes it scores."""
+    names = tuple(getattr(settings, "probe_attributes", None) or ())
+    extra = [n for n in names if n not in ("pitch", "loudness", "timbre")]
+    if not extra:
+        return 1.0
+    spec = AttributeSpec().with_attributes(extra)
+    paper = sum(spec.n_classes(a) for a in ("pitch", "loudness", "timbre"))
+    return sum(spec.n_classes(a) for a in dict.fromkeys(("pitch", "loudness", "timbre", *extra))) / paper
 
 
 def describe_estimate(est: Estimate) -> str:

@@ -323,6 +323,7 @@ class TrainingModel(QObject):
         self.epochs = 0                    # 0 = the default budget (``--epochs`` not given)
         self.frames = 0                    # 0 = the default budget (``--frames`` not given)
         self.batch_size = D.SAE_BATCH_SIZE
+        self.extra_probes: list[str] = []  # registered attributes probed besides the paper's three
         self._job = JobSlot(runner, "wizard: time estimate")
         self._delay = QTimer(self)
         self._delay.setSingleShot(True)
@@ -345,7 +346,7 @@ class TrainingModel(QObject):
         for name, value in values.items():
             if not hasattr(self, name) or name.startswith("_"):
                 raise AttributeError(name)
-            setattr(self, name, list(value) if name == "widths" else value)
+            setattr(self, name, list(value) if name in ("widths", "extra_probes") else value)
         self.changed.emit()
 
     @property
@@ -377,7 +378,13 @@ class TrainingModel(QObject):
             expansions=self.widths, l1s=None if self.uses_k else self.l1s(), architecture=self.architecture,
             ks=self.ks() if self.uses_k else None, rmsnorm=None if self.rmsnorm else False,
             epochs=self.epochs or None, frames=None if self.epochs else (self.frames or None),
-            batch_size=self.batch_size)
+            batch_size=self.batch_size, **self.probe_options())
+
+    def probe_options(self) -> dict[str, Any]:
+        """As ``audiosae train --attributes pitch,loudness,timbre,<extra>``; none: train's default."""
+        if not self.extra_probes:
+            return {}
+        return {"probe_attributes": tuple(dict.fromkeys(("pitch", "loudness", "timbre", *self.extra_probes)))}
 
     # ---- the estimate --------------------------------------------------------------------------
     def schedule_estimate(self) -> None:

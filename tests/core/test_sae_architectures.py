@@ -262,6 +262,20 @@ def test_time_estimate_is_the_budget_times_the_measured_speed():
     assert measured["seconds_per_frame"] > 0
 
 
+def test_the_run_estimate_grows_with_the_classes_of_extra_probes():
+    """The wizard's estimate of the probes scales with the classes scored: chord's 25 on top of the
+    paper's 106 (pitch 66, loudness 20, timbre 20)."""
+    from audiosae.workflows.train import train_settings
+    from audiosae.workflows.train_plan import Calibration, estimate_run, probe_class_scale
+
+    paper = train_settings(expansions=[4], l1s=[0.02])
+    chord = train_settings(expansions=[4], l1s=[0.02], probe_attributes=("pitch", "loudness", "timbre", "chord"))
+    assert probe_class_scale(paper) == 1.0 and probe_class_scale(chord) == pytest.approx((106 + 25) / 106)
+    cal = Calibration(extraction_per_second=None, d_in=D_IN, sae_per_frame={4: 0.0}, probe_per_frame=1e-4)
+    a, b = estimate_run(cal, 60.0, 75.0, paper), estimate_run(cal, 60.0, 75.0, chord)
+    assert b.probes_s == pytest.approx(a.probes_s * (106 + 25) / 106) and b.sae_s == a.sae_s and a.probes_s > 0
+
+
 # ---- the report -----------------------------------------------------------------------------
 def test_report_marks_an_sae_that_did_not_converge(tmp_path):
     from pathlib import Path

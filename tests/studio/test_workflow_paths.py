@@ -145,6 +145,7 @@ def test_cli_and_wizard_reach_the_same_build_and_train_workflows(qtbot, monkeypa
     (["--architecture", "jumprelu", "--no-rmsnorm", "--epochs", "3", "--batch-size", "256"],
      dict(architecture="jumprelu", rmsnorm=False, epochs=3, batch_size=256)),
     (["--l1", "0.01,0.1"], dict(l1_text="0.01, 0.1")),
+    (["--attributes", "pitch,loudness,timbre,onset,chord"], dict(extra_probes=["onset", "chord"])),
 ])
 def test_the_training_page_and_the_cli_resolve_choices_alike(qtbot, runner, flags, page):
     """The same choices made on the training page and as ``audiosae train`` flags give equal settings
@@ -185,6 +186,12 @@ def test_the_training_page_offers_the_architectures_and_the_budget(qtbot, wizard
     wizard.setField("epochs", 0)
     wizard.setField("frames", 500_000)
     assert page.train_settings().frames == 500_000 and page.train_settings().epochs is None
+    # probes beyond the paper's three: every registered attribute measured from the sound, opt-in
+    assert "onset" in page.probe_boxes and "chord" in page.probe_boxes and "instrument" not in page.probe_boxes
+    assert not any(box.isChecked() for box in page.probe_boxes.values())
+    assert page.train_settings().probe_attributes == ("pitch", "loudness", "timbre")
+    page.probe_boxes["chord"].setChecked(True)
+    assert page.train_settings().probe_attributes == ("pitch", "loudness", "timbre", "chord")
 
 
 def test_the_estimate_follows_the_budget_and_the_architecture(qtbot, wizard, tmp_path):

@@ -30,8 +30,9 @@ class AttributesPage(QWizardPage):
         super().__init__(parent)
         self.model = model if model is not None else PreviewModel(runner, self)
         self.setTitle("3 \u00b7 Attributes")
-        self.setSubTitle("Every latent frame gets a pitch, a loudness and a timbre class; the probes learn to "
-                         "read them.  Here is how a sample of your audio falls into the bins.")
+        self.setSubTitle("Every latent frame gets a pitch, a loudness and a timbre class (and onset, harmony, "
+                         "flatness and MFCC-timbre labels, which step 4 can probe too); the probes learn to read "
+                         "them.  Here is how a sample of your audio falls into the paper's bins.")
 
         self.crepe_combo = QComboBox()
         for model in CREPE_MODELS:

@@ -11,7 +11,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHB
                                QProgressBar, QSpinBox, QVBoxLayout, QWidget, QWizard, QWizardPage)
 
 from audiosae import defaults as D
+from audiosae.attribute_registry import get_attribute
 from audiosae.workflows.audio_plan import VAL_FRACTION
+from audiosae.workflows.train import probe_choices
 from audiosae.workflows.train_plan import Estimate, describe_estimate, format_duration
 
 from ...models.wizard import ARCHITECTURE_CHOICES, WIDTH_CHOICES, EstimateContext, TrainingModel, csv
@@ -103,6 +105,20 @@ class GridPage(QWizardPage):
         self.batch_spin.setToolTip("Frames per SAE training step.")
         self.summary = label("")
 
+        # Probes beyond the paper's three: every build labels them; probing them is opt-in (time)
+        self.probe_boxes: dict[str, QCheckBox] = {}
+        probes_row = QHBoxLayout()
+        probes_row.addWidget(QLabel("pitch, loudness, timbre, and"))
+        for name in probe_choices():
+            box = QCheckBox(name)
+            box.setChecked(name in m.extra_probes)
+            box.setToolTip(f"{get_attribute(name).description}.  Every build labels it; probing it too adds "
+                           "a probe per SAE (`audiosae train --attributes ...`), which the estimate includes.")
+            box.toggled.connect(lambda _on: m.update(extra_probes=self.extra_probes()))
+            self.probe_boxes[name] = box
+            probes_row.addWidget(box)
+        probes_row.addStretch(1)
+
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         self.l1_edit.setMinimumWidth(320)
@@ -123,6 +139,7 @@ class GridPage(QWizardPage):
         form.addRow("Frames:", self.frames_spin)
         form.addRow("", self.budget_note)
         form.addRow("Batch size:", self.batch_spin)
+        form.addRow("Probes:", probes_row)
         self.form = form
         grid_box = QGroupBox("Grid")
         grid_box.setLayout(form)
@@ -178,6 +195,9 @@ class GridPage(QWizardPage):
     # ---- public API ------------------------------------------------------------------------------
     def widths(self) -> list[int]:
         return [w for w, box in self.width_boxes.items() if box.isChecked()]
+
+    def extra_probes(self) -> list[str]:
+        return [name for name, box in self.probe_boxes.items() if box.isChecked()]
 
     def set_widths(self, widths: Sequence[int]) -> None:
         for w, box in self.width_boxes.items():
