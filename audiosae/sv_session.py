@@ -86,8 +86,8 @@ def session_xml(audio: str | Path, sample_rate: int, n_frames: int, lanes: Seque
     for lane in ordered:
         model, dataset, layer = new_id(), new_id(), new_id()
         lo, hi = ranges.get(lane.group, (0.0, 1.0))
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
+        pad = 0.05 * (hi - lo) if hi > lo else 0.5     # points on the extremes stay inside the pane
+        lo, hi = lo - pad, hi + pad
         points = []
         for row in lane.rows:
             frame = int(round(float(row[0]) * sample_rate))
