@@ -92,8 +92,8 @@ DECODED_UNITS = {"pitch": "midi", "loudness": "db", "timbre": "hz"}
 
 def decoded_unit(attr: str) -> str:
     """Unit of a lane's decoded value: the paper's three have theirs; a registered attribute's
-    value is its class value (bin centre of ordinal ones, the class index otherwise)."""
-    return DECODED_UNITS.get(attr, "value")
+    value is its class value (bin centre of ordinal ones, the class index otherwise): ""."""
+    return DECODED_UNITS.get(attr, "")
 
 
 def export_lanes_csv(analysis: ClipAnalysis, spec: AttributeSpec, path: str | Path) -> Path:
@@ -115,7 +115,7 @@ def export_lanes_csv(analysis: ClipAnalysis, spec: AttributeSpec, path: str | Pa
     for attr in attrs:
         classes, names, values = _decoded(analysis, spec, attr)
         confidence = analysis.probabilities[attr][np.arange(n), classes]
-        header += [f"{attr}_class", f"{attr}_value_{decoded_unit(attr)}", f"{attr}_probability"]
+        header += [f"{attr}_class", f"{attr}_value" + (f"_{decoded_unit(attr)}" if decoded_unit(attr) else ""), f"{attr}_probability"]
         columns += [[names[int(k)] for k in classes], [_num(v) for v in values], [_num(p) for p in confidence]]
     m = analysis.measured
     header += ["measured_midi", "measured_loudness_db", "measured_centroid_hz"]

@@ -56,7 +56,7 @@ from .storage import (SCHEMA_VERSION, atomic_write_json, check_schema, load_tens
                       read_json_object, require_int, save_tensors)
 
 __all__ = ["ProbeSet", "train_probes", "cross_validate_probes", "summarize_folds", "range_warning",
-           "confusion_metrics", "balanced_class_weights", "DEFAULT_L2", "L2_GRID"]
+           "confusion_metrics", "balanced_class_weights", "DEFAULT_L2", "L2_GRID", "weighs_balanced"]
 
 DEFAULT_L2 = 1e-3            # coupled L2 on W (standardised inputs, mean cross-entropy): (l2 / 2) ||W||^2
 # Strengths tried on an inner split.  1e-4 never won on real music; 1.0 sometimes won the inner
@@ -310,6 +310,15 @@ class ProbeSet:
 
 # ---- metrics --------------------------------------------------------------------------------
 
+PAPER_PROBES = ("pitch", "loudness", "timbre")
+
+
+def weighs_balanced(class_weight: str | None, attribute: str) -> bool:
+    """Whether ``attribute``'s probe is trained with balanced class weights: always with
+    "balanced", never with None, and with "auto" for every attribute but the paper's three."""
+    return class_weight == "balanced" or (class_weight == "auto" and attribute not in PAPER_PROBES)
+
+
 def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes: Mapping[str, int],
                  class_names: Mapping[str, list[str]] | None = None, max_epochs: int = 30, batch_size: int = 4096,
                  lr: float = 1e-3, patience: int = 3, seed: int = 0, device: str | torch.device = "cpu",
@@ -331,7 +340,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
       strength is trained again on all training frames for its best epoch count.  The store's
       ``val`` split is then never looked at.  With one strength, early stopping uses ``val``
       (or the training loss without validation frames), as before.
-    * ``class_weight="balanced"``: cross-entropy weights ``n / (K n_k)`` per class.
+    * ``class_weight="balanced"``: cross-entropy weights ``n / (K n_k)`` per class; ``"auto"``:
+      balanced for every attribute but the paper's three (``weighs_balanced``).
     * ``lr_decay``: every fit runs ``max_epochs`` with the learning rate falling linearly to 0
       (the chosen strength is then trained again for the same ``max_epochs``);
       ``selection_stride``: the strengths are compared on every n-th frame only.
@@ -344,8 +354,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
             raise AudioSAEError(f"attribute {a!r} needs at least 2 classes, got {k}")
     if max_epochs < 1 or batch_size < 1 or patience < 1 or selection_stride < 1:
         raise AudioSAEError("max_epochs, batch_size, patience and selection_stride must be >= 1")
-    if class_weight not in (None, "balanced"):
-        raise AudioSAEError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+    if class_weight not in (None, "balanced", "auto"):
+        raise AudioSAEError(f"class_weight must be None, 'balanced' or 'auto', got {class_weight!r}")
     if not 0.0 < inner_fraction < 1.0:
         raise AudioSAEError(f"inner_fraction must be between 0 and 1, got {inner_fraction}")
     grid = _l2_list(l2)
@@ -365,7 +375,8 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
     class_counts, mean, std = _input_stats(store, raw_fn, attrs, n_classes, d_features, batch_size, seed, dev, cancel)
     standardise = (mean.to(dev), (1.0 / std).to(dev)) if standardize else None
     feats_fn = _feature_fn(model, standardise)
-    cw = {a: (balanced_class_weights(class_counts[a]) if class_weight == "balanced" else None) for a in attrs}
+    balanced = {a for a in attrs if weighs_balanced(class_weight, a)}
+    cw = {a: (balanced_class_weights(class_counts[a]) if a in balanced else None) for a in attrs}
     common = dict(class_weights=cw, batch_size=batch_size, lr=lr, patience=patience, seed=seed, dev=dev, lr_decay=lr_decay,
                   progress=progress, cancel=cancel)
     selection: dict[str, Any] = {"grid": grid}
@@ -391,11 +402,11 @@ def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes:
         heads = [_Head(a, v, max_epochs) for a in attrs for v in grid]
         results, history = _fit_heads(sel_store, feats_fn, heads, n_classes, d_features, use_val=True,
                                       stage="select probe L2", **common)
-        key = "val_balanced_accuracy" if class_weight == "balanced" else "val_accuracy"
         chosen: dict[str, _Head] = {}
         scores: dict[str, dict[str, float]] = {}
         for a in attrs:
             mine = [(h, r) for h, r in zip(heads, results) if h.attr == a]
+            key = "val_balanced_accuracy" if a in balanced else "val_accuracy"
             scores[a] = {f"{h.l2:g}": r[key] for h, r in mine}
             # best held-out score; among ties (within 1e-9) the strongest regularisation
             h, r = max(mine, key=lambda hr: (round(_nan_low(hr[1][key]), 9), hr[0].l2))

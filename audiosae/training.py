@@ -77,8 +77,11 @@ class TrainSettings:
     probe_attributes: Sequence[str] = ATTRIBUTES
 
     def probe_fingerprint(self, sae_fingerprint: str) -> str:
+        weight = self.probe_class_weight
+        if weight == "auto" and set(self.probe_attributes) <= set(ATTRIBUTES):
+            weight = None   # "auto" weighs the paper's three as before: their probes keep their fingerprints
         items = [sae_fingerprint, PROBE_METRICS_SCHEMA, self.probe_folds, self.probe_cv_max_sources,
-                 [float(v) for v in self.probe_l2], self.probe_class_weight, D.PROBE_BATCH_SIZE, D.PROBE_LR,
+                 [float(v) for v in self.probe_l2], weight, D.PROBE_BATCH_SIZE, D.PROBE_LR,
                  self.probe_max_epochs, D.PROBE_PATIENCE, D.PROBE_LR_DECAY, D.PROBE_SELECTION_STRIDE]
         if tuple(self.probe_attributes) != tuple(ATTRIBUTES):  # the paper's three keep their old fingerprints
             items.append(list(self.probe_attributes))
@@ -204,8 +207,9 @@ def train_workspace(ws: Workspace, settings: TrainSettings, *, device: str = "cp
         raise AudioSAEError("the frame budget must be >= 1")
     if int(settings.probe_folds) < 0:
         raise AudioSAEError(f"probe folds must be >= 0 (0 or 1 = no cross-validation), got {settings.probe_folds}")
-    if settings.probe_class_weight not in (None, "balanced"):
-        raise AudioSAEError(f"probe class weights must be None or 'balanced', got {settings.probe_class_weight!r}")
+    if settings.probe_class_weight not in (None, "balanced", "auto"):
+        raise AudioSAEError(f"probe class weights must be None, 'balanced' or 'auto', "
+                            f"got {settings.probe_class_weight!r}")
     if parallel is None or parallel.rank == 0:
         remove_stale_temp_files(ws.root)  # left by a run that was killed mid-write
     probe_attributes(ws.attribute_spec, settings)  # an attribute the workspace lacks fails before any training

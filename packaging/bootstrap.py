@@ -43,6 +43,7 @@ DEBIAN_PACKAGES = {
     "xvfb": "real-window screenshots in tests",
     "fluidsynth": "rendering the built-in MIDI corpus",
     "fluid-soundfont-gm": "General MIDI instruments for FluidSynth",
+    "sonic-visualiser": "Sonic Visualiser, the client that opens exported lanes and sessions in tests",
     "libsndfile1": "reading audio files",
     "libgl1": "Qt",
     "libegl1": "Qt",

@@ -48,7 +48,9 @@ def add_train(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPar
     t.add_argument("--class-weights", choices=D.CLASS_WEIGHT_CHOICES,
                    default=class_weight_choice(D.PROBE_CLASS_WEIGHT),
                    help="probe cross-entropy weights: 'balanced' weighs every class the same (n / (K n_k)); "
-                        f"'none' every frame (default {class_weight_choice(D.PROBE_CLASS_WEIGHT)})")
+                        "'none' every frame; 'auto' leaves the paper's pitch, loudness and timbre unweighted and "
+                        "balances the added attributes (onset, chord ...: uneven classes) "
+                        f"(default {class_weight_choice(D.PROBE_CLASS_WEIGHT)})")
     t.add_argument("--seed", type=int, default=D.SEED)
     t.add_argument("--attributes", type=names, default=None, metavar="A,B,...",
                    help="attributes to probe (default pitch,loudness,timbre: the time budget covers those; each "

@@ -326,5 +326,7 @@ def describe_probe_settings(settings: Any, ws: Any) -> str:
         how = f"on the val split ({n_sources} sources: no cross-validation from {settings.probe_cv_max_sources})"
     else:
         how = "on the val split (cross-validation off)"
-    weights = "balanced class weights" if settings.probe_class_weight == "balanced" else "no class weights"
+    weights = {"balanced": "balanced class weights",
+               "auto": "balanced class weights beyond the paper's three"}.get(settings.probe_class_weight,
+                                                                          "no class weights")
     return f" ({how}; {weights})"

@@ -137,7 +137,7 @@ def _assert_toy_in_lane_exports(ws, name, wave, tmp_path) -> None:
         rows = list(csv.DictReader(fh))
     assert len(rows) == analysis.n_frames
     assert [r[f"{TOY}_class"] for r in rows] == [names[k] for k in predicted]
-    assert [float(r[f"{TOY}_value_value"]) for r in rows] == [float(k) for k in predicted]
+    assert [float(r[f"{TOY}_value"]) for r in rows] == [float(k) for k in predicted]
     assert [r[f"measured_{TOY}_class"] for r in rows] == [names[k] if k >= 0 else "" for k in measured]
     assert list(rows[0])[-1] == f"measured_{TOY}_class"
 

@@ -352,7 +352,7 @@ def test_lanes_csv_adds_the_measured_class_of_each_registered_attribute(tmp_path
     assert [r["measured_flatness_class"] for r in rows] == [flat[0], flat[3], "", flat[9]]
     assert [r["measured_chord_class"] for r in rows] == ["", chords[5], chords[5], chords[0]]
     assert [r["chord_class"] for r in rows] == [chords[k] for k in classes["predicted"]["chord"]]
-    assert [float(r["flatness_value_value"]) for r in rows] == pytest.approx(
+    assert [float(r["flatness_value"]) for r in rows] == pytest.approx(
         [bin_centre(flat[k]) for k in classes["predicted"]["flatness"]])
 
 

@@ -269,7 +269,8 @@ def test_balanced_class_weighting_raises_minority_recall():
         x = torch.randn(n, 2, generator=g) + torch.stack([1.2 * y.float(), torch.zeros(n)], 1)
         return {"latents": x, "a": y}
 
-    store = ArrayFrames({"train": frames(3000), "val": frames(3000)})
+    data = {"train": frames(3000), "val": frames(3000)}
+    store = ArrayFrames(data)
     kw = dict(sae=None, n_classes={"a": 2}, max_epochs=15, batch_size=256, lr=5e-2, patience=15)
     plain = train_probes(store, **kw).evaluate(store)["a"]
     balanced_probes = train_probes(store, class_weight="balanced", **kw)
@@ -280,6 +281,13 @@ def test_balanced_class_weighting_raises_minority_recall():
     assert balanced_probes.metrics["class_weight"] == "balanced"
     with pytest.raises(AudioSAEError):
         train_probes(store, class_weight="bogus", **kw)
+
+    # "auto" (the default of train): the paper's attributes unweighted, the registered ones balanced
+    both = ArrayFrames({s: {"latents": d["latents"], "pitch": d["a"], "onset": d["a"]} for s, d in data.items()})
+    kw["n_classes"] = {"pitch": 2, "onset": 2}
+    auto = train_probes(both, class_weight="auto", **kw).evaluate(both)
+    assert auto["pitch"]["confusion"] == plain["confusion"]
+    assert auto["onset"]["confusion"] == balanced["confusion"]
 
 
 def test_l2_is_chosen_on_an_inner_split_of_the_training_sources():

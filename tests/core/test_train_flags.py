@@ -55,6 +55,12 @@ def test_flags_parse_into_train_settings():
     # a different probe setting is a different probe fingerprint (the probes are retrained)
     assert _settings("--probe-folds", "0").probe_fingerprint("x") != _settings().probe_fingerprint("x")
     assert _settings("--class-weights", "balanced").probe_fingerprint("x") != _settings().probe_fingerprint("x")
+    # "auto" (the default) weighs the paper's three as "none" did: their probes are not retrained;
+    # with an added attribute it balances that one, a different training
+    assert D.PROBE_CLASS_WEIGHT == "auto" == _settings().probe_class_weight
+    assert _settings().probe_fingerprint("x") == _settings("--class-weights", "none").probe_fingerprint("x")
+    extra = ("--attributes", "pitch,onset")
+    assert _settings(*extra).probe_fingerprint("x") != _settings(*extra, "--class-weights", "none").probe_fingerprint("x")
 
 
 @pytest.mark.parametrize("bad", [["--probe-folds", "-1"], ["--probe-folds", "two"], ["--class-weights", "inverse"]])
