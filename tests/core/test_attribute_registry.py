@@ -10,36 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from audiosae.attribute_registry import Attribute, register, unregister
 from audiosae.attribute_spec import AttributeSpec
 from audiosae.corpus import builtin_sources
 from audiosae.errors import AudioSAEError, WorkspaceError
 from audiosae.workspace import Workspace, build_corpus, read_shard
+from tests.support.toy_attributes import TOY, toy_attributes
 
-TOY = "toy_level"
-
-
-def _toy_extract(ctx, params):
-    """Mean square of the hop around each frame centre, the trivial extractor of the test."""
-    half = max(1, ctx.hop_length // 2)
-    c = np.clip(np.rint(ctx.frame_times * ctx.sample_rate).astype(int), 0, len(ctx.mono) - 1)
-    ms = np.array([np.mean(ctx.mono[max(0, i - half):i + half] ** 2) for i in c])
-    return {"toy_ms": ms}
-
-
-def _toy_classify(params, raw, spec):
-    db = 10 * np.log10(np.maximum(raw["toy_ms"], 1e-12))
-    return (db > params["threshold_db"]).astype(np.int64)
 
 
 @pytest.fixture
 def toy_attribute():
-    register(Attribute(name=TOY, description="frame louder than a threshold", steering="toward 'loud': louder",
-                       ordinal=False, columns={"toy_ms": 1}, extract=_toy_extract, classify=_toy_classify,
-                       class_names=lambda p: ["quiet", "loud"], default_params=lambda: {"threshold_db": -35.0}),
-             replace=True)
-    yield TOY
-    unregister(TOY)
+    """``toy_level`` (quiet / loud by a -35 dB threshold) and ``toy_band``, registered for the test."""
+    yield from toy_attributes()
 
 
 def test_old_workspace_specs_load_and_keep_their_json(tmp_path):
