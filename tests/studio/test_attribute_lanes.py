@@ -17,10 +17,9 @@ from audiosae.workspace import Workspace, build_corpus  # noqa: E402
 from studio.layers.lanes import category_ticks, lane_spec  # noqa: E402
 from studio.models.lane_choice import LANES_KEY, LaneChoice  # noqa: E402
 from studio.settings import StudioSettings  # noqa: E402
-from studio.state import ExplorerState  # noqa: E402
 from studio.widgets.timeline import TimelineView  # noqa: E402
-from studio.workers import JobRunner  # noqa: E402
 from tests.support.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401
+from tests.support.timeline_view import shown_timeline  # noqa: E402
 from tests.support.toy_attributes import BAND_VALUES, TOY, TOY_ORDINAL, register_toys, toy_attributes  # noqa: E402
 from audiosae.attribute_registry import unregister  # noqa: E402
 
@@ -52,20 +51,10 @@ def toys():
 @pytest.fixture
 def env(qtbot, built, toys):
     ws, models, analysis = built
-    state = ExplorerState()
-    runner = JobRunner()
-    state.set_workspace(ws)
-    state.set_models(models)
-    view = TimelineView(state, runner, StudioSettings())
-    qtbot.addWidget(view)
-    view.resize(1200, 900)
-    view.show()
-    qtbot.waitExposed(view)
-    state.set_analysis(analysis, "tones/0")
-    qtbot.waitUntil(lambda: view.ready and view.display is not None, timeout=10_000)
-    yield view, state, models, analysis
-    view.close()
-    runner.shutdown()
+    with shown_timeline(qtbot, ws, models, (1200, 900)) as (view, state):
+        state.set_analysis(analysis, "tones/0")
+        qtbot.waitUntil(lambda: view.ready and view.display is not None, timeout=10_000)
+        yield view, state, models, analysis
 
 
 def _menu_actions(view: TimelineView) -> dict[str, object]:

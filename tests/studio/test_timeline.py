@@ -31,6 +31,7 @@ from studio.widgets import timeline as timeline_module  # noqa: E402
 from studio.widgets.timeline import TimelineView  # noqa: E402
 from studio.workers import JobRunner  # noqa: E402
 from tests.support.qt_fixtures import isolated_settings, qt_leak_check, qt_leak_guard  # noqa: E402,F401
+from tests.support.timeline_view import shown_timeline  # noqa: E402
 
 PANES = ("waveform", "heatmap", "pitch lane", "loudness lane", "centroid lane")
 
@@ -54,18 +55,8 @@ def built(tmp_path_factory):
 def env(qtbot, built):
     """A shown TimelineView on a state holding the workspace's models (no clip yet)."""
     ws, models, analysis, index = built
-    state = ExplorerState()
-    runner = JobRunner()
-    state.set_workspace(ws)
-    state.set_models(models)
-    view = TimelineView(state, runner, StudioSettings())
-    qtbot.addWidget(view)
-    view.resize(1200, 820)
-    view.show()
-    qtbot.waitExposed(view)
-    yield view, state, models, analysis, index
-    view.close()
-    runner.shutdown()
+    with shown_timeline(qtbot, ws, models) as (view, state):
+        yield view, state, models, analysis, index
 
 
 def _viewport_point(view: TimelineView, vb, x: float, y: float) -> QPoint:
