@@ -152,9 +152,22 @@ class AuditionModel(QObject):
             return None
 
     def attributes(self) -> list[str]:
-        """The attributes the probes can steer."""
+        """The attributes the probes can steer: the paper's three, then every registered one the
+        workspace labels and the SAE has a probe for (onset, chord ...), in the spec's order."""
         models = self.state.models
-        return [a for a in ATTRIBUTES if models is not None and a in getattr(models.probes, "weights", {})]
+        if models is None:
+            return []
+        probed = getattr(models.probes, "weights", {})
+        order = [*ATTRIBUTES, *[a for a in getattr(models.spec, "attributes", ()) if a not in ATTRIBUTES]]
+        return [a for a in order if a in probed]
+
+    def steering_meaning(self, attribute: str) -> str:
+        """What steering toward a class of ``attribute`` means (the registry's sentence), or ""."""
+        models = self.state.models
+        try:
+            return models.spec.steering_meaning(attribute) if models is not None else ""
+        except AudioSAEError:
+            return ""
 
     def _choose_attribute(self) -> None:
         """Keep the attribute if the probes still steer it, else the first they do (None: none)."""

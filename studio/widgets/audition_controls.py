@@ -250,8 +250,10 @@ class TargetControls:
         with QSignalBlocker(self.attribute_combo):
             self.attribute_combo.clear()
             for attribute in available:
-                self.attribute_combo.addItem(attribute.capitalize() if attribute != "timbre" else "Timbre (centroid)",
-                                             attribute)
+                text = "Timbre (centroid)" if attribute == "timbre" else attribute.replace("_", " ").capitalize()
+                self.attribute_combo.addItem(text, attribute)
+                self.attribute_combo.setItemData(self.attribute_combo.count() - 1,
+                                                 self.model.steering_meaning(attribute), Qt.ItemDataRole.ToolTipRole)
             if chosen in available:
                 self.attribute_combo.setCurrentIndex(available.index(chosen))
         self.model.set_attribute(self.attribute_combo.currentData())

@@ -1,6 +1,7 @@
-"""Lanes for every attribute the workspace labels (issue 14): an attribute registered in a test
-can be picked in the timeline's "Lanes" menu and then draws its probe decode and its measured
-classes, named on hover; the pick is remembered; an attribute without a probe says so."""
+"""Lanes and steering for every attribute the workspace labels (issue 14): an attribute registered
+in a test can be picked in the timeline's "Lanes" menu and then draws its probe decode and its
+measured classes, named on hover; the pick is remembered; an attribute without a probe says so;
+the audition steers it."""
 
 from __future__ import annotations
 
@@ -133,6 +134,41 @@ def test_the_pick_is_remembered_and_unknown_names_wait_for_their_workspace(env, 
     assert list(view.panes)[2:] == ["pitch lane", "loudness lane", "centroid lane"]
     state.set_models(None)                              # no workspace models: the paper's three only
     assert view.lane_choice.available == ["pitch", "loudness", "timbre"]
+
+
+def test_the_audition_steers_a_registered_attribute(qtbot, built, toys):
+    import dataclasses
+
+    import torch
+
+    from studio.models.audition_session import AuditionModel
+    from studio.state import ExplorerState
+    from studio.workers import JobRunner
+
+    ws, models, analysis = built
+    state, runner = ExplorerState(), JobRunner()
+    model = AuditionModel(state, runner, None, output="virtual")
+    model.method = "paper"
+    model.connect_state()
+    state.set_workspace(ws)
+    state.set_models(models)
+    with qtbot.waitSignal(model.session_ready, timeout=60_000):
+        state.set_analysis(analysis, "tones/0")
+    assert model.attributes() == ["pitch", "loudness", "timbre", TOY]         # toy_band: no probe to steer with
+    assert model.class_names(TOY) == ["quiet", "loud"] and "louder" in model.steering_meaning(TOY)
+    model.set_attribute(TOY)
+    model.targets[TOY] = 1
+    model.alpha = 10.0
+    model.apply_params()
+    renderer = model.renderer
+    assert state.steering.attribute == TOY and renderer.params.attribute == TOY and renderer.params.target == 1
+    n = analysis.n_frames
+    steered = renderer.steered_latents(0, n)
+    unsteered = renderer.steered_latents(0, n, renderer._prepare(dataclasses.replace(renderer.params, alpha=0.0)))
+    assert not torch.allclose(steered, unsteered)                             # alpha 10 moves the latents
+    model.shutdown()
+    runner.shutdown()
+    model.deleteLater()
 
 
 def test_category_ticks_thin_out_to_what_fits():
