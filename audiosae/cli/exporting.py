@@ -86,6 +86,7 @@ def run_export_lanes(args: argparse.Namespace, *, progress: ProgressSink, cancel
 
 
 def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    from ..boost_schedule import DEFAULT_BPM, DEFAULT_SCHEDULE, SCHEDULES
     from ..defaults import DESCRIBE_THREADS, DESCRIBE_TOP
 
     ds = sub.add_parser("describe", parents=[common], help="label every SAE feature with its best attribute classes",
@@ -107,6 +108,15 @@ def add_describe(sub: Any, common: argparse.ArgumentParser) -> argparse.Argument
     ds.add_argument("--boost-check", action="store_true",
                     help="also boost the top-labelled features of each attribute on corpus clips and measure "
                          "whether their labelled class grows (cached beside the SAE; the studio shows it)")
+    ds.add_argument("--boost-schedule", choices=SCHEDULES, default=DEFAULT_SCHEDULE,
+                    help="with --boost-check: boost on every frame (default), only on regular pulses "
+                         "(--boost-bpm, 2 frames each), or on the clip's own beats; onset / beat timing is "
+                         "measured against the pulses")
+    ds.add_argument("--boost-bpm", type=float, default=DEFAULT_BPM, metavar="BPM",
+                    help=f"pulse rate of --boost-schedule pulses (default {DEFAULT_BPM:g})")
+    ds.add_argument("--boost-controls", type=int, default=0, metavar="N",
+                    help="with --boost-check: also boost N random features with no label per attribute the "
+                         "same way (does any feature boosted so move the class?)")
     ds.set_defaults(handler=run_describe)
     return ds
 
@@ -117,7 +127,8 @@ def run_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
 
     request = flow.DescribeRequest(workspace=args.workspace, sae=args.sae, feature=args.feature, top=args.top,
                                    neuronpedia=args.neuronpedia, threads=args.threads, device=args.device,
-                                   boost_check=args.boost_check)
+                                   boost_check=args.boost_check, boost_schedule=args.boost_schedule,
+                                   boost_bpm=args.boost_bpm, boost_controls=args.boost_controls)
     result = flow.run_describe(request, progress=progress, cancel=cancel)
     desc, data = result.description, result.data
     lines = [f"SAE {args.sae}: {desc.n_features} features over {desc.n_frames} frames "
@@ -128,13 +139,18 @@ def run_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
         lines.append(f"{item['feature']:>5}  density {item['density']:.4f}  single-label "
                      f"{item['single_label_score']:.2f}  {labels}")
     if result.boost_check is not None:
-        lines.append("boost check (boosted feature -> share of frames in its labelled class, reference -> boosted):")
+        sched = result.boost_check.get("schedule") or {"name": "every"}
+        on = "every frame" if sched["name"] == "every" else \
+            f"pulses at {sched.get('bpm', 0):g} BPM" if sched["name"] == "pulses" else "the clip's beats"
+        lines.append(f"boost check, boosted on {on} (boosted feature -> share of frames in its labelled class, "
+                     f"reference -> boosted):")
         for e in result.boost_check["features"]:
             j = e["feature"]
+            tag = " [control]" if e.get("control") else ""
             before, after = e.get("before"), e.get("after")
             shown = "not measurable" if before is None or after is None else \
                 f"{100 * before:.0f} % -> {100 * after:.0f} % ({100 * (after - before):+.0f} points)"
-            lines.append(f"  {j:>5}  {e['attribute']} {e['class']} (AUROC {e['auroc']:.2f}): {shown}")
+            lines.append(f"  {j:>5}  {e['attribute']} {e['class']} (AUROC {e['auroc']:.2f}){tag}: {shown}")
         if result.boost_check.get("not_measurable"):
             lines.append(f"  not measurable on decoded audio (ground-truth labels): "
                          f"{', '.join(result.boost_check['not_measurable'])}")

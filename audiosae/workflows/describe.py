@@ -18,7 +18,9 @@ class DescribeRequest:
     """``audiosae describe WORKSPACE --sae NAME``.  ``feature`` None: every feature;
     ``neuronpedia``: also write the Neuronpedia-style export there; ``boost_check``: also
     boost the top-labelled features of each attribute and measure whether their labelled class
-    grows (``audiosae.feature_loop``, cached beside the SAE)."""
+    grows (``audiosae.feature_loop``, cached beside the SAE); ``boost_schedule``: on which frames
+    (``every`` frame, regular ``pulses`` at ``boost_bpm``, the clip's ``beats``);
+    ``boost_controls``: random unlabelled features per attribute boosted alike."""
 
     workspace: Path
     sae: str
@@ -28,6 +30,9 @@ class DescribeRequest:
     threads: int = DESCRIBE_THREADS
     device: str = "auto"
     boost_check: bool = False
+    boost_schedule: str = "every"
+    boost_bpm: float = 120.0
+    boost_controls: int = 0
 
 
 @dataclass
@@ -56,10 +61,15 @@ def run_describe(request: DescribeRequest, *, progress: ProgressSink = null_prog
         neuronpedia_export(ws, desc, request.neuronpedia, top=request.top)
     loop = None
     if request.boost_check:
+        from ..boost_schedule import BoostSchedule
         from ..feature_loop import feature_loop, load_feature_loop
 
-        loop = load_feature_loop(ws, request.sae) or feature_loop(
+        schedule = BoostSchedule(request.boost_schedule, bpm=request.boost_bpm)
+        cached = load_feature_loop(ws, request.sae, schedule)
+        if cached is not None and int(cached.get("controls", 0)) < request.boost_controls:
+            cached = None
+        loop = cached or feature_loop(
             ws, request.sae, desc=desc, device="cpu" if request.device == "auto" else request.device,
-            progress=progress, cancel=cancel)
+            schedule=schedule, controls=request.boost_controls, progress=progress, cancel=cancel)
         data["boost_check"] = loop
     return DescribeResult(desc, data, request.neuronpedia, loop)
