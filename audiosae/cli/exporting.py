@@ -150,6 +150,10 @@ def run_describe(args: argparse.Namespace, *, progress: ProgressSink, cancel: Ca
             before, after = e.get("before"), e.get("after")
             shown = "not measurable" if before is None or after is None else \
                 f"{100 * before:.0f} % -> {100 * after:.0f} % ({100 * (after - before):+.0f} points)"
+            timing = e.get("timing") or {}
+            if sched["name"] != "every" and e["attribute"] == "onset" and timing.get("pulses_hit_after") is not None:
+                shown += (f"; pulses with an onset within 2 frames {100 * timing['pulses_hit_before']:.0f} % -> "
+                          f"{100 * timing['pulses_hit_after']:.0f} %")
             lines.append(f"  {j:>5}  {e['attribute']} {e['class']} (AUROC {e['auroc']:.2f}){tag}: {shown}")
         if result.boost_check.get("not_measurable"):
             lines.append(f"  not measurable on decoded audio (ground-truth labels): "
