@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import defaults as D
 from .errors import AudioSAEError
 
 __all__ = ["SCHEDULES", "DEFAULT_SCHEDULE", "DEFAULT_BPM", "DEFAULT_WIDTH", "TOLERANCE_FRAMES",
@@ -32,9 +33,9 @@ __all__ = ["SCHEDULES", "DEFAULT_SCHEDULE", "DEFAULT_BPM", "DEFAULT_WIDTH", "TOL
            "near_starts", "onset_timing", "beat_timing"]
 
 SCHEDULES = ("every", "pulses", "beats")
-DEFAULT_SCHEDULE = "every"
-DEFAULT_BPM = 120.0
-DEFAULT_WIDTH = 2           # frames per pulse (27 ms at 75 frames/s)
+DEFAULT_SCHEDULE = D.BOOST_SCHEDULE
+DEFAULT_BPM = D.BOOST_BPM
+DEFAULT_WIDTH = D.BOOST_PULSE_FRAMES   # frames per pulse (27 ms at 75 frames/s)
 TOLERANCE_FRAMES = 2        # an onset "at" a pulse: within +-2 frames of its start
 
 

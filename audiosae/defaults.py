@@ -88,6 +88,11 @@ DEMO_ALPHA = 20.0                  # the steered example's strength
 # Feature descriptions (``audiosae describe``, ``audiosae.workflows.describe``).
 DESCRIBE_TOP = 5          # labels per feature, best first
 DESCRIBE_THREADS = 1      # CPU threads while labelling (on a busy machine 1 was 2-3x faster than 2)
+# The boost check (``describe --boost-check``, ``audiosae.feature_loop`` / ``boost_schedule``)
+BOOST_AMOUNT = 4.0        # x the feature's mean active value
+BOOST_SCHEDULE = "every"  # every frame; "pulses" / "beats" boost only some (events in time)
+BOOST_BPM = 120.0         # the pulse rate of "pulses"
+BOOST_PULSE_FRAMES = 2    # frames per pulse (27 ms at 75 frames/s)
 
 
 # Tracing DiffRhythm generation (``audiosae trace`` and the studio's generation view, both through

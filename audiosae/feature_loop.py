@@ -52,6 +52,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from . import defaults as D
 from .attribute_registry import measurable_from_audio
 from .boost_schedule import BoostSchedule, beat_starts, beat_timing, onset_timing, pulse_starts, schedule_mask
 from .describe import FeatureDescription, load_or_describe
@@ -68,7 +69,7 @@ LOOP_KIND = "audiosae.feature_loop"
 GROUND_TRUTH_ONLY = ("instrument",)   # the built-in ones registered with from_audio=False (kept for importers)
 NO_LABEL_CLASSES = ("unvoiced", "none", "no onset")   # a feature "of" these is no finding
 MIN_ACTIVE = 50
-DEFAULT_AMOUNT = 4.0
+DEFAULT_AMOUNT = D.BOOST_AMOUNT
 MOVED_POINTS = 0.05    # "moved": the labelled class's share grew by at least 5 points
 CONTROL_AUROC = 0.05   # a control feature's AUROC for each measured class lies within 0.5 +- this
 
