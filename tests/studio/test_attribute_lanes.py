@@ -141,19 +141,10 @@ def test_the_audition_steers_a_registered_attribute(qtbot, built, toys):
 
     import torch
 
-    from studio.models.audition_session import AuditionModel
-    from studio.state import ExplorerState
-    from studio.workers import JobRunner
+    from tests.support.audition_model import started_audition
 
     ws, models, analysis = built
-    state, runner = ExplorerState(), JobRunner()
-    model = AuditionModel(state, runner, None, output="virtual")
-    model.method = "paper"
-    model.connect_state()
-    state.set_workspace(ws)
-    state.set_models(models)
-    with qtbot.waitSignal(model.session_ready, timeout=60_000):
-        state.set_analysis(analysis, "tones/0")
+    model, state, runner = started_audition(qtbot, ws, models, analysis, "tones/0")
     assert model.attributes() == ["pitch", "loudness", "timbre", TOY]         # toy_band: no probe to steer with
     assert model.class_names(TOY) == ["quiet", "loud"] and "louder" in model.steering_meaning(TOY)
     model.set_attribute(TOY)

@@ -369,17 +369,10 @@ def test_the_view_model_runs_the_audition_without_its_widget(qtbot, clip_env):
     """The dock's state lives in ``AuditionModel`` (no widget here): it chooses an attribute and a
     target, builds the session in a job, steers the renderer at once on a change, plays, drops a
     superseded session on a new clip and leaves nothing running after ``shutdown``."""
-    from studio.models.audition_session import AuditionModel
+    from tests.support.audition_model import started_audition
 
     ws, models, analysis = clip_env
-    state, runner = ExplorerState(), JobRunner()
-    model = AuditionModel(state, runner, None, output="virtual")
-    model.method = "paper"
-    model.connect_state()
-    state.set_workspace(ws)
-    state.set_models(models)
-    with qtbot.waitSignal(model.session_ready, timeout=60000):
-        state.set_analysis(analysis, "clip.wav")
+    model, state, runner = started_audition(qtbot, ws, models, analysis, "clip.wav")
     assert model.attribute == model.attributes()[0]
     assert model.targets[model.attribute] in model.trained_classes(model.attribute)
     renderer = model.renderer
