@@ -9,9 +9,12 @@ Everything goes through the library (the same jobs as ``audiosae build`` / ``aud
    ``apt-get download`` into ``--cache`` or read from an installed package), cut, mixed down
    to the backend's rate and channels and kept in ``music/`` as Ogg Vorbis, plus about two
    minutes of the built-in ``tones`` corpus, all encoded with the ``mel`` backend;
+   Every registered attribute is labelled, as ``audiosae build`` does by default;
 2. one SAE (x8, lambda 0.02) trained with the default schedule of ``audiosae train``
-   (``audiosae.defaults``: frame budget, warm-ups, plateau stop), its probes and its feature
-   index (the inspector's corpus statistics, prebuilt so the app only reads);
+   (``audiosae.defaults``: frame budget, warm-ups, plateau stop), its probes (the paper's three
+   and every attribute measured from the sound: the lanes and the audition offer them), its
+   feature index (the inspector's corpus statistics) and its feature labels (``describe``),
+   prebuilt so the app only reads;
 3. clips in ``clips/``: ``00-music-*`` first, a real-music excerpt of a track that is not in
    the corpus (what the studio opens on), ``01-tones-heldout`` (a validation tones source),
    ``02-flute-melody`` (when FluidSynth and a General MIDI soundfont are present) and
@@ -52,11 +55,13 @@ import torch  # noqa: E402
 
 from audiosae.audio import convert_channels, resample  # noqa: E402
 from audiosae.corpus import Source, builtin_sources, midi_unavailable_reason  # noqa: E402
+from audiosae.describe import describe_features  # noqa: E402
 from audiosae.feature_index import build_feature_index  # noqa: E402
 from audiosae.jobs import Progress  # noqa: E402
 from audiosae.report import format_report  # noqa: E402
 from audiosae.storage import atomic_write_json  # noqa: E402
 from audiosae.training import TrainSettings, train_workspace  # noqa: E402
+from audiosae.workflows.train import attribute_choice, probe_choices  # noqa: E402
 from audiosae.workspace import Workspace, build_corpus  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "resources" / "demo"
@@ -67,6 +72,7 @@ SEED = 0
 # would need its own ~2 MB index.  Trained with the default schedule (no epochs, no batch).
 EXPANSIONS = (8,)
 L1S = (0.02,)
+PROBED = ("pitch", "loudness", "timbre", *probe_choices())
 # The feature index is built as the inspector would build it (studio.models.inspector.INDEX_TOP_K and
 # HIST_BINS; a test checks they agree), so the app loads it instead of rebuilding it.
 INDEX_TOP_K = 100
@@ -419,8 +425,12 @@ def build_demo(out: Path, *, minutes: float, epochs: int | None = None, excerpt:
         sources = music + tones
         print(f"corpus: {len(music)} real-music excerpts ({sum(s.seconds for s in music):.0f} s) and "
               f"{len(tones)} tones sources ({sum(s.seconds for s in tones):.0f} s)")
-        build_corpus(ws, sources, device="cpu", seed=SEED, progress=_PrintProgress())
-        settings = TrainSettings(expansions=EXPANSIONS, l1s=L1S, seed=SEED,
+        # every registered attribute, as ``audiosae build`` labels by default; probes for the paper's
+        # three and every one measured from the sound (instrument needs ground truth this corpus lacks)
+        names, params = attribute_choice(None)
+        build_corpus(ws, sources, device="cpu", seed=SEED, progress=_PrintProgress(), attributes=names,
+                     attribute_params=params)
+        settings = TrainSettings(expansions=EXPANSIONS, l1s=L1S, seed=SEED, probe_attributes=PROBED,
                                  **({"epochs": epochs} if epochs is not None else {}))
         print(f"training SAEs x{list(EXPANSIONS)} lambda {list(L1S)}, "
               f"{f'{epochs} epochs' if epochs is not None else 'the default budget (plateau stop)'}")
@@ -429,6 +439,8 @@ def build_demo(out: Path, *, minutes: float, epochs: int | None = None, excerpt:
             print(f"feature index for {name}")
             build_feature_index(ws, name, top_k=INDEX_TOP_K, hist_bins=INDEX_HIST_BINS, device="cpu",
                                 progress=_PrintProgress())
+            print(f"feature labels for {name}")   # the inspector opens on them without a labelling job
+            describe_features(ws, name, device="cpu", progress=_PrintProgress())
         clips = make_clips(ws, items, tones, rate, channels)
         relative_music_paths(ws)
         splits = {r.source_id: r.split for r in ws.manifest().sources.values()}

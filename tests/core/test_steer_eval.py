@@ -189,6 +189,18 @@ def demo_ws(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def paper_only_ws(tmp_path_factory):
+    """The demo copied with its attribute spec cut to the paper's three, as a workspace built
+    before the registry (or with ``--attributes none``) has it."""
+    dst = tmp_path_factory.mktemp("paper-only") / "ws"
+    shutil.copytree(DEMO, dst, ignore=shutil.ignore_patterns("steer"))
+    data = json.loads((dst / "workspace.json").read_text())
+    data["attribute_spec"].pop("extra_attributes", None)
+    (dst / "workspace.json").write_text(json.dumps(data, indent=2))
+    return dst
+
+
+@pytest.fixture(scope="module")
 def flute():
     return load_audio(FLUTE, SR, 1)[:, :3 * SR]
 
@@ -324,8 +336,8 @@ def test_cli_steer_eval_usage_errors_exit_2(extra, tmp_path, capsys):
     assert main(["steer-eval", str(tmp_path)]) == 2  # --audio is required
 
 
-def test_registered_attributes_are_evaluated_only_where_labelled_and_measurable_from_sound(demo_ws, flute,
-                                                                                           monkeypatch):
+def test_registered_attributes_are_evaluated_only_where_labelled_and_measurable_from_sound(demo_ws, paper_only_ws,
+                                                                                           flute, monkeypatch):
     """steer-eval takes any attribute the workspace labels (no fixed three); one it does not label,
     and one labelled from ground truth (instrument: MIDI programs or side-cars, no extractor for
     decoded audio) are refused before any cell runs, naming why."""
@@ -334,7 +346,7 @@ def test_registered_attributes_are_evaluated_only_where_labelled_and_measurable_
     assert measurable_from_audio("pitch") and measurable_from_audio("chroma") and measurable_from_audio("chord")
     assert not measurable_from_audio("instrument")
     with pytest.raises(AudioSAEError, match="does not label 'chord'.*pitch, loudness, timbre"):
-        evaluate_steering(EvaluationRequest(demo_ws, [("flute", flute[:, :SR])], targets=[("chord", "C")],
+        evaluate_steering(EvaluationRequest(paper_only_ws, [("flute", flute[:, :SR])], targets=[("chord", "C")],
                                             alphas=[1], methods=["paper"], device="cpu"))
     from audiosae.workspace import Workspace
 
@@ -355,14 +367,19 @@ def test_registered_attributes_are_evaluated_only_where_labelled_and_measurable_
                                             alphas=[1], methods=["paper"], device="cpu"))
 
 
-def test_cli_steer_eval_accepts_a_registered_attribute_name(demo_ws, flute, tmp_path, capsys):
+def test_cli_steer_eval_accepts_a_registered_attribute_name(demo_ws, paper_only_ws, flute, tmp_path, capsys):
     from audiosae.cli import main
 
     clip = tmp_path / "flute.wav"
     import soundfile as sf
 
     sf.write(clip, flute[0, :SR], SR)
-    rc = main(["steer-eval", str(demo_ws), "--audio", str(clip), "--attribute", "chroma", "--target", "A",
-               "--alpha", "1", "--method", "paper", "--device", "cpu"])
+    args = ["--audio", str(clip), "--attribute", "chroma", "--target", "A", "--alpha", "1", "--method", "paper",
+            "--device", "cpu"]
+    rc = main(["steer-eval", str(paper_only_ws), *args])
     assert rc != 0
     assert "does not label 'chroma'" in capsys.readouterr().err
+    rc = main(["steer-eval", str(demo_ws), *args])                      # the demo labels and probes chroma
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads((demo_ws / "steer" / "eval" / "steer-eval.json").read_text())
+    assert "chroma" in json.dumps(doc)
