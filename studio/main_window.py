@@ -75,8 +75,10 @@ def preload_heavy_imports() -> None:
     Otherwise the first training job imports ~900 modules (0.9 s with the GIL held: audio
     underran mid-playback in the soak).  Paid once, when the window is built, before anything
     is on screen, and before the heap is settled.  Analysing a clip imports nothing heavy:
-    CREPE runs as ``audiosae.attributes.CrepeNet`` (torchcrepe, and with it torchaudio,
-    librosa and numba, is never imported).
+    CREPE runs as ``audiosae.attributes.CrepeNet`` (torchcrepe and torchaudio are never
+    imported).  librosa (and numba's compiling, a few seconds) comes with the registered
+    attributes (onset, chroma ...), which the explorer measures in a second job once the clip
+    is on screen (the first time in a process: a few seconds at low priority).
     """
     from audiosae import report  # noqa: F401  (LoadedModels.load imports it lazily)
 

@@ -29,6 +29,7 @@ class ExplorerState(QObject):
     workspace_changed = Signal()            # workspace (and so models) replaced or closed
     models_changed = Signal()               # backend / SAE / probes loaded or switched
     clip_changed = Signal()                 # a new ClipAnalysis
+    measurements_changed = Signal()         # the clip's registered attributes were measured (analysis.pending)
     steering_changed = Signal(object)       # SteeringParams | None
     steered_features_changed = Signal()     # f' for the heatmap (None = unsteered)
     playhead_changed = Signal(float)        # seconds
@@ -83,6 +84,15 @@ class ExplorerState(QObject):
         self.clip_changed.emit()
         if analysis is not None:
             self.set_view_range(0.0, analysis.seconds)
+
+    def complete_measurements(self, analysis: ClipAnalysis, measured: Any, classes: dict[str, np.ndarray]) -> bool:
+        """The registered attributes of ``analysis`` (measured after it was shown); False when
+        another clip is shown by now (the result is dropped)."""
+        if analysis is not self.analysis:
+            return False
+        analysis.measured, analysis.measured_classes, analysis.pending = measured, classes, ()
+        self.measurements_changed.emit()
+        return True
 
     def set_steering(self, params: SteeringParams | None) -> None:
         if params != self.steering:

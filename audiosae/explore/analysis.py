@@ -16,6 +16,7 @@ come from the backend's ``BackendSpec``, which needs no weights.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,9 @@ class ClipAnalysis:
     source: str = ""
     warnings: list[str] = field(default_factory=list)   # about the input (clipped, truncated), one line each
     missing: list[MissingPart] = field(default_factory=list)  # parts that could not run, and why
+    # registered attributes not measured yet (``extra=False``: the studio measures them in a second
+    # job, ``measure_clip_extra``, so the clip shows before librosa's first import)
+    pending: tuple[str, ...] = ()
 
     @property
     def n_frames(self) -> int:
@@ -122,12 +126,14 @@ def sae_and_probes(sae: SparseAutoencoder, probes: ProbeSet, latents: torch.Tens
 
 def measure_clip(spec: AttributeSpec, wave: np.ndarray, sample_rate: int, times: np.ndarray, *,
                  hop_length: int, device: str, cancel: CancelToken | None = None,
-                 corpus_source: Source | None = None) -> tuple[FrameAttributes, list[MissingPart]]:
+                 corpus_source: Source | None = None, extra: bool = True
+                 ) -> tuple[FrameAttributes, list[MissingPart]]:
     """CREPE / RMS / centroid and the spec's registered attributes at ``times``; without CREPE's
     weights, the rest and the missing part.  ``corpus_source``: the clip as a ``Source``, so that
     attributes labelled from ground truth (MIDI programs, the user's side-car labels) have it."""
     missing: list[MissingPart] = []
-    measure = dict(hop_length=hop_length, device=device, cancel=cancel or CancelToken(), source=corpus_source)
+    measure = dict(hop_length=hop_length, device=device, cancel=cancel or CancelToken(), source=corpus_source,
+                   extra=extra)
     try:
         measured = spec.measure(wave, sample_rate, times, **measure)
     except DependencyError as exc:  # CREPE's weights missing: show everything else
@@ -138,7 +144,8 @@ def measure_clip(spec: AttributeSpec, wave: np.ndarray, sample_rate: int, times:
 
 def analyze_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec,
                  wave: np.ndarray, *, source: str = "", progress: ProgressSink = null_progress,
-                 cancel: CancelToken | None = None, corpus_source: Source | None = None) -> ClipAnalysis:
+                 cancel: CancelToken | None = None, corpus_source: Source | None = None,
+                 extra: bool = True) -> ClipAnalysis:
     """Encode ``wave`` (at the backend's rate/channels), run SAE + probes, measure attributes."""
     cancel = cancel or CancelToken()
     progress(Progress("analyse", 0, 3, "encoding"))
@@ -150,12 +157,24 @@ def analyze_wave(backend: LatentBackend, sae: SparseAutoencoder, probes: ProbeSe
     h, f, probs = sae_and_probes(sae, probes, latents, cancel=cancel)
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured, missing = measure_clip(spec, wave, backend.sample_rate, times, hop_length=backend.hop_length,
-                                     device=str(backend.device), cancel=cancel, corpus_source=corpus_source)
+                                     device=str(backend.device), cancel=cancel, corpus_source=corpus_source, extra=extra)
     progress(Progress("analyse", 3, 3, "done"))
     return ClipAnalysis(wave=wave, sample_rate=backend.sample_rate, times=times, latents=encoded.latents,
                         h=h, f=f, measured=measured,
                         measured_classes=spec.classify(measured), probabilities=probs, source=source,
-                        missing=missing)
+                        missing=missing, pending=() if extra else tuple(spec.extra))
+
+
+def measure_clip_extra(spec: AttributeSpec, analysis: ClipAnalysis, *, hop_length: int,
+                       corpus_source: Source | None = None, cancel: CancelToken | None = None
+                       ) -> tuple[FrameAttributes, dict[str, np.ndarray]]:
+    """The measurements of ``analysis`` (one analysed with ``extra=False``) completed with the
+    spec's registered attributes, and all the classes: ``(measured, measured_classes)``.  The
+    analysis is not changed (the caller swaps both in, in its own thread)."""
+    cols = spec.measure_extra(analysis.wave, analysis.sample_rate, analysis.times, hop_length=hop_length,
+                              source=corpus_source, cancel=cancel)
+    measured = dataclasses.replace(analysis.measured, extra={**analysis.measured.extra, **cols})
+    return measured, spec.classify(measured)
 
 
 @dataclass
@@ -205,7 +224,8 @@ def stored_frames(workspace: Workspace, clip: str | Path | Source) -> StoredFram
 def analyze_latents(sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpec, wave: np.ndarray,
                     latents: np.ndarray, times: np.ndarray, *, sample_rate: int, hop_length: int,
                     source: str = "", progress: ProgressSink = null_progress,
-                    cancel: CancelToken | None = None, corpus_source: Source | None = None) -> ClipAnalysis:
+                    cancel: CancelToken | None = None, corpus_source: Source | None = None,
+                    extra: bool = True) -> ClipAnalysis:
     """``analyze_wave`` from latents already computed (a corpus source's stored frames): SAE +
     probes on ``latents``, attributes measured on ``wave`` at ``times``.  No codec needed."""
     cancel = cancel or CancelToken()
@@ -214,16 +234,17 @@ def analyze_latents(sae: SparseAutoencoder, probes: ProbeSet, spec: AttributeSpe
     h, f, probs = sae_and_probes(sae, probes, torch.from_numpy(latents), cancel=cancel)
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured, missing = measure_clip(spec, wave, sample_rate, times, hop_length=hop_length,
-                                     device=str(sae.device), cancel=cancel, corpus_source=corpus_source)
+                                     device=str(sae.device), cancel=cancel, corpus_source=corpus_source, extra=extra)
     progress(Progress("analyse", 3, 3, "done"))
     return ClipAnalysis(wave=wave, sample_rate=sample_rate, times=np.asarray(times, dtype=np.float64),
                         latents=latents, h=h, f=f, measured=measured, measured_classes=spec.classify(measured),
-                        probabilities=probs, source=source, missing=missing)
+                        probabilities=probs, source=source, missing=missing, pending=() if extra else tuple(spec.extra))
 
 
 def analyze_measured(spec: AttributeSpec, geometry: BackendSpec, wave: np.ndarray, *, device: str = "cpu",
                      source: str = "", progress: ProgressSink = null_progress,
-                     cancel: CancelToken | None = None, corpus_source: Source | None = None) -> ClipAnalysis:
+                     cancel: CancelToken | None = None, corpus_source: Source | None = None,
+                    extra: bool = True) -> ClipAnalysis:
     """What can be shown of ``wave`` without the codec: the measured attributes at the codec's
     frame centres; no latents, no SAE features (``f`` ``[T, 0]``) and no probe distributions."""
     cancel = cancel or CancelToken()
@@ -231,12 +252,12 @@ def analyze_measured(spec: AttributeSpec, geometry: BackendSpec, wave: np.ndarra
     times = geometry.frame_centers(n)
     progress(Progress("analyse", 2, 3, "measuring pitch, loudness and centroid"))
     measured, missing = measure_clip(spec, wave, geometry.sample_rate, times, hop_length=geometry.hop_length,
-                                     device=device, cancel=cancel, corpus_source=corpus_source)
+                                     device=device, cancel=cancel, corpus_source=corpus_source, extra=extra)
     progress(Progress("analyse", 3, 3, "done"))
     empty = np.zeros((n, 0), np.float32)
     return ClipAnalysis(wave=wave, sample_rate=geometry.sample_rate, times=times, latents=empty, h=empty,
                         f=empty.copy(), measured=measured, measured_classes=spec.classify(measured),
-                        probabilities={}, source=source, missing=missing)
+                        probabilities={}, source=source, missing=missing, pending=() if extra else tuple(spec.extra))
 
 
 @dataclass
@@ -332,5 +353,6 @@ class LoadedModels:
 
 
 __all__ = ["CODEC_PART", "ClipAnalysis", "LoadedModels", "MissingPart", "StoredFrames", "analyze_latents",
-           "analyze_measured", "analyze_wave", "measure_clip", "probe_distributions", "sae_and_probes",
+           "analyze_measured", "analyze_wave", "measure_clip", "measure_clip_extra", "probe_distributions",
+           "sae_and_probes",
            "stored_frames", "ATTRIBUTES"]

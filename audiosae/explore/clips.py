@@ -4,8 +4,9 @@ what the studio's window runs when a workspace opens and a clip is chosen."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from .analysis import ClipAnalysis, LoadedModels
+from .analysis import ClipAnalysis, LoadedModels, measure_clip_extra
 from ..audio import load_audio
 from ..corpus import Source
 from ..jobs import CancelToken, Progress, ProgressSink
@@ -25,13 +26,22 @@ def load_models_job(workspace: Workspace, sae_name: str | None, device: str, cre
     return models
 
 
+def clip_source(clip: str | Source) -> Source:
+    """``clip`` as a ``Source``: a corpus source as it is; a user's file by its path (its side-car
+    labels, ``--labels``, are matched by path)."""
+    if isinstance(clip, Source):
+        return clip
+    return Source(source_id=str(clip), label=Path(str(clip)).name, path=str(clip), seconds=0.0, notes=None)
+
+
 def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progress: ProgressSink,
-                     cancel: CancelToken) -> tuple[ClipAnalysis, str, str | Source] | None:
+                     cancel: CancelToken, extra: bool = True) -> tuple[ClipAnalysis, str, str | Source] | None:
     """Load ``clip`` (a file, resampled to the backend's rate, or a corpus source) and analyse it.
 
     ``clip=None`` picks ``default_clip``; returns None when the workspace has nothing to show.
     Without the codec (``models.backend`` None) a corpus source is analysed from its stored
     latents, other audio shows its waveform and measured lanes only (``LoadedModels.analyze``).
+    ``extra=False`` leaves the registered attributes to ``measure_extra_job`` (``analysis.pending``).
     """
     if clip is None:
         clip = default_clip(models.workspace)
@@ -41,15 +51,25 @@ def analyse_clip_job(models: LoadedModels, clip: str | Source | None, *, progres
     warnings: list[str] = []
     if isinstance(clip, Source):
         wave = clip.load(models.sample_rate, models.channels, on_warning=warnings.append)
-        name, as_source = clip.source_id, clip
+        name = clip.source_id
     else:
         wave = load_audio(clip, models.sample_rate, models.channels, on_warning=warnings.append)
         name = str(clip)
-        # a user file: its side-car labels (``--labels``) are matched by path
-        as_source = Source(source_id=name, label=Path(name).name, path=name, seconds=0.0, notes=None)
     cancel.raise_if_cancelled()
     stored = models.stored_frames(clip) if models.backend is None else None
     analysis = models.analyze(wave, stored=stored, source=name, progress=progress, cancel=cancel,
-                              corpus_source=as_source)
+                              corpus_source=clip_source(clip), extra=extra)
     analysis.warnings = warnings
     return analysis, name, clip
+
+
+def measure_extra_job(models: LoadedModels, analysis: ClipAnalysis, clip: str | Source, *, progress: ProgressSink,
+                      cancel: CancelToken) -> tuple[Any, dict[str, Any]]:
+    """The registered attributes of a clip analysed with ``extra=False`` (``measure_clip_extra``):
+    ``(measured, measured_classes)`` for the caller to swap in.  The first call in a process pays
+    librosa's import (a few seconds), which is why the clip is shown before it."""
+    progress(Progress("measure", 0, 1, f"measuring {', '.join(analysis.pending) or 'nothing'}"))
+    result = measure_clip_extra(models.spec, analysis, hop_length=models.hop_length,
+                                corpus_source=clip_source(clip), cancel=cancel)
+    progress(Progress("measure", 1, 1, "done"))
+    return result

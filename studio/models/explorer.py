@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from audiosae.corpus import Source
 from audiosae.errors import printable
 from audiosae.explore.analysis import ClipAnalysis, LoadedModels
-from audiosae.explore.clips import analyse_clip_job, load_models_job
+from audiosae.explore.clips import analyse_clip_job, load_models_job, measure_extra_job
 from audiosae.workspace import Workspace
 
 from ..state import ExplorerState
@@ -41,6 +41,7 @@ class ExplorerSession(QObject):
         self.closed = False
         self.load_job: JobHandle | None = None
         self.clip_job: JobHandle | None = None
+        self.measure_job: JobHandle | None = None   # the shown clip's registered attributes
         self.pending_clip: str | Source | None = None   # analysed once the models are loaded
         self.current_clip: str | Source | None = None
 
@@ -51,10 +52,10 @@ class ExplorerSession(QObject):
     def open(self, workspace: Workspace, sae_name: str | None, clip: str | None, *, device: str,
              crepe_model: str | None) -> None:
         """Show ``workspace``: its models load in a job, then ``clip`` (None: its first clip)."""
-        for job in (self.load_job, self.clip_job):
+        for job in (self.load_job, self.clip_job, self.measure_job):
             if job is not None:
                 job.cancel()
-        self.load_job = self.clip_job = None
+        self.load_job = self.clip_job = self.measure_job = None
         self.pending_clip = str(Path(clip).expanduser().resolve()) if clip else None
         self.current_clip = None
         self.state.set_workspace(workspace)
@@ -106,11 +107,14 @@ class ExplorerSession(QObject):
         models = self.state.models
         if models is None:
             return None
-        if self.clip_job is not None:
-            self.clip_job.cancel()
+        for old in (self.clip_job, self.measure_job):
+            if old is not None:
+                old.cancel()
+        self.measure_job = None
         label = printable(Path(clip).name) if isinstance(clip, str) else (clip.source_id if clip is not None
                                                                            else "the first clip")
-        job = self.runner.submit(f"analysing {label}", analyse_clip_job, models, clip)
+        # the paper's attributes first: the clip shows without waiting for librosa's first import
+        job = self.runner.submit(f"analysing {label}", analyse_clip_job, models, clip, extra=False)
         self.clip_job = job   # connected before the thread starts (next event-loop turn)
         job.finished.connect(lambda result, j=job: self._clip_analysed(j, result))
         job.failed.connect(lambda message, tb, j=job: self._clip_failed(j, message, tb))
@@ -128,6 +132,26 @@ class ExplorerSession(QObject):
         self.current_clip = clip
         self.state.set_analysis(analysis, name)
         self.clip_analysed.emit(analysis, name)
+        if analysis.pending and self.state.models is not None:
+            self._measure_extra(self.state.models, analysis, clip)
+
+    def _measure_extra(self, models: LoadedModels, analysis: ClipAnalysis, clip: str | Source) -> None:
+        """The registered attributes of the shown clip, in a second job (lanes fill in when done)."""
+        job = self.runner.submit(f"measuring {', '.join(analysis.pending)}", measure_extra_job, models, analysis, clip)
+        self.measure_job = job
+        job.finished.connect(lambda result, j=job: self._measured(j, analysis, result))
+        job.failed.connect(lambda message, tb, j=job: self._measure_failed(j, message))
+
+    def _measured(self, job: JobHandle, analysis: ClipAnalysis, result: tuple) -> None:
+        if job is self.measure_job:
+            self.measure_job = None
+        if not self.closed:
+            self.state.complete_measurements(analysis, *result)
+
+    def _measure_failed(self, job: JobHandle, message: str) -> None:
+        if job is self.measure_job:
+            self.measure_job = None
+        self.state.status.emit(f"measuring the clip's attributes failed: {message}")
 
     def _clip_failed(self, job: JobHandle, message: str, tb: str) -> None:
         if job is self.clip_job:

@@ -154,6 +154,7 @@ class TimelineView(QWidget):
         state.workspace_changed.connect(self._on_workspace_changed)
         state.models_changed.connect(self._on_models_changed)
         state.clip_changed.connect(self._on_clip_changed)
+        state.measurements_changed.connect(self._on_measurements)
         state.steering_changed.connect(self._on_steering_changed)
         state.steered_features_changed.connect(self._on_steered_features)
         state.playhead_changed.connect(self._on_playhead)
@@ -288,6 +289,11 @@ class TimelineView(QWidget):
         self.lanes_button.set_descriptions(lane_descriptions(spec))
         self.lane_choice.set_available(lane_attributes(spec))
         self._on_lanes_chosen(self.lane_choice.shown)
+
+    def _on_measurements(self) -> None:
+        """The clip's registered attributes arrived (measured after the clip was shown)."""
+        if self.display is not None and self.state.analysis is not None:
+            self._give_lanes_clip()
 
     def _give_lanes_clip(self) -> None:
         analysis, models = self.state.analysis, self.state.models

@@ -46,9 +46,10 @@ class _Models:
     def stored_frames(self, clip):
         return None
 
-    def analyze(self, wave, *, stored, source, progress, cancel, corpus_source):
+    def analyze(self, wave, *, stored, source, progress, cancel, corpus_source, extra=True):
         t = _times(wave.shape[1] / SR)
-        fa, _ = measure_clip(self.spec, wave, SR, t, hop_length=HOP, device="cpu", corpus_source=corpus_source)
+        fa, _ = measure_clip(self.spec, wave, SR, t, hop_length=HOP, device="cpu", corpus_source=corpus_source,
+                             extra=extra)
         return type("A", (), {"measured_classes": self.spec.classify(fa), "times": t, "warnings": []})()
 
 
@@ -63,3 +64,23 @@ def test_a_users_file_gets_its_sidecar_labels_in_the_explorer(tmp_path):
     got, t = names[analysis.measured_classes["instrument"]], analysis.times
     assert np.all(got[(t >= 0.5) & (t < 1.0)] == "drums") and name == str(song)
     assert np.all(analysis.measured_classes["instrument"][t >= 1.0] == -1)
+
+
+def test_an_analysis_without_registered_attributes_is_completed_by_measure_clip_extra():
+    """``extra=False`` (what the studio shows first) leaves the registered attributes pending and
+    unlabelled; ``measure_clip_extra`` gives what one ``extra=True`` analysis gives."""
+    from audiosae.codecs import backend_spec
+    from audiosae.explore.analysis import analyze_measured, measure_clip_extra
+
+    geometry = backend_spec("mel")
+    spec = AttributeSpec().with_attributes(["instrument"])
+    source = Source("midi/0003", "trumpet", None, 2.0, [Note(0.5, 1.5, 67, 0.6, "trumpet")], corpus="midi")
+    wave = np.zeros((1, 2 * geometry.sample_rate), np.float32)
+    first = analyze_measured(spec, geometry, wave, corpus_source=source, extra=False)
+    assert first.pending == ("instrument",) and np.all(first.measured_classes["instrument"] == -1)
+    whole = analyze_measured(spec, geometry, wave, corpus_source=source)
+    assert whole.pending == () and (whole.measured_classes["instrument"] > 0).any()
+    measured, classes = measure_clip_extra(spec, first, hop_length=geometry.hop_length, corpus_source=source)
+    assert np.array_equal(classes["instrument"], whole.measured_classes["instrument"])
+    assert np.array_equal(classes["pitch"], whole.measured_classes["pitch"])
+    assert np.all(first.measured_classes["instrument"] == -1)              # the analysis itself is not changed

@@ -162,6 +162,32 @@ def test_the_audition_steers_a_registered_attribute(qtbot, built, toys):
     model.deleteLater()
 
 
+def test_the_explorer_shows_the_clip_first_and_its_registered_attributes_after(qtbot, built, toys, tmp_path):
+    """The clip is analysed with the paper's attributes only (no wait for librosa's first import);
+    a second job measures the registered ones and the shown lanes fill in."""
+    import soundfile as sf
+
+    from studio.models.explorer import ExplorerSession
+
+    ws, models, analysis = built
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, analysis.wave[0], analysis.sample_rate)
+    with shown_timeline(qtbot, ws, models) as (view, state):
+        view.lane_choice.set_shown(TOY, True)
+        session = ExplorerSession(state, view.runner)
+        shown, measured = [], []
+        session.clip_analysed.connect(lambda a, _name: shown.append((a.pending, dict(a.measured_classes))))
+        state.measurements_changed.connect(lambda: measured.append(True))
+        session.analyse(str(clip))
+        qtbot.waitUntil(lambda: bool(measured), timeout=30_000)
+        (pending, classes_then), = shown
+        assert pending == (TOY, TOY_ORDINAL) and np.all(classes_then[TOY] == -1)      # shown before measuring
+        now = state.analysis
+        assert now.pending == () and np.array_equal(now.measured_classes[TOY], analysis.measured_classes[TOY])
+        assert np.array_equal(view.lanes.lanes[TOY].data.measured_y, analysis.measured_classes[TOY].astype(float))
+        session.close()
+
+
 def test_category_ticks_thin_out_to_what_fits():
     names = [f"c{k}" for k in range(25)]
     major, minor = category_ticks(names, 8)
