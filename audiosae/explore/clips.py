@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .analysis import ClipAnalysis, LoadedModels, measure_clip_extra
 from ..audio import load_audio
 from ..corpus import Source
@@ -73,3 +75,18 @@ def measure_extra_job(models: LoadedModels, analysis: ClipAnalysis, clip: str | 
                                 corpus_source=clip_source(clip), cancel=cancel)
     progress(Progress("measure", 1, 1, "done"))
     return result
+
+
+def warm_up_job(spec: Any, *, progress: ProgressSink, cancel: CancelToken) -> None:
+    """Run the spec's registered extractors once on a second of silence: librosa's first use in a
+    process imports its modules and compiles numba kernels (about 3 s holding the interpreter
+    much of the time).  The studio runs this while a workspace's models load, before anything
+    can play, so the clip's own measuring (``measure_extra_job``) is quick and never stalls
+    playback."""
+    if not getattr(spec, "extra", None):
+        return
+    progress(Progress("warm up", 0, 1, "preparing the attribute extractors"))
+    sr, hop = 16000, 160
+    spec.measure_extra(np.zeros((1, sr), np.float32), sr, (np.arange(sr // hop) + 0.5) * hop / sr,
+                       hop_length=hop, cancel=cancel)
+    progress(Progress("warm up", 1, 1, "done"))

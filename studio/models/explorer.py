@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from audiosae.corpus import Source
 from audiosae.errors import printable
 from audiosae.explore.analysis import ClipAnalysis, LoadedModels
-from audiosae.explore.clips import analyse_clip_job, load_models_job, measure_extra_job
+from audiosae.explore.clips import analyse_clip_job, load_models_job, measure_extra_job, warm_up_job
 from audiosae.workspace import Workspace
 
 from ..state import ExplorerState
@@ -60,6 +60,8 @@ class ExplorerSession(QObject):
         self.current_clip = None
         self.state.set_workspace(workspace)
         self.load_models(workspace, sae_name, device=device, crepe_model=crepe_model)
+        if workspace.attribute_spec.extra:   # librosa's first import, beside the model loading
+            self.runner.submit("preparing the attribute extractors", warm_up_job, workspace.attribute_spec)
 
     def load_models(self, workspace: Workspace, sae_name: str | None, *, device: str,
                     crepe_model: str | None) -> JobHandle:

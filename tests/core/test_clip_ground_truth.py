@@ -84,3 +84,27 @@ def test_an_analysis_without_registered_attributes_is_completed_by_measure_clip_
     assert np.array_equal(classes["instrument"], whole.measured_classes["instrument"])
     assert np.array_equal(classes["pitch"], whole.measured_classes["pitch"])
     assert np.all(first.measured_classes["instrument"] == -1)              # the analysis itself is not changed
+
+
+def test_warm_up_runs_each_registered_extractor_once_and_nothing_without_them():
+    """What the studio runs beside the model loading: every registered extractor of the spec once
+    (librosa's import and compiling happen there, not while a clip plays)."""
+    from audiosae.attribute_registry import Attribute, register, unregister
+    from audiosae.explore.clips import warm_up_job
+
+    calls = []
+
+    def extract(ctx, params):
+        calls.append(ctx.n_frames)
+        return {"warm_col": np.zeros(ctx.n_frames)}
+
+    register(Attribute(name="warm_toy", description="test", steering="", ordinal=False, columns={"warm_col": 1},
+                       extract=extract, classify=lambda p, raw, spec: np.zeros(len(raw["warm_col"]), np.int64),
+                       class_names=lambda p: ["a", "b"]), replace=True)
+    try:
+        warm_up_job(AttributeSpec(), progress=lambda p: None, cancel=CancelToken())
+        assert calls == []                                                     # the paper's three: nothing to do
+        warm_up_job(AttributeSpec().with_attributes(["warm_toy"]), progress=lambda p: None, cancel=CancelToken())
+        assert calls == [100]                                                  # one second at 100 frames/s
+    finally:
+        unregister("warm_toy")
