@@ -115,7 +115,8 @@ def export_lanes_csv(analysis: ClipAnalysis, spec: AttributeSpec, path: str | Pa
     for attr in attrs:
         classes, names, values = _decoded(analysis, spec, attr)
         confidence = analysis.probabilities[attr][np.arange(n), classes]
-        header += [f"{attr}_class", f"{attr}_value" + (f"_{decoded_unit(attr)}" if decoded_unit(attr) else ""), f"{attr}_probability"]
+        unit = decoded_unit(attr)
+        header += [f"{attr}_class", f"{attr}_value" + (f"_{unit}" if unit else ""), f"{attr}_probability"]
         columns += [[names[int(k)] for k in classes], [_num(v) for v in values], [_num(p) for p in confidence]]
     m = analysis.measured
     header += ["measured_midi", "measured_loudness_db", "measured_centroid_hz"]

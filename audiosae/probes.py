@@ -44,6 +44,7 @@ import numpy as np
 
 import torch
 
+from .attribute_plugins import PAPER_ATTRIBUTES
 from .devices import pick_device
 from .errors import AudioSAEError, WorkspaceError
 from .frames import FrameStore
@@ -310,13 +311,10 @@ class ProbeSet:
 
 # ---- metrics --------------------------------------------------------------------------------
 
-PAPER_PROBES = ("pitch", "loudness", "timbre")
-
-
 def weighs_balanced(class_weight: str | None, attribute: str) -> bool:
     """Whether ``attribute``'s probe is trained with balanced class weights: always with
     "balanced", never with None, and with "auto" for every attribute but the paper's three."""
-    return class_weight == "balanced" or (class_weight == "auto" and attribute not in PAPER_PROBES)
+    return class_weight == "balanced" or (class_weight == "auto" and attribute not in PAPER_ATTRIBUTES)
 
 
 def train_probes(store: FrameStore, *, sae: SparseAutoencoder | None, n_classes: Mapping[str, int],

@@ -141,6 +141,13 @@ def check_labelled(store: Any, attributes: Sequence[str]) -> None:
                             f"the built-in MIDI corpus or a --labels side-car); leave it out of --attributes")
 
 
+def probe_fit_options(settings: TrainSettings, device: str = "cpu") -> dict[str, Any]:
+    """The keyword arguments ``train`` gives ``probes.train_probes`` (and its cross-validation)."""
+    return dict(l2=list(settings.probe_l2), class_weight=settings.probe_class_weight, batch_size=D.PROBE_BATCH_SIZE,
+                lr=D.PROBE_LR, max_epochs=settings.probe_max_epochs, patience=D.PROBE_PATIENCE, device=device,
+                lr_decay=D.PROBE_LR_DECAY, selection_stride=D.PROBE_SELECTION_STRIDE)
+
+
 def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseAutoencoder | None,
                               settings: TrainSettings, *,
                               device: str = "cpu", progress: ProgressSink = null_progress,
@@ -154,9 +161,7 @@ def train_and_evaluate_probes(ws: Workspace, store: Any, name: str, sae: SparseA
     n_classes = {a: spec.n_classes(a) for a in attrs}
     class_names = {a: spec.class_names(a) for a in attrs}
     values = ordinal_class_values(spec, attrs)
-    kw = dict(l2=list(settings.probe_l2), class_weight=settings.probe_class_weight, batch_size=D.PROBE_BATCH_SIZE,
-              lr=D.PROBE_LR, max_epochs=settings.probe_max_epochs, patience=D.PROBE_PATIENCE, device=device,
-              lr_decay=D.PROBE_LR_DECAY, selection_stride=D.PROBE_SELECTION_STRIDE)
+    kw = probe_fit_options(settings, device)
     probes = train_probes(store, sae=sae, n_classes=n_classes, class_names=class_names, seed=settings.seed,
                           progress=progress, cancel=cancel, **kw)
     holdout = probes.evaluate(store, split="val", sae=sae, cancel=cancel, class_values=values)

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audiosae import defaults as D  # noqa: E402
 from audiosae.attribute_registry import PAPER_ATTRIBUTES  # noqa: E402
-from audiosae.probes import L2_GRID, train_probes  # noqa: E402
+from audiosae.probes import train_probes  # noqa: E402
 from audiosae.sae import SparseAutoencoder  # noqa: E402
-from audiosae.training import check_labelled  # noqa: E402
+from audiosae.training import TrainSettings, check_labelled, probe_fit_options  # noqa: E402
 from audiosae.workspace import Workspace  # noqa: E402
 
 
@@ -38,9 +38,7 @@ def time_probes(store, sae, spec, attrs: list[str], device: str, repeats: int = 
     for _ in range(max(1, repeats)):
         wall, cpu = time.perf_counter(), time.process_time()
         probes = train_probes(store, sae=sae, n_classes=n_classes, class_names={a: spec.class_names(a) for a in attrs},
-                              l2=list(L2_GRID), class_weight=D.PROBE_CLASS_WEIGHT, batch_size=D.PROBE_BATCH_SIZE,
-                              lr=D.PROBE_LR, max_epochs=D.PROBE_MAX_EPOCHS, patience=D.PROBE_PATIENCE, device=device,
-                              lr_decay=D.PROBE_LR_DECAY, selection_stride=D.PROBE_SELECTION_STRIDE, seed=D.SEED)
+                              seed=D.SEED, **probe_fit_options(TrainSettings(), device))
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         epochs = int(probes.metrics.get("epochs", 0))

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..attributes import AttributeSpec
+from ..attributes import ATTRIBUTES, AttributeSpec
 from .. import defaults as D
 from ..audio import AudioInfo
 from ..codecs import backend_spec
@@ -284,12 +284,12 @@ def probe_class_scale(settings: Any) -> float:
     """How much longer the probes of ``settings`` take than the paper's three, which the
     calibration times: a probe epoch's cost grows with the classes it scores."""
     names = tuple(getattr(settings, "probe_attributes", None) or ())
-    extra = [n for n in names if n not in ("pitch", "loudness", "timbre")]
+    extra = [n for n in dict.fromkeys(names) if n not in ATTRIBUTES]
     if not extra:
         return 1.0
     spec = AttributeSpec().with_attributes(extra)
-    paper = sum(spec.n_classes(a) for a in ("pitch", "loudness", "timbre"))
-    return sum(spec.n_classes(a) for a in dict.fromkeys(("pitch", "loudness", "timbre", *extra))) / paper
+    paper = sum(spec.n_classes(a) for a in ATTRIBUTES)
+    return (paper + sum(spec.n_classes(a) for a in extra)) / paper
 
 
 def describe_estimate(est: Estimate) -> str:

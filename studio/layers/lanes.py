@@ -122,13 +122,13 @@ def value_table(spec: AttributeSpec, attribute: str, n_classes: int) -> np.ndarr
     return np.array([spec.class_value(attribute, k) for k in range(n_classes)], dtype=np.float64)
 
 
-def measured_values(lane: str | LaneSpec, measured: FrameAttributes, measured_classes: Mapping[str, np.ndarray],
+def measured_values(lane: LaneSpec, measured: FrameAttributes, measured_classes: Mapping[str, np.ndarray],
                     table: np.ndarray | None = None) -> np.ndarray:
     """The measured series for a lane; frames without a meaningful value are NaN (gaps).
 
     The paper's lanes show the measurement itself; a registered attribute's lane shows its
     measured class as the class's value (``table``), unlabelled frames (-1) as gaps."""
-    key = lane.key if isinstance(lane, LaneSpec) else lane
+    key = lane.key
     if key == "pitch":
         voiced = np.asarray(measured_classes.get("pitch", np.isfinite(measured.midi)), dtype=bool)
         return np.where(voiced & np.isfinite(measured.midi), measured.midi, np.nan)
@@ -193,14 +193,13 @@ def drop_flat_runs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return x[keep], y[keep]
 
 
-def lane_y_range(key: str | LaneSpec, spec: AttributeSpec, table: np.ndarray | None = None
+def lane_y_range(lane: LaneSpec, spec: AttributeSpec, table: np.ndarray | None = None
                  ) -> tuple[float, float] | None:
     """The fixed y range of a lane (pitch fits its notes: None).
 
     Loudness and centroid: the spec's bins; a categorical lane: its class indices; an ordinal
     one: its class values (``table``) with half a bin each side."""
-    lane = key if isinstance(key, LaneSpec) else None
-    key = lane.key if lane is not None else key
+    key = lane.key
     if key == "loudness":
         edges = spec.edges("loudness")
         return float(edges[0]) - 3.0, float(edges[-1]) + 3.0
@@ -208,7 +207,7 @@ def lane_y_range(key: str | LaneSpec, spec: AttributeSpec, table: np.ndarray | N
         edges = spec.edges("timbre")
         pad = 0.05 * (edges[-1] - edges[0])
         return max(float(edges[0] - pad), 0.0), float(edges[-1] + pad)
-    if lane is None or key == "pitch":
+    if key == "pitch":
         return None
     if lane.kind == "categorical":
         return -0.6, len(lane.class_names) - 0.4

@@ -158,8 +158,7 @@ class AuditionModel(QObject):
         if models is None:
             return []
         probed = getattr(models.probes, "weights", {})
-        order = [*ATTRIBUTES, *[a for a in getattr(models.spec, "attributes", ()) if a not in ATTRIBUTES]]
-        return [a for a in order if a in probed]
+        return [a for a in getattr(models.spec, "attributes", ATTRIBUTES) if a in probed]
 
     def steering_meaning(self, attribute: str) -> str:
         """What steering toward a class of ``attribute`` means (the registry's sentence), or ""."""

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from audiosae import defaults as D
+from audiosae.attribute_spec import ATTRIBUTES
 from audiosae.audio import AudioInfo
 from audiosae.codecs import BackendSpec
 from audiosae.corpus import Source, builtin_sources
@@ -384,7 +385,7 @@ class TrainingModel(QObject):
         """As ``audiosae train --attributes pitch,loudness,timbre,<extra>``; none: train's default."""
         if not self.extra_probes:
             return {}
-        return {"probe_attributes": tuple(dict.fromkeys(("pitch", "loudness", "timbre", *self.extra_probes)))}
+        return {"probe_attributes": tuple(dict.fromkeys((*ATTRIBUTES, *self.extra_probes)))}
 
     # ---- the estimate --------------------------------------------------------------------------
     def schedule_estimate(self) -> None:

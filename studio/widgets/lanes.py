@@ -192,6 +192,7 @@ class LanesPane(QObject):
     """The shown attributes' lanes, fed from a ``ClipAnalysis`` and the steered ``f'``."""
 
     failed = Signal(str)   # a decoding job failed (the message)
+    clicked = Signal(float, float, bool)   # a click on any lane: x (s), y, double
 
     def __init__(self, runner: Any = None, axis_width: int = 64):
         super().__init__()
@@ -211,8 +212,13 @@ class LanesPane(QObject):
             return False
         kept = {key: lane for key, lane in self.lanes.items() if key in keys}
         self.lanes = {spec.key: kept[spec.key] if spec.key in kept and kept[spec.key].spec == spec
-                      else Lane(spec, self.axis_width) for spec in specs}
+                      else self._new_lane(spec) for spec in specs}
         return True
+
+    def _new_lane(self, spec: LaneSpec) -> Lane:
+        lane = Lane(spec, self.axis_width)
+        lane.view_box.sigClicked.connect(self.clicked.emit)
+        return lane
 
     def set_clip(self, analysis: Any, spec: AttributeSpec | None, probes: Any = None) -> None:
         """Measured values, unsteered decode and value tables of a new clip (``None`` clears); a

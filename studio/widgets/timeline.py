@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QPointF, QSignalBlocker, Qt, QTimer
 from PySide6.QtGui import QCursor, QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QToolTip, QVBoxLayout, QWidget
 
@@ -34,7 +34,7 @@ from ..models.job_slot import JobSlot
 from ..models.lane_choice import LaneChoice
 from ..state import ExplorerState
 from .heatmap import HeatmapHeader, HeatmapPane
-from .lanes import NO_PROBES_TEXT, LanesButton, LanesPane  # noqa: F401  (NO_PROBES_TEXT: the old name here)
+from .lanes import LanesButton, LanesPane
 from .waveform import WaveformPane
 
 log = logging.getLogger("studio.timeline")
@@ -173,6 +173,7 @@ class TimelineView(QWidget):
         self.waveform.region.sigRegionChangeFinished.connect(self._on_region_edited)
         self.heatmap.view_box.sigClicked.connect(self._on_heatmap_click)
         self.lane_choice.changed.connect(self._on_lanes_chosen)
+        self.lanes.clicked.connect(self._on_seek_click)
         self.heatmap.failed.connect(self._on_job_failed)
         self.lanes.failed.connect(self._on_job_failed)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -261,9 +262,6 @@ class TimelineView(QWidget):
         for name in [n for n in self.panes if n.endswith(" lane")]:
             self._remove_pane(name)
         for key, lane in self.lanes.lanes.items():
-            if not getattr(lane, "seek_wired", False):
-                lane.view_box.sigClicked.connect(self._on_seek_click)
-                lane.seek_wired = True
             self._add_pane(f"{key} lane", lane.plot)
         for row in range(len(self.panes), old_rows):   # rows left empty take no height
             self.graphics.ci.layout.setRowStretchFactor(row, 0)
@@ -274,21 +272,30 @@ class TimelineView(QWidget):
             axis.showLabel(False)
         self.panes[names[-1]].setLabel("bottom", "time", units="s")
 
-    def _on_lanes_chosen(self, shown: list[str]) -> None:
+    def _set_lanes(self, shown: list[str]) -> bool:
+        """The lanes of ``shown`` (with the open workspace's classes), laid out; True when they changed."""
         models = self.state.models
         spec = models.spec if models is not None else None
-        if self.lanes.set_lanes([lane_spec(attr, spec) for attr in shown]):
-            self._layout_lanes()
-            if self.display is not None:
-                self._give_lanes_clip()
+        if not self.lanes.set_lanes([lane_spec(attr, spec) for attr in shown]):
+            return False
+        self._layout_lanes()
+        return True
+
+    def _on_lanes_chosen(self, shown: list[str]) -> None:
+        """The user picked lanes: the new ones are given the clip shown."""
+        if self._set_lanes(shown) and self.display is not None:
+            self._give_lanes_clip()
 
     def _update_lane_choice(self) -> None:
-        """What the open workspace labels becomes the lanes one can pick (their classes with it)."""
+        """What the open workspace labels becomes the lanes one can pick (their classes with it).
+        Called on a workspace / models change, which shows the clip again right after: the lanes
+        are laid out here, not given the clip twice."""
         models = self.state.models
         spec = models.spec if models is not None else None
         self.lanes_button.set_descriptions(lane_descriptions(spec))
-        self.lane_choice.set_available(lane_attributes(spec))
-        self._on_lanes_chosen(self.lane_choice.shown)
+        with QSignalBlocker(self.lane_choice):
+            self.lane_choice.set_available(lane_attributes(spec))
+        self._set_lanes(self.lane_choice.shown)
 
     def _on_measurements(self) -> None:
         """The clip's registered attributes arrived (measured after the clip was shown)."""

@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("pyqtgraph")
 
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+
 from audiosae.analysis import LoadedModels  # noqa: E402
 from audiosae.corpus import builtin_sources  # noqa: E402
 from audiosae.training import TrainSettings, train_workspace  # noqa: E402
@@ -92,6 +94,10 @@ def test_registered_attributes_are_offered_and_drawn_as_lanes(env, qtbot):
     assert not view.panes["centroid lane"].getAxis("bottom").style["showValues"]
     view.waveform.view_box.setXRange(1.0, 2.0, padding=0)
     assert lane.view_box.viewRange()[0] == pytest.approx([1.0, 2.0], abs=1e-6)
+    with qtbot.waitSignal(state.playhead_changed, timeout=2000):                # a click on the new lane seeks
+        point = view.graphics.mapFromScene(lane.view_box.mapViewToScene(QPointF(1.5, 0.5)))
+        qtbot.mouseClick(view.graphics.viewport(), Qt.MouseButton.LeftButton, pos=point)
+    assert state.playhead == pytest.approx(1.5, abs=0.05)
     # steering: the lane shows the decode of f' (here: the features of another frame everywhere)
     other = 1 - predicted[loud]
     donor = int(np.flatnonzero(predicted == other)[0])
